@@ -1,0 +1,81 @@
+package model
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"time"
+)
+
+// VM is what a VM durably is. Transient handles (PIDs, tap names, loop
+// devices) are deliberately absent: they live with the VM service, in memory
+// and in the VM's handles file.
+type VM struct {
+	ID        string
+	Name      string
+	Image     string
+	VCPUs     int
+	MemoryMiB int64
+	// DiskMiB is the size of the persistent work disk mounted at /work.
+	DiskMiB   int64
+	IP        string
+	MAC       string
+	State     State
+	LastError string
+	// Driver names the VMM the VM was created with; a VM keeps its driver.
+	Driver    string
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Image is a bootable image registered in the store.
+type Image struct {
+	Name       string
+	KernelPath string
+	InitrdPath string
+	RootfsPath string
+	Source     string
+	Digest     string
+	SizeBytes  int64
+	CreatedAt  time.Time
+}
+
+// OpState is where an asynchronous operation is.
+type OpState string
+
+// Operation states. Only OpRunning is not final.
+const (
+	OpRunning   OpState = "running"
+	OpSucceeded OpState = "succeeded"
+	OpFailed    OpState = "failed"
+	OpCancelled OpState = "cancelled"
+)
+
+// Final reports whether the operation has finished.
+func (s OpState) Final() bool { return s != OpRunning }
+
+// Operation is long-running work (a create, later a pull) that callers poll.
+type Operation struct {
+	ID     string
+	Kind   string
+	Target string
+	State  OpState
+	Phase  string
+	// Done and Total measure progress in the phase's own unit; Total 0 means
+	// the phase has no measurable progress.
+	Done       int64
+	Total      int64
+	Error      string
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+	FinishedAt time.Time
+}
+
+// NewID returns a random 16-hex-digit identifier. IDs never change, so they
+// name directories and records even when a name is reused later.
+func NewID() string {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("crypto/rand failed: " + err.Error())
+	}
+	return hex.EncodeToString(b[:])
+}
