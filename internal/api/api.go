@@ -1,0 +1,138 @@
+// Package api is the wire contract between banger and bangerd: JSON-RPC
+// method names, their params and results, and error codes. It imports only
+// the standard library, so the CLI can depend on it without pulling in the
+// daemon.
+package api
+
+import "time"
+
+// Method names.
+const (
+	MethodDaemonStatus   = "daemon.status"
+	MethodDaemonShutdown = "daemon.shutdown"
+
+	MethodVMCreate  = "vm.create"
+	MethodVMList    = "vm.list"
+	MethodVMShow    = "vm.show"
+	MethodVMDelete  = "vm.delete"
+	MethodVMStart   = "vm.start"
+	MethodVMStop    = "vm.stop"
+	MethodVMRestart = "vm.restart"
+
+	MethodOpStatus = "op.status"
+	MethodOpCancel = "op.cancel"
+	MethodOpList   = "op.list"
+)
+
+// JSON-RPC 2.0 error codes: the standard ones, then banger's own in the
+// range the specification reserves for servers.
+const (
+	CodeParseError     = -32700
+	CodeInvalidRequest = -32600
+	CodeMethodNotFound = -32601
+	CodeInvalidParams  = -32602
+	CodeInternal       = -32603
+
+	CodeNotFound         = -32000
+	CodeConflict         = -32001
+	CodeInvalidArgument  = -32002
+	CodePermissionDenied = -32003
+	CodeWrongState       = -32004
+	CodeUnavailable      = -32005
+	CodeCancelled        = -32006
+)
+
+// DaemonStatus answers daemon.status.
+type DaemonStatus struct {
+	Version       string  `json:"version"`
+	PID           int     `json:"pid"`
+	UptimeSeconds float64 `json:"uptime_seconds"`
+	Socket        string  `json:"socket"`
+	StateDir      string  `json:"state_dir"`
+	// Driver is the VMM driver new VMs get ("none" when no driver is usable),
+	// and DriverReason says why it was chosen or why none could be.
+	Driver       string `json:"driver"`
+	DriverReason string `json:"driver_reason"`
+	VMs          int    `json:"vms"`
+	RunningVMs   int    `json:"running_vms"`
+}
+
+// VM is a VM as the API shows it.
+type VM struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	State     string    `json:"state"`
+	Image     string    `json:"image"`
+	VCPUs     int       `json:"vcpus"`
+	MemoryMiB int64     `json:"memory_mib"`
+	DiskMiB   int64     `json:"disk_mib"`
+	IP        string    `json:"ip"`
+	MAC       string    `json:"mac"`
+	Driver    string    `json:"driver"`
+	Dir       string    `json:"dir"`
+	LastError string    `json:"last_error,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Operation is asynchronous work as the API shows it.
+type Operation struct {
+	ID         string     `json:"id"`
+	Kind       string     `json:"kind"`
+	Target     string     `json:"target"`
+	State      string     `json:"state"`
+	Phase      string     `json:"phase"`
+	Done       int64      `json:"done"`
+	Total      int64      `json:"total"`
+	Error      string     `json:"error,omitempty"`
+	CreatedAt  time.Time  `json:"created_at"`
+	UpdatedAt  time.Time  `json:"updated_at"`
+	FinishedAt *time.Time `json:"finished_at,omitempty"`
+}
+
+// Operation states as they appear on the wire.
+const (
+	OpRunning   = "running"
+	OpSucceeded = "succeeded"
+	OpFailed    = "failed"
+	OpCancelled = "cancelled"
+)
+
+// VMCreateParams are vm.create's params. Sizes are strings as the user typed
+// them ("512M", "2G", "2048"); the daemon parses and validates them so every
+// client gets the same rules. Empty fields take the daemon's defaults.
+type VMCreateParams struct {
+	Name  string `json:"name"`
+	Image string `json:"image,omitempty"`
+	// VCPUs is nil for the default; 0 is sent as given and refused.
+	VCPUs   *int   `json:"vcpus,omitempty"`
+	Memory  string `json:"memory,omitempty"`
+	Disk    string `json:"disk,omitempty"`
+	NoStart bool   `json:"no_start,omitempty"`
+}
+
+// VMCreateResult is vm.create's result: the reserved VM and the operation
+// that finishes creating (and, unless NoStart, booting) it.
+type VMCreateResult struct {
+	VM        VM        `json:"vm"`
+	Operation Operation `json:"operation"`
+}
+
+// VMRef names one VM by name or ID.
+type VMRef struct {
+	Name string `json:"name"`
+}
+
+// VMDeleteParams are vm.delete's params.
+type VMDeleteParams struct {
+	Name  string `json:"name"`
+	Force bool   `json:"force,omitempty"`
+}
+
+// OpRef names one operation.
+type OpRef struct {
+	ID string `json:"id"`
+}
+
+// Empty is the result of methods that return nothing.
+type Empty struct{}

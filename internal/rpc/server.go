@@ -1,0 +1,316 @@
+// Package rpc is JSON-RPC 2.0 over a Unix stream socket: a server with a
+// method table whose entries carry their own access rule, checked against the
+// caller's kernel-reported credentials (SO_PEERCRED), and a minimal client.
+// Framing is one JSON message per line (requests and responses contain no
+// raw newlines, as encoding/json writes them), so a malformed message costs
+// only its own line. It knows nothing about VMs.
+package rpc
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"runtime/debug"
+	"sync"
+
+	"github.com/banger-dev/banger/internal/api"
+)
+
+// Access is who may call a method.
+type Access int
+
+const (
+	// AccessMember methods need a privileged caller: root, the daemon's own
+	// user, or a member of the configured group.
+	AccessMember Access = iota
+	// AccessAny methods may be called by anyone who can reach the socket.
+	AccessAny
+)
+
+// Handler serves one method. params is the raw "params" member (nil when
+// absent).
+type Handler func(ctx context.Context, c Caller, params json.RawMessage) (any, error)
+
+// Method is one entry of the method table.
+type Method struct {
+	Access  Access
+	Handler Handler
+}
+
+// Error is a JSON-RPC error object. Handlers may return one directly; other
+// errors go through the server's error mapper.
+type Error struct {
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+	Data    any    `json:"data,omitempty"`
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Server dispatches requests to a method table.
+type Server struct {
+	methods   map[string]Method
+	authorize func(Caller, Access) error
+	mapErr    func(error) *Error
+	log       *slog.Logger
+
+	wg sync.WaitGroup
+}
+
+// NewServer makes a server. authorize decides whether a caller may use a
+// method of the given access; mapErr turns handler errors into JSON-RPC
+// errors (nil means every error is an internal error).
+func NewServer(methods map[string]Method, authorize func(Caller, Access) error, mapErr func(error) *Error, log *slog.Logger) *Server {
+	if mapErr == nil {
+		mapErr = func(err error) *Error { return &Error{Code: api.CodeInternal, Message: err.Error()} }
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{methods: methods, authorize: authorize, mapErr: mapErr, log: log}
+}
+
+// Serve accepts connections until ctx ends or ln fails. It returns after
+// every connection it accepted has been closed and its requests answered.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		<-ctx.Done()
+		_ = ln.Close()
+	}()
+	defer s.wg.Wait()
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("accepting rpc connection: %w", err)
+		}
+		uc, ok := conn.(*net.UnixConn)
+		if !ok {
+			_ = conn.Close()
+			continue
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.serveConn(ctx, uc)
+		}()
+	}
+}
+
+// request is one JSON-RPC request as received.
+type request struct {
+	JSONRPC string          `json:"jsonrpc"`
+	Method  string          `json:"method"`
+	Params  json.RawMessage `json:"params"`
+	ID      json.RawMessage `json:"id"`
+}
+
+type response struct {
+	JSONRPC string          `json:"jsonrpc"`
+	Result  any             `json:"result,omitempty"`
+	Error   *Error          `json:"error,omitempty"`
+	ID      json.RawMessage `json:"id"`
+}
+
+var nullID = json.RawMessage("null")
+
+// maxMessage bounds one request line.
+const maxMessage = 16 << 20
+
+func (s *Server) serveConn(ctx context.Context, conn *net.UnixConn) {
+	defer conn.Close()
+	caller, err := PeerCaller(conn)
+	if err != nil {
+		s.log.Warn("reading peer credentials", "err", err)
+		return
+	}
+	// Requests on one connection run concurrently. A caller hanging up does
+	// not cancel them (asynchronous work has op.cancel for that); the daemon
+	// shutting down unblocks the read loop.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		<-ctx.Done()
+		_ = conn.SetReadDeadline(aLongTimeAgo)
+	}()
+
+	var (
+		wmu      sync.Mutex
+		inflight sync.WaitGroup
+	)
+	write := func(v any) {
+		b, err := json.Marshal(v)
+		if err != nil {
+			b, _ = json.Marshal(response{JSONRPC: "2.0", ID: nullID, Error: &Error{Code: api.CodeInternal, Message: "encoding response: " + err.Error()}})
+		}
+		wmu.Lock()
+		defer wmu.Unlock()
+		_, _ = conn.Write(append(b, '\n'))
+	}
+	sc := bufio.NewScanner(conn)
+	sc.Buffer(make([]byte, 64*1024), maxMessage)
+	for sc.Scan() {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		if !json.Valid(line) {
+			// Framing is one message per line, so the next line is a fresh start.
+			write(response{JSONRPC: "2.0", ID: nullID, Error: &Error{Code: api.CodeParseError, Message: "parse error: the message is not valid JSON"}})
+			continue
+		}
+		raw := json.RawMessage(bytes.Clone(line))
+		inflight.Add(1)
+		go func() {
+			defer inflight.Done()
+			if out := s.handleMessage(ctx, caller, raw); out != nil {
+				write(out)
+			}
+		}()
+	}
+	if err := sc.Err(); err != nil && ctx.Err() == nil && !isClosed(err) {
+		write(response{JSONRPC: "2.0", ID: nullID, Error: &Error{Code: api.CodeParseError, Message: "parse error: " + err.Error()}})
+	}
+	// Let in-flight requests finish and answer before closing.
+	inflight.Wait()
+}
+
+// handleMessage serves a single request or a batch; it returns what to
+// send back, or nil when nothing is owed (notifications only).
+func (s *Server) handleMessage(ctx context.Context, c Caller, raw json.RawMessage) any {
+	trimmed := bytes.TrimLeft(raw, " \t\r\n")
+	if len(trimmed) > 0 && trimmed[0] == '[' {
+		var batch []json.RawMessage
+		if err := json.Unmarshal(raw, &batch); err != nil || len(batch) == 0 {
+			return response{JSONRPC: "2.0", ID: nullID, Error: &Error{Code: api.CodeInvalidRequest, Message: "invalid request: empty or malformed batch"}}
+		}
+		out := make([]response, 0, len(batch))
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for _, item := range batch {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if r, ok := s.handleOne(ctx, c, item); ok {
+					mu.Lock()
+					out = append(out, r)
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		if len(out) == 0 {
+			return nil
+		}
+		return out
+	}
+	if r, ok := s.handleOne(ctx, c, raw); ok {
+		return r
+	}
+	return nil
+}
+
+// handleOne serves one request object. ok is false for a notification.
+func (s *Server) handleOne(ctx context.Context, c Caller, raw json.RawMessage) (resp response, ok bool) {
+	var req request
+	if err := json.Unmarshal(raw, &req); err != nil {
+		return response{JSONRPC: "2.0", ID: nullID, Error: &Error{Code: api.CodeInvalidRequest, Message: "invalid request: " + err.Error()}}, true
+	}
+	id := req.ID
+	if !validID(id) {
+		return response{JSONRPC: "2.0", ID: nullID, Error: &Error{Code: api.CodeInvalidRequest, Message: "invalid request: id must be a string, a number or null"}}, true
+	}
+	notification := len(id) == 0
+	if notification {
+		id = nullID
+	}
+	fail := func(e *Error) (response, bool) {
+		return response{JSONRPC: "2.0", ID: id, Error: e}, !notification
+	}
+	if req.JSONRPC != "2.0" {
+		return fail(&Error{Code: api.CodeInvalidRequest, Message: `invalid request: "jsonrpc" must be "2.0"`})
+	}
+	if req.Method == "" {
+		return fail(&Error{Code: api.CodeInvalidRequest, Message: `invalid request: "method" is missing`})
+	}
+	m, found := s.methods[req.Method]
+	if !found {
+		return fail(&Error{Code: api.CodeMethodNotFound, Message: fmt.Sprintf("method %q not found", req.Method)})
+	}
+	if s.authorize != nil {
+		if err := s.authorize(c, m.Access); err != nil {
+			s.log.Warn("permission denied", "method", req.Method, "uid", c.UID, "pid", c.PID)
+			return fail(&Error{Code: api.CodePermissionDenied, Message: err.Error()})
+		}
+	}
+	result, err := s.call(ctx, c, req, m)
+	if err != nil {
+		var rerr *Error
+		if !errors.As(err, &rerr) {
+			rerr = s.mapErr(err)
+		}
+		return fail(rerr)
+	}
+	if result == nil {
+		result = struct{}{}
+	}
+	return response{JSONRPC: "2.0", ID: id, Result: result}, !notification
+}
+
+// call runs a handler, turning a panic into an internal error so that one
+// bad request never takes the daemon down.
+func (s *Server) call(ctx context.Context, c Caller, req request, m Method) (result any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("handler panic", "method", req.Method, "panic", p, "stack", string(debug.Stack()))
+			err = &Error{Code: api.CodeInternal, Message: fmt.Sprintf("internal error in %s: %v", req.Method, p)}
+		}
+	}()
+	params := req.Params
+	if bytes.Equal(bytes.TrimSpace(params), []byte("null")) {
+		params = nil
+	}
+	return m.Handler(ctx, c, params)
+}
+
+func validID(id json.RawMessage) bool {
+	if len(id) == 0 {
+		return true
+	}
+	switch id[0] {
+	case '"', 'n', '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		return true
+	}
+	return false
+}
+
+// Typed adapts a function of typed params to a Handler. Params must decode
+// into P without unknown fields; otherwise the caller gets an invalid-params
+// error naming the problem.
+func Typed[P, R any](f func(ctx context.Context, c Caller, p P) (R, error)) Handler {
+	return func(ctx context.Context, c Caller, raw json.RawMessage) (any, error) {
+		var p P
+		if len(raw) > 0 {
+			dec := json.NewDecoder(bytes.NewReader(raw))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&p); err != nil {
+				return nil, &Error{Code: api.CodeInvalidParams, Message: "invalid params: " + err.Error()}
+			}
+		}
+		return f(ctx, c, p)
+	}
+}
+
+func isClosed(err error) bool {
+	return errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrDeadlineExceeded)
+}

@@ -1,0 +1,196 @@
+package rpc
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/banger-dev/banger/internal/api"
+)
+
+type echoParams struct {
+	Text string `json:"text"`
+}
+
+func startServer(t *testing.T, authorize func(Caller, Access) error) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "rpc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	path := filepath.Join(dir, "s.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	methods := map[string]Method{
+		"echo": {Access: AccessMember, Handler: Typed(func(_ context.Context, _ Caller, p echoParams) (echoParams, error) {
+			return p, nil
+		})},
+		"whoami": {Access: AccessAny, Handler: func(_ context.Context, c Caller, _ json.RawMessage) (any, error) {
+			return c, nil
+		}},
+		"fail":  {Handler: func(context.Context, Caller, json.RawMessage) (any, error) { return nil, errors.New("boom") }},
+		"panic": {Handler: func(context.Context, Caller, json.RawMessage) (any, error) { panic("kaboom") }},
+	}
+	mapErr := func(err error) *Error { return &Error{Code: api.CodeConflict, Message: "mapped: " + err.Error()} }
+	srv := NewServer(methods, authorize, mapErr, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	return path
+}
+
+// exchange writes raw bytes and reads one response line.
+func exchange(t *testing.T, path, raw string) map[string]any {
+	t.Helper()
+	conn, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte(raw + "\n")); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(conn).ReadBytes('\n')
+	if err != nil {
+		t.Fatalf("reading response to %q: %v", raw, err)
+	}
+	var out map[string]any
+	if err := json.Unmarshal(line, &out); err != nil {
+		t.Fatalf("response %q is not an object: %v", line, err)
+	}
+	return out
+}
+
+func errCode(t *testing.T, resp map[string]any) int {
+	t.Helper()
+	e, ok := resp["error"].(map[string]any)
+	if !ok {
+		t.Fatalf("want an error response, got %v", resp)
+	}
+	return int(e["code"].(float64))
+}
+
+func TestFraming(t *testing.T) {
+	path := startServer(t, nil)
+	cases := []struct {
+		name, raw string
+		code      int
+	}{
+		{"malformed json", `{"jsonrpc":"2.0",`, api.CodeParseError},
+		{"not json at all", `hello`, api.CodeParseError},
+		{"unknown method", `{"jsonrpc":"2.0","method":"nope","id":1}`, api.CodeMethodNotFound},
+		{"wrong params type", `{"jsonrpc":"2.0","method":"echo","params":{"text":42},"id":1}`, api.CodeInvalidParams},
+		{"params not an object", `{"jsonrpc":"2.0","method":"echo","params":"x","id":1}`, api.CodeInvalidParams},
+		{"unknown param", `{"jsonrpc":"2.0","method":"echo","params":{"txt":"a"},"id":1}`, api.CodeInvalidParams},
+		{"missing jsonrpc", `{"method":"echo","id":1}`, api.CodeInvalidRequest},
+		{"wrong version", `{"jsonrpc":"1.0","method":"echo","id":1}`, api.CodeInvalidRequest},
+		{"missing method", `{"jsonrpc":"2.0","id":1}`, api.CodeInvalidRequest},
+		{"bad id type", `{"jsonrpc":"2.0","method":"echo","id":{}}`, api.CodeInvalidRequest},
+		{"request is a number", `42`, api.CodeInvalidRequest},
+		{"empty batch", `[]`, api.CodeInvalidRequest},
+		{"handler error goes through mapper", `{"jsonrpc":"2.0","method":"fail","id":1}`, api.CodeConflict},
+		{"handler panic", `{"jsonrpc":"2.0","method":"panic","id":1}`, api.CodeInternal},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			resp := exchange(t, path, c.raw)
+			if got := errCode(t, resp); got != c.code {
+				t.Fatalf("code = %d, want %d (%v)", got, c.code, resp)
+			}
+			if resp["jsonrpc"] != "2.0" {
+				t.Fatalf("response lacks jsonrpc 2.0: %v", resp)
+			}
+		})
+	}
+	// The server is still alive after all of that.
+	resp := exchange(t, path, `{"jsonrpc":"2.0","method":"echo","params":{"text":"hi"},"id":"x"}`)
+	if resp["id"] != "x" || resp["result"].(map[string]any)["text"] != "hi" {
+		t.Fatalf("echo after errors: %v", resp)
+	}
+}
+
+func TestBatchAndNotification(t *testing.T) {
+	path := startServer(t, nil)
+	conn, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// A notification gets no answer; the batch that follows gets two.
+	_, _ = conn.Write([]byte(`{"jsonrpc":"2.0","method":"echo","params":{"text":"n"}}` + "\n"))
+	_, _ = conn.Write([]byte(`[{"jsonrpc":"2.0","method":"echo","params":{"text":"a"},"id":1},{"jsonrpc":"2.0","method":"nope","id":2},{"jsonrpc":"2.0","method":"echo"}]` + "\n"))
+	line, err := bufio.NewReader(conn).ReadBytes('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	var batch []map[string]any
+	if err := json.Unmarshal(line, &batch); err != nil {
+		t.Fatalf("want a batch response, got %s", line)
+	}
+	if len(batch) != 2 {
+		t.Fatalf("want 2 responses, got %s", line)
+	}
+}
+
+func TestClientAndPeerCredentials(t *testing.T) {
+	path := startServer(t, nil)
+	c := &Client{Path: path}
+	var who Caller
+	if err := c.Call(context.Background(), "whoami", nil, &who); err != nil {
+		t.Fatal(err)
+	}
+	if who.UID != uint32(os.Getuid()) || who.PID != int32(os.Getpid()) || who.GID != uint32(os.Getgid()) {
+		t.Fatalf("peer credentials %+v do not match this process", who)
+	}
+	err := c.Call(context.Background(), "nope", nil, nil)
+	var rerr *Error
+	if !errors.As(err, &rerr) || rerr.Code != api.CodeMethodNotFound {
+		t.Fatalf("want method-not-found *Error, got %v", err)
+	}
+}
+
+func TestAuthorizeFromMethodTable(t *testing.T) {
+	deny := func(c Caller, a Access) error {
+		if a == AccessAny {
+			return nil
+		}
+		return errors.New("permission denied: not in group")
+	}
+	path := startServer(t, deny)
+	c := &Client{Path: path}
+	err := c.Call(context.Background(), "echo", echoParams{Text: "x"}, nil)
+	var rerr *Error
+	if !errors.As(err, &rerr) || rerr.Code != api.CodePermissionDenied || !strings.Contains(rerr.Message, "not in group") {
+		t.Fatalf("want permission denied, got %v", err)
+	}
+	if err := c.Call(context.Background(), "whoami", nil, nil); err != nil {
+		t.Fatalf("AccessAny method refused: %v", err)
+	}
+}
+
+func TestCallerInGroup(t *testing.T) {
+	c := Caller{GID: 10, Groups: []uint32{20, 30}}
+	for _, g := range []uint32{10, 20, 30} {
+		if !c.InGroup(g) {
+			t.Errorf("InGroup(%d) = false", g)
+		}
+	}
+	if c.InGroup(40) {
+		t.Error("InGroup(40) = true")
+	}
+}
