@@ -1,0 +1,145 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/banger-dev/banger/internal/model"
+)
+
+const vmColumns = `v.id, v.name, v.image, v.vcpus, v.memory_mib, v.disk_mib, COALESCE(l.ip, ''),
+	v.mac, v.state, v.last_error, v.driver, v.created_at, v.updated_at`
+
+const vmFrom = ` FROM vms v LEFT JOIN ip_leases l ON l.vm_id = v.id`
+
+type rowScanner interface{ Scan(dest ...any) error }
+
+func scanVM(r rowScanner) (model.VM, error) {
+	var (
+		vm               model.VM
+		state            string
+		created, updated string
+	)
+	err := r.Scan(&vm.ID, &vm.Name, &vm.Image, &vm.VCPUs, &vm.MemoryMiB, &vm.DiskMiB, &vm.IP,
+		&vm.MAC, &state, &vm.LastError, &vm.Driver, &created, &updated)
+	vm.State = model.State(state)
+	vm.CreatedAt, vm.UpdatedAt = parseTime(created), parseTime(updated)
+	return vm, err
+}
+
+// InsertVM records a new VM and its IP lease in one transaction. A clash on
+// name, ID, IP or MAC is reported as model.ErrConflict.
+func (s *Store) InsertVM(ctx context.Context, vm model.VM) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("beginning vm insert: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	_, err = tx.ExecContext(ctx, `INSERT INTO vms
+		(id, name, image, vcpus, memory_mib, disk_mib, mac, state, last_error, driver, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		vm.ID, vm.Name, vm.Image, vm.VCPUs, vm.MemoryMiB, vm.DiskMiB, vm.MAC, string(vm.State),
+		vm.LastError, vm.Driver, fmtTime(vm.CreatedAt), fmtTime(vm.UpdatedAt))
+	if err != nil {
+		if isUnique(err) {
+			return model.Errorf(model.ErrConflict, "vm name %q is already in use", vm.Name)
+		}
+		return fmt.Errorf("inserting vm %s: %w", vm.Name, err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO ip_leases (ip, vm_id, leased_at) VALUES (?, ?, ?)`,
+		vm.IP, vm.ID, fmtTime(vm.CreatedAt)); err != nil {
+		if isUnique(err) {
+			return model.Errorf(model.ErrConflict, "ip %s is already leased", vm.IP)
+		}
+		return fmt.Errorf("leasing ip for vm %s: %w", vm.Name, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("committing vm %s: %w", vm.Name, err)
+	}
+	return nil
+}
+
+// GetVM finds a VM by ID or name.
+func (s *Store) GetVM(ctx context.Context, ref string) (model.VM, error) {
+	row := s.db.QueryRowContext(ctx, `SELECT `+vmColumns+vmFrom+` WHERE v.id = ? OR v.name = ?`, ref, ref)
+	vm, err := scanVM(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return model.VM{}, model.Errorf(model.ErrNotFound, "vm %q not found; `banger vm list` shows the VMs", ref)
+	}
+	if err != nil {
+		return model.VM{}, fmt.Errorf("reading vm %q: %w", ref, err)
+	}
+	return vm, nil
+}
+
+// ListVMs returns every VM, oldest first.
+func (s *Store) ListVMs(ctx context.Context) ([]model.VM, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+vmColumns+vmFrom+` ORDER BY v.created_at, v.name`)
+	if err != nil {
+		return nil, fmt.Errorf("listing vms: %w", err)
+	}
+	defer rows.Close()
+	var out []model.VM
+	for rows.Next() {
+		vm, err := scanVM(rows)
+		if err != nil {
+			return nil, fmt.Errorf("reading vm row: %w", err)
+		}
+		out = append(out, vm)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("listing vms: %w", err)
+	}
+	return out, nil
+}
+
+// SetVMState records a VM's state and last error.
+func (s *Store) SetVMState(ctx context.Context, id string, state model.State, lastErr string) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE vms SET state = ?, last_error = ?, updated_at = ? WHERE id = ?`,
+		string(state), lastErr, fmtTime(time.Now()), id)
+	if err != nil {
+		return fmt.Errorf("updating vm %s state: %w", id, err)
+	}
+	return expectOne(res, "vm", id)
+}
+
+// DeleteVM removes a VM; its IP lease goes with it.
+func (s *Store) DeleteVM(ctx context.Context, id string) error {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM vms WHERE id = ?`, id)
+	if err != nil {
+		return fmt.Errorf("deleting vm %s: %w", id, err)
+	}
+	return expectOne(res, "vm", id)
+}
+
+// LeasedIPs returns every guest IP currently leased.
+func (s *Store) LeasedIPs(ctx context.Context) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT ip FROM ip_leases`)
+	if err != nil {
+		return nil, fmt.Errorf("listing ip leases: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var ip string
+		if err := rows.Scan(&ip); err != nil {
+			return nil, fmt.Errorf("reading ip lease: %w", err)
+		}
+		out = append(out, ip)
+	}
+	return out, rows.Err()
+}
+
+func expectOne(res sql.Result, kind, id string) error {
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("checking %s %s update: %w", kind, id, err)
+	}
+	if n == 0 {
+		return model.Errorf(model.ErrNotFound, "%s %q not found", kind, id)
+	}
+	return nil
+}
