@@ -1,0 +1,150 @@
+// Package config reads bangerd's optional TOML config file and supplies the
+// defaults for every key. README.md documents each key; keep them in step.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/netip"
+	"os/user"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/banger-dev/banger/internal/model"
+)
+
+// File is the config file's shape; zero fields take their defaults.
+type File struct {
+	SocketGroup   string `toml:"socket_group"`
+	Subnet        string `toml:"subnet"`
+	DefaultImage  string `toml:"default_image"`
+	DefaultVCPUs  int    `toml:"default_vcpus"`
+	DefaultMemory string `toml:"default_memory"`
+	DefaultDisk   string `toml:"default_disk"`
+	StopTimeout   string `toml:"stop_timeout"`
+	OpRetention   string `toml:"op_retention"`
+	LogLevel      string `toml:"log_level"`
+}
+
+// Defaults are the values used for keys the file leaves out.
+var Defaults = File{
+	SocketGroup:   "banger",
+	Subnet:        "172.16.0.0/24",
+	DefaultImage:  "debian-12",
+	DefaultVCPUs:  2,
+	DefaultMemory: "1G",
+	DefaultDisk:   "8G",
+	StopTimeout:   "15s",
+	OpRetention:   "1h",
+	LogLevel:      "info",
+}
+
+// Config is the parsed, validated configuration.
+type Config struct {
+	SocketGroup      string
+	Subnet           netip.Prefix
+	DefaultImage     string
+	DefaultVCPUs     int
+	DefaultMemoryMiB int64
+	DefaultDiskMiB   int64
+	StopTimeout      time.Duration
+	OpRetention      time.Duration
+	LogLevel         slog.Level
+}
+
+// Load reads path. A missing file is not an error unless required (the user
+// named it explicitly); every key is checked and unknown keys are refused so
+// a typo never passes silently.
+func Load(path string, required bool) (Config, error) {
+	f := Defaults
+	md, err := toml.DecodeFile(path, &f)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && !required:
+		f = Defaults
+	case err != nil:
+		return Config{}, fmt.Errorf("reading config %s: %w", path, err)
+	default:
+		if und := md.Undecoded(); len(und) > 0 {
+			keys := make([]string, len(und))
+			for i, k := range und {
+				keys[i] = k.String()
+			}
+			return Config{}, fmt.Errorf("config %s: unknown key(s) %s; see README.md for the keys banger reads", path, strings.Join(keys, ", "))
+		}
+	}
+	c, err := f.parse()
+	if err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+func (f File) parse() (Config, error) {
+	c := Config{SocketGroup: f.SocketGroup, DefaultImage: f.DefaultImage, DefaultVCPUs: f.DefaultVCPUs}
+	var err error
+	if c.Subnet, err = netip.ParsePrefix(f.Subnet); err != nil || !c.Subnet.Addr().Is4() {
+		return Config{}, fmt.Errorf("subnet %q is not an IPv4 CIDR such as 172.16.0.0/24", f.Subnet)
+	}
+	c.Subnet = c.Subnet.Masked()
+	if b := c.Subnet.Bits(); b < 16 || b > 29 {
+		return Config{}, fmt.Errorf("subnet %s: prefix length must be between /16 and /29", c.Subnet)
+	}
+	if err := model.ValidateImageRef(c.DefaultImage); err != nil {
+		return Config{}, fmt.Errorf("default_image: %w", err)
+	}
+	if err := model.ValidateVCPUs(c.DefaultVCPUs); err != nil {
+		return Config{}, fmt.Errorf("default_vcpus: %w", err)
+	}
+	if c.DefaultMemoryMiB, err = model.ParseSize("default_memory", f.DefaultMemory); err != nil {
+		return Config{}, err
+	}
+	if err := model.ValidateMemory(c.DefaultMemoryMiB, 0); err != nil {
+		return Config{}, fmt.Errorf("default_memory: %w", err)
+	}
+	if c.DefaultDiskMiB, err = model.ParseSize("default_disk", f.DefaultDisk); err != nil {
+		return Config{}, err
+	}
+	if err := model.ValidateDisk(c.DefaultDiskMiB); err != nil {
+		return Config{}, fmt.Errorf("default_disk: %w", err)
+	}
+	if c.StopTimeout, err = positiveDuration("stop_timeout", f.StopTimeout); err != nil {
+		return Config{}, err
+	}
+	if c.OpRetention, err = positiveDuration("op_retention", f.OpRetention); err != nil {
+		return Config{}, err
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(f.LogLevel)); err != nil {
+		return Config{}, fmt.Errorf("log_level %q: use debug, info, warn or error", f.LogLevel)
+	}
+	return c, nil
+}
+
+func positiveDuration(key, s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%s %q is not a positive duration such as 15s or 1h", key, s)
+	}
+	return d, nil
+}
+
+// GroupID looks up the socket group. ok is false when the group does not
+// exist on this host; then only root and the daemon's own user are allowed.
+func GroupID(name string) (gid uint32, ok bool) {
+	if name == "" {
+		return 0, false
+	}
+	g, err := user.LookupGroup(name)
+	if err != nil {
+		return 0, false
+	}
+	id, err := strconv.ParseUint(g.Gid, 10, 32)
+	if err != nil {
+		return 0, false
+	}
+	return uint32(id), true
+}

@@ -1,0 +1,105 @@
+// Package fakevmm is a state-holding vmm.Driver for unit tests: it keeps a
+// table of "running" machines, can be told to block or fail a boot, and
+// prints its state for golden comparisons.
+package fakevmm
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/banger-dev/banger/internal/vmm"
+)
+
+// Driver is the fake. The zero value is not usable; call New.
+type Driver struct {
+	mu       sync.Mutex
+	machines map[int]string // pid → VM name
+	nextPID  int
+	starts   int
+
+	// BeforeStart, when set, runs at the start of every Start; a non-nil
+	// error fails the boot. Tests use it to block boots or count overlap.
+	BeforeStart func(ctx context.Context, spec vmm.Spec) error
+	// Unavailable, when set, is returned by Available.
+	Unavailable error
+}
+
+// New makes an empty fake.
+func New() *Driver { return &Driver{machines: map[int]string{}, nextPID: 1000} }
+
+// Name is "fake".
+func (d *Driver) Name() string { return "fake" }
+
+// Available returns d.Unavailable.
+func (d *Driver) Available(context.Context) error { return d.Unavailable }
+
+// Start records a running machine.
+func (d *Driver) Start(ctx context.Context, spec vmm.Spec) (vmm.Handles, error) {
+	if d.BeforeStart != nil {
+		if err := d.BeforeStart(ctx, spec); err != nil {
+			return vmm.Handles{}, err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return vmm.Handles{}, fmt.Errorf("fake boot of %s: %w", spec.VM.Name, err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.nextPID++
+	d.starts++
+	d.machines[d.nextPID] = spec.VM.Name
+	return vmm.Handles{Driver: "fake", PID: d.nextPID}, nil
+}
+
+// Stop forgets the machine.
+func (d *Driver) Stop(_ context.Context, h vmm.Handles, _ time.Duration) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.machines, h.PID)
+	return nil
+}
+
+// Alive reports whether the machine is recorded.
+func (d *Driver) Alive(h vmm.Handles) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, ok := d.machines[h.PID]
+	return ok
+}
+
+// Cleanup does nothing.
+func (d *Driver) Cleanup(context.Context, vmm.Handles) error { return nil }
+
+// Crash makes a machine vanish, as if its process died.
+func (d *Driver) Crash(name string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for pid, n := range d.machines {
+		if n == name {
+			delete(d.machines, pid)
+		}
+	}
+}
+
+// Starts counts successful boots.
+func (d *Driver) Starts() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.starts
+}
+
+// String lists running machines by name, one per line, sorted.
+func (d *Driver) String() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var names []string
+	for _, n := range d.machines {
+		names = append(names, "running "+n)
+	}
+	sort.Strings(names)
+	return strings.Join(names, "\n")
+}

@@ -1,0 +1,80 @@
+// Package vmm is the seam between banger and the virtual machine monitors
+// that run its guests. Everything above a Driver is VMM-agnostic: drivers
+// (firecracker, qemu) live in subpackages, and so does the state-holding
+// fake that unit tests use.
+package vmm
+
+import (
+	"context"
+	"time"
+
+	"github.com/banger-dev/banger/internal/model"
+)
+
+// Spec is everything a driver needs to boot one VM. Host-side resources
+// (tap, disks, initramfs) are prepared by the caller before Start.
+type Spec struct {
+	VM  model.VM
+	Dir string
+	// Image is the VM's image when it is registered locally.
+	Image model.Image
+	// ConsoleLog is where the guest's serial console goes.
+	ConsoleLog string
+}
+
+// Handles are a running VM's transient, driver-specific facts. They are
+// kept in memory and in the VM's handles file, never in the database, and
+// are all a driver needs to find, stop or clean up the VM later, even from
+// a new daemon process.
+type Handles struct {
+	Driver string            `json:"driver"`
+	PID    int               `json:"pid"`
+	Extra  map[string]string `json:"extra,omitempty"`
+}
+
+// Driver runs VMs with one monitor.
+type Driver interface {
+	// Name is the driver's name as recorded on each VM ("qemu", ...).
+	Name() string
+	// Available returns nil when the driver can run guests on this host, and
+	// otherwise an error that says what is missing and how to get it.
+	Available(ctx context.Context) error
+	// Start boots the VM and returns once the monitor runs it. On error
+	// nothing of the attempt is left running.
+	Start(ctx context.Context, spec Spec) (Handles, error)
+	// Stop asks the guest to shut down, waits up to timeout, then kills it.
+	Stop(ctx context.Context, h Handles, timeout time.Duration) error
+	// Alive reports whether the VM behind h still runs.
+	Alive(h Handles) bool
+	// Cleanup releases whatever h still holds after the VM has died
+	// (sockets, pidfiles). It is idempotent.
+	Cleanup(ctx context.Context, h Handles) error
+}
+
+// None is the driver used when no monitor is usable on this host. Every
+// call that would run a guest fails with Reason.
+type None struct {
+	Reason string
+}
+
+// Name is "none".
+func (None) Name() string { return "none" }
+
+// Available always fails with the reason no driver could be used.
+func (n None) Available(context.Context) error {
+	return model.Errorf(model.ErrUnavailable, "no VM driver available: %s", n.Reason)
+}
+
+// Start always fails.
+func (n None) Start(ctx context.Context, _ Spec) (Handles, error) {
+	return Handles{}, n.Available(ctx)
+}
+
+// Stop has nothing to stop.
+func (None) Stop(context.Context, Handles, time.Duration) error { return nil }
+
+// Alive is always false.
+func (None) Alive(Handles) bool { return false }
+
+// Cleanup has nothing to release.
+func (None) Cleanup(context.Context, Handles) error { return nil }
