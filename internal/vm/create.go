@@ -1,0 +1,169 @@
+package vm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/banger-dev/banger/internal/model"
+	"github.com/banger-dev/banger/internal/op"
+)
+
+// CreateRequest is what a caller asks for. Sizes are as the user typed them;
+// empty fields take the configured defaults.
+type CreateRequest struct {
+	Name  string
+	Image string
+	// VCPUs is nil for the default; an explicit 0 is refused.
+	VCPUs   *int
+	Memory  string
+	Disk    string
+	NoStart bool
+}
+
+// Create validates req, reserves the VM (name, IP, record) and starts an
+// operation that prepares and, unless NoStart, boots it. Bad input, a name
+// in use or a missing driver fail here, before anything is reserved.
+func (s *Service) Create(ctx context.Context, req CreateRequest) (model.VM, model.Operation, error) {
+	vm, err := s.resolve(ctx, req)
+	if err != nil {
+		return model.VM{}, model.Operation{}, err
+	}
+	if !req.NoStart {
+		if err := s.driver.Available(ctx); err != nil {
+			return model.VM{}, model.Operation{}, err
+		}
+	}
+	if err := s.reserve(ctx, &vm); err != nil {
+		return model.VM{}, model.Operation{}, err
+	}
+
+	c := &creation{}
+	s.inflightMu.Lock()
+	s.creating[vm.ID] = c
+	s.inflightMu.Unlock()
+	o := s.ops.Begin("vm.create", vm.Name, func(ctx context.Context, p *op.Progress) error {
+		defer func() {
+			s.inflightMu.Lock()
+			delete(s.creating, vm.ID)
+			s.inflightMu.Unlock()
+		}()
+		return s.finishCreate(ctx, p, vm, req.NoStart)
+	})
+	s.inflightMu.Lock()
+	c.opID = o.ID
+	s.inflightMu.Unlock()
+	s.log.Info("vm reserved", "vm", vm.Name, "id", vm.ID, "ip", vm.IP, "op", o.ID)
+	return vm, o, nil
+}
+
+// resolve fills defaults and validates every field.
+func (s *Service) resolve(ctx context.Context, req CreateRequest) (model.VM, error) {
+	vm := model.VM{Name: req.Name, Image: req.Image, VCPUs: s.cfg.DefaultVCPUs,
+		MemoryMiB: s.cfg.DefaultMemoryMiB, DiskMiB: s.cfg.DefaultDiskMiB}
+	if err := model.ValidateName(vm.Name); err != nil {
+		return model.VM{}, err
+	}
+	if req.VCPUs != nil {
+		vm.VCPUs = *req.VCPUs
+	}
+	if err := model.ValidateVCPUs(vm.VCPUs); err != nil {
+		return model.VM{}, err
+	}
+	var err error
+	if req.Memory != "" {
+		if vm.MemoryMiB, err = model.ParseSize("memory", req.Memory); err != nil {
+			return model.VM{}, err
+		}
+	}
+	if err := model.ValidateMemory(vm.MemoryMiB, s.cfg.HostMemoryMiB); err != nil {
+		return model.VM{}, err
+	}
+	if req.Disk != "" {
+		if vm.DiskMiB, err = model.ParseSize("disk", req.Disk); err != nil {
+			return model.VM{}, err
+		}
+	}
+	if err := model.ValidateDisk(vm.DiskMiB); err != nil {
+		return model.VM{}, err
+	}
+	if vm.Image == "" {
+		vm.Image = s.cfg.DefaultImage
+	}
+	if err := model.ValidateImageRef(vm.Image); err != nil {
+		return model.VM{}, err
+	}
+	if _, err := s.store.GetImage(ctx, vm.Image); err != nil {
+		if !errors.Is(err, model.ErrNotFound) {
+			return model.VM{}, err
+		}
+		if _, ok := s.catalog.Lookup(vm.Image); !ok {
+			return model.VM{}, model.Errorf(model.ErrNotFound, "image %q is neither registered nor in the catalog (catalog: %s)", vm.Image, strings.Join(s.catalog.Names(), ", "))
+		}
+	}
+	return vm, nil
+}
+
+// reserve is the only window shared by all creates: under reserveMu it
+// rechecks the name, allocates the next free IP and inserts the record.
+// It lasts milliseconds; nothing slow happens inside.
+func (s *Service) reserve(ctx context.Context, vm *model.VM) error {
+	s.reserveMu.Lock()
+	defer s.reserveMu.Unlock()
+	if existing, err := s.store.GetVM(ctx, vm.Name); err == nil {
+		return model.Errorf(model.ErrConflict, "vm name %q is already in use (vm %s); choose another name or delete it first", vm.Name, existing.ID)
+	} else if !errors.Is(err, model.ErrNotFound) {
+		return err
+	}
+	used, err := s.store.LeasedIPs(ctx)
+	if err != nil {
+		return err
+	}
+	ip, err := nextFreeIP(s.cfg.Subnet, used)
+	if err != nil {
+		return err
+	}
+	now := time.Now().UTC()
+	vm.ID = model.NewID()
+	vm.IP = ip.String()
+	vm.MAC = macFor(ip)
+	vm.State = model.StateCreated
+	vm.Driver = s.driver.Name()
+	vm.CreatedAt, vm.UpdatedAt = now, now
+	return s.store.InsertVM(ctx, *vm)
+}
+
+// finishCreate is the body of a create operation. On failure or
+// cancellation it removes everything reserved, so a failed create leaves no
+// VM behind.
+func (s *Service) finishCreate(ctx context.Context, p *op.Progress, vm model.VM, noStart bool) (err error) {
+	defer func() {
+		if err == nil {
+			return
+		}
+		if ctx.Err() != nil {
+			err = fmt.Errorf("creating vm %s: %w", vm.Name, ctx.Err())
+		}
+		rbCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.StopTimeout+30*time.Second)
+		defer cancel()
+		if rbErr := s.remove(rbCtx, vm.ID, true); rbErr != nil && !errors.Is(rbErr, model.ErrNotFound) {
+			s.log.Error("rolling back vm create", "vm", vm.Name, "err", rbErr)
+		}
+	}()
+	p.Phase("preparing", 0)
+	if err := os.MkdirAll(s.Dir(vm), 0o700); err != nil {
+		return fmt.Errorf("creating vm directory: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if noStart {
+		return nil
+	}
+	p.Phase("booting", 0)
+	_, err = s.start(ctx, vm.ID)
+	return err
+}

@@ -1,0 +1,262 @@
+package vm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/banger-dev/banger/internal/model"
+	"github.com/banger-dev/banger/internal/vmm"
+)
+
+// Start boots a VM. Starting a running VM is a no-op; a VM whose create
+// operation is still running is refused.
+func (s *Service) Start(ctx context.Context, ref string) (model.VM, error) {
+	vm, err := s.store.GetVM(ctx, ref)
+	if err != nil {
+		return model.VM{}, err
+	}
+	if opID, ok := s.creatingOp(vm.ID); ok {
+		return model.VM{}, model.Errorf(model.ErrState, "vm %s is still being created by %s; wait for it (banger op status %s)", vm.Name, opID, opID)
+	}
+	return s.start(ctx, vm.ID)
+}
+
+// start moves the VM to starting under its lock, boots it with the lock
+// released, and records the outcome under the lock again.
+func (s *Service) start(ctx context.Context, id string) (model.VM, error) {
+	unlock := s.locks.Lock(id)
+	vm, err := s.store.GetVM(ctx, id)
+	if err != nil {
+		unlock()
+		return model.VM{}, err
+	}
+	if vm.State == model.StateRunning {
+		unlock()
+		return vm, nil
+	}
+	if vm.State.Transitional() {
+		unlock()
+		return model.VM{}, model.Errorf(model.ErrState, "vm %s is %s; wait for that to finish", vm.Name, vm.State)
+	}
+	if err := s.driver.Available(ctx); err != nil {
+		unlock()
+		return model.VM{}, err
+	}
+	if err := s.setState(ctx, &vm, model.StateStarting, ""); err != nil {
+		unlock()
+		return model.VM{}, err
+	}
+	bootCtx, cancel := context.WithCancel(ctx)
+	w := &work{cancel: cancel, done: make(chan struct{})}
+	s.inflightMu.Lock()
+	s.boots[id] = w
+	s.inflightMu.Unlock()
+	unlock()
+
+	defer func() {
+		s.inflightMu.Lock()
+		delete(s.boots, id)
+		s.inflightMu.Unlock()
+		cancel()
+		close(w.done)
+	}()
+
+	s.log.Info("booting vm", "vm", vm.Name, "driver", s.driver.Name())
+	h, bootErr := s.driver.Start(bootCtx, vmm.Spec{VM: vm, Dir: s.Dir(vm), ConsoleLog: s.consoleLog(vm)})
+
+	unlock = s.locks.Lock(id)
+	defer unlock()
+	// Record the outcome with a context that outlives the caller: the state
+	// must not be left at "starting" because the caller hung up.
+	rec := context.WithoutCancel(ctx)
+	if bootErr == nil {
+		if err := s.handles.put(id, h); err != nil {
+			bootErr = err
+			_ = s.driver.Stop(rec, h, s.cfg.StopTimeout)
+			_ = s.driver.Cleanup(rec, h)
+		}
+	}
+	if bootErr != nil {
+		to, msg := model.StateError, bootErr.Error()
+		if bootCtx.Err() != nil {
+			to, msg = model.StateStopped, "start cancelled"
+		}
+		if err := s.setState(rec, &vm, to, msg); err != nil {
+			s.log.Error("recording failed boot", "vm", vm.Name, "err", err)
+		}
+		return model.VM{}, fmt.Errorf("starting vm %s: %w", vm.Name, bootErr)
+	}
+	if err := s.setState(rec, &vm, model.StateRunning, ""); err != nil {
+		return model.VM{}, err
+	}
+	s.log.Info("vm running", "vm", vm.Name, "pid", h.PID)
+	return vm, nil
+}
+
+// Stop shuts a VM down: gracefully, then forcibly after the configured
+// timeout. Stopping a stopped VM is a no-op; stopping a booting VM cancels
+// the boot.
+func (s *Service) Stop(ctx context.Context, ref string) (model.VM, error) {
+	vm, err := s.store.GetVM(ctx, ref)
+	if err != nil {
+		return model.VM{}, err
+	}
+	return s.stop(ctx, vm.ID)
+}
+
+func (s *Service) stop(ctx context.Context, id string) (model.VM, error) {
+	for {
+		unlock := s.locks.Lock(id)
+		vm, err := s.store.GetVM(ctx, id)
+		if err != nil {
+			unlock()
+			return model.VM{}, err
+		}
+		switch vm.State {
+		case model.StateCreated, model.StateStopped:
+			unlock()
+			return vm, nil
+		case model.StateStopping:
+			unlock()
+			return model.VM{}, model.Errorf(model.ErrState, "vm %s is already stopping", vm.Name)
+		case model.StateStarting:
+			s.inflightMu.Lock()
+			w := s.boots[id]
+			s.inflightMu.Unlock()
+			unlock()
+			if w == nil {
+				return model.VM{}, model.Errorf(model.ErrState, "vm %s is starting", vm.Name)
+			}
+			w.cancel()
+			select {
+			case <-w.done:
+				continue // the boot settled; look again
+			case <-ctx.Done():
+				return model.VM{}, fmt.Errorf("waiting for vm %s boot to cancel: %w", vm.Name, ctx.Err())
+			}
+		}
+		// Running, or error with possibly something left to tear down.
+		return s.shutdown(ctx, &vm, unlock)
+	}
+}
+
+// shutdown stops a running (or broken) VM. It is entered with the VM's lock
+// held (unlock releases it), lets go of it across the driver's stop, and
+// returns with it released.
+func (s *Service) shutdown(ctx context.Context, vm *model.VM, unlock func()) (model.VM, error) {
+	locked := true
+	defer func() {
+		if locked {
+			unlock()
+		}
+	}()
+	h, have := s.handles.get(vm.ID)
+	if vm.State == model.StateError && !(have && s.driver.Alive(h)) {
+		if have {
+			_ = s.driver.Cleanup(ctx, h)
+			_ = s.handles.drop(vm.ID)
+		}
+		return *vm, s.setState(ctx, vm, model.StateStopped, vm.LastError)
+	}
+	if vm.State == model.StateRunning {
+		if err := s.setState(ctx, vm, model.StateStopping, ""); err != nil {
+			return model.VM{}, err
+		}
+	}
+	unlock()
+	locked = false
+	var stopErr error
+	if have {
+		s.log.Info("stopping vm", "vm", vm.Name, "pid", h.PID)
+		stopErr = s.driver.Stop(ctx, h, s.cfg.StopTimeout)
+		if stopErr == nil {
+			stopErr = s.driver.Cleanup(ctx, h)
+		}
+	}
+	unlock = s.locks.Lock(vm.ID)
+	locked = true
+	rec := context.WithoutCancel(ctx)
+	if stopErr != nil {
+		_ = s.setState(rec, vm, model.StateError, stopErr.Error())
+		return model.VM{}, fmt.Errorf("stopping vm %s: %w", vm.Name, stopErr)
+	}
+	if err := s.handles.drop(vm.ID); err != nil {
+		s.log.Warn("dropping handles", "vm", vm.Name, "err", err)
+	}
+	if err := s.setState(rec, vm, model.StateStopped, ""); err != nil {
+		return model.VM{}, err
+	}
+	return *vm, nil
+}
+
+// Restart stops then starts a VM.
+func (s *Service) Restart(ctx context.Context, ref string) (model.VM, error) {
+	vm, err := s.Stop(ctx, ref)
+	if err != nil {
+		return model.VM{}, err
+	}
+	return s.Start(ctx, vm.ID)
+}
+
+// Delete removes a VM and everything banger made for it. A running VM, or
+// one still being created, is refused unless force is set; then it is
+// stopped (or its create cancelled) first.
+func (s *Service) Delete(ctx context.Context, ref string, force bool) error {
+	vm, err := s.store.GetVM(ctx, ref)
+	if err != nil {
+		return err
+	}
+	if opID, ok := s.creatingOp(vm.ID); ok {
+		if !force {
+			return model.Errorf(model.ErrState, "vm %s is still being created by %s; cancel it with `banger op cancel %s` or delete with --force", vm.Name, opID, opID)
+		}
+		// Cancelling the create rolls it back, which deletes the VM.
+		if _, err := s.ops.Cancel(ctx, opID); err != nil && !errors.Is(err, model.ErrState) {
+			return err
+		}
+		if _, err := s.ops.Wait(ctx, opID); err != nil {
+			return err
+		}
+	}
+	return s.remove(ctx, vm.ID, force)
+}
+
+// remove deletes the VM's record and directory, stopping it first when
+// force is set.
+func (s *Service) remove(ctx context.Context, id string, force bool) error {
+	unlock := s.locks.Lock(id)
+	vm, err := s.store.GetVM(ctx, id)
+	if err != nil {
+		unlock()
+		return err
+	}
+	if !vm.State.Deletable() {
+		unlock()
+		if !force {
+			return model.Errorf(model.ErrState, "vm %s is %s; stop it first or delete with --force", vm.Name, vm.State)
+		}
+		if _, err := s.stop(ctx, id); err != nil {
+			return err
+		}
+		return s.remove(ctx, id, false)
+	}
+	defer unlock()
+	if h, ok := s.handles.get(id); ok {
+		_ = s.driver.Cleanup(ctx, h)
+	}
+	if err := s.handles.drop(id); err != nil {
+		return err
+	}
+	if err := s.store.DeleteVM(ctx, id); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(s.Dir(vm)); err != nil {
+		return fmt.Errorf("removing vm directory: %w", err)
+	}
+	s.log.Info("vm deleted", "vm", vm.Name, "id", vm.ID)
+	return nil
+}
+
+func (s *Service) consoleLog(vm model.VM) string { return s.Dir(vm) + "/console.log" }

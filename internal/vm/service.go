@@ -1,0 +1,132 @@
+// Package vm is the VM service: it validates and reserves new VMs, drives
+// their lifecycle through a vmm.Driver, keeps their transient handles (in
+// memory and in each VM's handles file), and reconciles with reality when
+// the daemon starts.
+//
+// Locks (see ARCHITECTURE.md for the order): a per-VM lock guards state
+// transitions of one VM and is held only to read, check and record a state,
+// never across a boot or a stop; reserveMu guards the name check, IP
+// allocation and insert of a new VM, for milliseconds. The handle cache and
+// the in-flight table have leaf mutexes of their own.
+package vm
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/banger-dev/banger/internal/image"
+	"github.com/banger-dev/banger/internal/model"
+	"github.com/banger-dev/banger/internal/op"
+	"github.com/banger-dev/banger/internal/paths"
+	"github.com/banger-dev/banger/internal/vmm"
+)
+
+// Store is what the service needs from the database.
+type Store interface {
+	InsertVM(ctx context.Context, vm model.VM) error
+	GetVM(ctx context.Context, ref string) (model.VM, error)
+	ListVMs(ctx context.Context) ([]model.VM, error)
+	SetVMState(ctx context.Context, id string, state model.State, lastErr string) error
+	DeleteVM(ctx context.Context, id string) error
+	LeasedIPs(ctx context.Context) ([]string, error)
+	GetImage(ctx context.Context, name string) (model.Image, error)
+}
+
+// Config is the service's configuration.
+type Config struct {
+	Layout           paths.Layout
+	Subnet           netip.Prefix
+	DefaultImage     string
+	DefaultVCPUs     int
+	DefaultMemoryMiB int64
+	DefaultDiskMiB   int64
+	// HostMemoryMiB caps a VM's memory; 0 skips the check.
+	HostMemoryMiB int64
+	StopTimeout   time.Duration
+}
+
+// Service owns VMs.
+type Service struct {
+	cfg     Config
+	store   Store
+	driver  vmm.Driver
+	ops     *op.Registry
+	catalog *image.Catalog
+	log     *slog.Logger
+
+	reserveMu sync.Mutex
+	locks     lockSet
+	handles   handleCache
+
+	// inflightMu guards boots and creating: leaf state, no I/O under it.
+	inflightMu sync.Mutex
+	boots      map[string]*work     // VM ID → boot in progress
+	creating   map[string]*creation // VM ID → create operation in progress
+}
+
+// work is a boot in progress that a stop or delete may cancel.
+type work struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// creation marks a VM whose create operation has not finished.
+type creation struct{ opID string }
+
+// New makes a service.
+func New(cfg Config, store Store, driver vmm.Driver, ops *op.Registry, catalog *image.Catalog, log *slog.Logger) *Service {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Service{
+		cfg: cfg, store: store, driver: driver, ops: ops, catalog: catalog, log: log,
+		handles:  handleCache{layout: cfg.Layout, m: map[string]vmm.Handles{}},
+		boots:    map[string]*work{},
+		creating: map[string]*creation{},
+	}
+}
+
+// Driver is the driver new VMs get.
+func (s *Service) Driver() vmm.Driver { return s.driver }
+
+// Get finds a VM by name or ID.
+func (s *Service) Get(ctx context.Context, ref string) (model.VM, error) {
+	return s.store.GetVM(ctx, ref)
+}
+
+// List returns every VM.
+func (s *Service) List(ctx context.Context) ([]model.VM, error) {
+	return s.store.ListVMs(ctx)
+}
+
+// Dir is the VM's directory.
+func (s *Service) Dir(vm model.VM) string { return s.cfg.Layout.VMDir(vm.ID) }
+
+// setState records a state change after checking it against the model's
+// transition table. Callers hold the VM's lock.
+func (s *Service) setState(ctx context.Context, vm *model.VM, to model.State, lastErr string) error {
+	if vm.State != to {
+		if err := model.Transition(vm.State, to); err != nil {
+			return fmt.Errorf("vm %s: %w", vm.Name, err)
+		}
+	}
+	if err := s.store.SetVMState(ctx, vm.ID, to, lastErr); err != nil {
+		return err
+	}
+	vm.State, vm.LastError = to, lastErr
+	return nil
+}
+
+func (s *Service) creatingOp(id string) (string, bool) {
+	s.inflightMu.Lock()
+	defer s.inflightMu.Unlock()
+	c, ok := s.creating[id]
+	if !ok {
+		return "", false
+	}
+	return c.opID, true
+}

@@ -1,0 +1,450 @@
+package vm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/banger-dev/banger/internal/image"
+	"github.com/banger-dev/banger/internal/model"
+	"github.com/banger-dev/banger/internal/op"
+	"github.com/banger-dev/banger/internal/paths"
+	"github.com/banger-dev/banger/internal/store"
+	"github.com/banger-dev/banger/internal/vmm"
+	"github.com/banger-dev/banger/internal/vmm/fakevmm"
+)
+
+type harness struct {
+	svc    *Service
+	store  *store.Store
+	driver *fakevmm.Driver
+	ops    *op.Registry
+	layout paths.Layout
+}
+
+func newHarness(t *testing.T, driver vmm.Driver) *harness {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := store.Open(context.Background(), dir+"/banger.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	h := &harness{store: st, layout: paths.Layout{StateDir: dir}}
+	if driver == nil {
+		h.driver = fakevmm.New()
+		driver = h.driver
+	}
+	h.svc = h.newService(t, driver)
+	return h
+}
+
+// newService makes a fresh service over the same store and state dir, as a
+// restarted daemon would.
+func (h *harness) newService(t *testing.T, driver vmm.Driver) *Service {
+	ctx, cancel := context.WithCancel(context.Background())
+	ops := op.NewRegistry(ctx, h.store, nil)
+	t.Cleanup(func() { cancel(); ops.Drain() })
+	h.ops = ops
+	cfg := Config{
+		Layout: h.layout, Subnet: netip.MustParsePrefix("172.16.0.0/24"),
+		DefaultImage: "debian-12", DefaultVCPUs: 2, DefaultMemoryMiB: 512, DefaultDiskMiB: 2048,
+		HostMemoryMiB: 8192, StopTimeout: time.Second,
+	}
+	return New(cfg, h.store, driver, ops, image.Builtin(), nil)
+}
+
+func (h *harness) wait(t *testing.T, opID string) model.Operation {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	o, err := h.ops.Wait(ctx, opID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+func (h *harness) create(t *testing.T, name string, noStart bool) model.VM {
+	t.Helper()
+	vm, o, err := h.svc.Create(context.Background(), CreateRequest{Name: name, NoStart: noStart})
+	if err != nil {
+		t.Fatalf("create %s: %v", name, err)
+	}
+	if o := h.wait(t, o.ID); o.State != model.OpSucceeded {
+		t.Fatalf("create %s: op %s: %s", name, o.State, o.Error)
+	}
+	return vm
+}
+
+func TestParallelCreatesOfDistinctNamesOverlap(t *testing.T) {
+	const n = 20
+	h := newHarness(t, nil)
+	var arrived atomic.Int32
+	release := make(chan struct{})
+	var once sync.Once
+	// Each boot blocks until all n are inside the driver at once. If creates
+	// serialised anywhere, the count would never reach n and the boots
+	// would time out.
+	h.driver.BeforeStart = func(ctx context.Context, _ vmm.Spec) error {
+		if arrived.Add(1) == n {
+			once.Do(func() { close(release) })
+		}
+		select {
+		case <-release:
+			return nil
+		case <-time.After(15 * time.Second):
+			return fmt.Errorf("only %d of %d boots overlapped", arrived.Load(), n)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	var wg sync.WaitGroup
+	opIDs := make([]string, n)
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, o, err := h.svc.Create(context.Background(), CreateRequest{Name: fmt.Sprintf("vm-%d", i)})
+			opIDs[i], errs[i] = o.ID, err
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("create %d: %v", i, err)
+		}
+	}
+	for _, id := range opIDs {
+		if o := h.wait(t, id); o.State != model.OpSucceeded {
+			t.Fatalf("op %s: %s %s", id, o.State, o.Error)
+		}
+	}
+	vms, _ := h.svc.List(context.Background())
+	if len(vms) != n {
+		t.Fatalf("want %d vms, got %d", n, len(vms))
+	}
+	ips := map[string]bool{}
+	for _, vm := range vms {
+		if vm.State != model.StateRunning {
+			t.Errorf("%s is %s", vm.Name, vm.State)
+		}
+		if ips[vm.IP] {
+			t.Errorf("ip %s handed out twice", vm.IP)
+		}
+		ips[vm.IP] = true
+		if vm.IP == "172.16.0.1" || vm.IP == "172.16.0.0" {
+			t.Errorf("reserved address %s handed out", vm.IP)
+		}
+	}
+}
+
+func TestParallelCreatesOfOneNameHaveOneWinner(t *testing.T) {
+	const n = 20
+	h := newHarness(t, nil)
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			_, _, errs[i] = h.svc.Create(context.Background(), CreateRequest{Name: "same", NoStart: true})
+		}()
+	}
+	close(start)
+	wg.Wait()
+	wins := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			wins++
+		case errors.Is(err, model.ErrConflict) && strings.Contains(err.Error(), `"same" is already in use`):
+		default:
+			t.Errorf("unexpected error: %v", err)
+		}
+	}
+	if wins != 1 {
+		t.Fatalf("%d creates of one name succeeded, want exactly 1", wins)
+	}
+	vms, _ := h.svc.List(context.Background())
+	if len(vms) != 1 {
+		t.Fatalf("want 1 vm, got %d", len(vms))
+	}
+}
+
+func TestBadInputCreatesNothing(t *testing.T) {
+	h := newHarness(t, nil)
+	zero, tooMany := 0, 33
+	cases := []struct {
+		name string
+		req  CreateRequest
+		kind error
+		msg  string
+	}{
+		{"bad name", CreateRequest{Name: "Bad_Name"}, model.ErrInvalid, "name"},
+		{"zero vcpus", CreateRequest{Name: "a", VCPUs: &zero}, model.ErrInvalid, "vcpus: 0 is out of range"},
+		{"too many vcpus", CreateRequest{Name: "a", VCPUs: &tooMany}, model.ErrInvalid, "vcpus"},
+		{"unparsable memory", CreateRequest{Name: "a", Memory: "lots"}, model.ErrInvalid, "memory"},
+		{"memory over host", CreateRequest{Name: "a", Memory: "9G"}, model.ErrInvalid, "more than this host"},
+		{"memory too small", CreateRequest{Name: "a", Memory: "64M"}, model.ErrInvalid, "below the minimum"},
+		{"disk too small", CreateRequest{Name: "a", Disk: "512M"}, model.ErrInvalid, "disk"},
+		{"unknown image", CreateRequest{Name: "a", Image: "nope-9"}, model.ErrNotFound, "neither registered nor in the catalog"},
+		{"image path injection", CreateRequest{Name: "a", Image: "../../etc"}, model.ErrInvalid, "image"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, _, err := h.svc.Create(context.Background(), c.req)
+			if !errors.Is(err, c.kind) || !strings.Contains(err.Error(), c.msg) {
+				t.Fatalf("got %v, want %v containing %q", err, c.kind, c.msg)
+			}
+		})
+	}
+	vms, _ := h.svc.List(context.Background())
+	entries, _ := os.ReadDir(h.layout.VMsDir())
+	if len(vms) != 0 || len(entries) != 0 {
+		t.Fatalf("bad input left %d vms and %d dirs", len(vms), len(entries))
+	}
+}
+
+func TestNoDriverIsAClearError(t *testing.T) {
+	h := newHarness(t, vmm.None{Reason: "qemu-system-x86_64 not found; install it with: apt-get install qemu-system-x86"})
+	_, _, err := h.svc.Create(context.Background(), CreateRequest{Name: "a"})
+	if !errors.Is(err, model.ErrUnavailable) || !strings.Contains(err.Error(), "no VM driver available") || !strings.Contains(err.Error(), "apt-get install") {
+		t.Fatalf("got %v", err)
+	}
+	if vms, _ := h.svc.List(context.Background()); len(vms) != 0 {
+		t.Fatal("failed create left a vm")
+	}
+	vm := h.create(t, "a", true)
+	if vm.Driver != "none" || vm.State != model.StateCreated {
+		t.Fatalf("no-start vm: %+v", vm)
+	}
+	if _, err := h.svc.Start(context.Background(), "a"); !errors.Is(err, model.ErrUnavailable) {
+		t.Fatalf("start without driver: %v", err)
+	}
+	if got, _ := h.svc.Get(context.Background(), "a"); got.State != model.StateCreated {
+		t.Fatalf("refused start changed state to %s", got.State)
+	}
+}
+
+func TestCancelCreateRollsBack(t *testing.T) {
+	h := newHarness(t, nil)
+	entered := make(chan struct{})
+	h.driver.BeforeStart = func(ctx context.Context, _ vmm.Spec) error {
+		close(entered)
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	vm, o, err := h.svc.Create(context.Background(), CreateRequest{Name: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-entered
+	// While the boot is in flight the VM lock is free: nothing long runs under it.
+	if unlock, ok := h.svc.locks.TryLock(vm.ID); !ok {
+		t.Fatal("vm lock held across the boot")
+	} else {
+		unlock()
+	}
+	final, err := h.ops.Cancel(context.Background(), o.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if final.State != model.OpCancelled {
+		t.Fatalf("op %s after cancel", final.State)
+	}
+	assertGone(t, h, vm)
+}
+
+func TestBootFailureRollsBack(t *testing.T) {
+	h := newHarness(t, nil)
+	h.driver.BeforeStart = func(context.Context, vmm.Spec) error { return errors.New("kernel panic") }
+	vm, o, err := h.svc.Create(context.Background(), CreateRequest{Name: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	final := h.wait(t, o.ID)
+	if final.State != model.OpFailed || !strings.Contains(final.Error, "kernel panic") {
+		t.Fatalf("op: %+v", final)
+	}
+	assertGone(t, h, vm)
+	// The name and IP are free again.
+	h.driver.BeforeStart = nil
+	vm2 := h.create(t, "a", false)
+	if vm2.IP != vm.IP {
+		t.Fatalf("ip not reused: %s then %s", vm.IP, vm2.IP)
+	}
+}
+
+func assertGone(t *testing.T, h *harness, vm model.VM) {
+	t.Helper()
+	if _, err := h.svc.Get(context.Background(), vm.Name); !errors.Is(err, model.ErrNotFound) {
+		t.Fatalf("vm still recorded: %v", err)
+	}
+	if ips, _ := h.store.LeasedIPs(context.Background()); len(ips) != 0 {
+		t.Fatalf("leases remain: %v", ips)
+	}
+	if _, err := os.Stat(h.layout.VMDir(vm.ID)); !os.IsNotExist(err) {
+		t.Fatalf("vm dir remains: %v", err)
+	}
+	if s := h.driver.String(); s != "" {
+		t.Fatalf("driver still runs: %s", s)
+	}
+}
+
+func TestLifecycle(t *testing.T) {
+	h := newHarness(t, nil)
+	ctx := context.Background()
+	vm := h.create(t, "a", false)
+	if got := h.driver.String(); got != "running a" {
+		t.Fatalf("driver state %q", got)
+	}
+	if _, err := os.Stat(h.layout.HandlesFile(vm.ID)); err != nil {
+		t.Fatalf("handles file missing: %v", err)
+	}
+	if err := h.svc.Delete(ctx, "a", false); !errors.Is(err, model.ErrState) || !strings.Contains(err.Error(), "--force") {
+		t.Fatalf("delete of running vm: %v", err)
+	}
+	if got, _ := h.svc.Start(ctx, "a"); got.State != model.StateRunning {
+		t.Fatal("start of running vm is not a no-op")
+	}
+	stopped, err := h.svc.Stop(ctx, "a")
+	if err != nil || stopped.State != model.StateStopped {
+		t.Fatalf("stop: %+v %v", stopped, err)
+	}
+	if _, err := os.Stat(h.layout.HandlesFile(vm.ID)); !os.IsNotExist(err) {
+		t.Fatal("handles file survived stop")
+	}
+	if _, err := h.svc.Stop(ctx, "a"); err != nil {
+		t.Fatalf("stop of stopped vm: %v", err)
+	}
+	if got, err := h.svc.Restart(ctx, vm.ID); err != nil || got.State != model.StateRunning {
+		t.Fatalf("restart: %+v %v", got, err)
+	}
+	if h.driver.Starts() != 2 {
+		t.Fatalf("starts = %d", h.driver.Starts())
+	}
+	if err := h.svc.Delete(ctx, "a", true); err != nil {
+		t.Fatal(err)
+	}
+	assertGone(t, h, vm)
+	if err := h.svc.Delete(ctx, "a", false); !errors.Is(err, model.ErrNotFound) {
+		t.Fatalf("delete unknown: %v", err)
+	}
+}
+
+func TestStopCancelsBoot(t *testing.T) {
+	h := newHarness(t, nil)
+	h.create(t, "a", true)
+	entered := make(chan struct{})
+	h.driver.BeforeStart = func(ctx context.Context, _ vmm.Spec) error {
+		close(entered)
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	errc := make(chan error, 1)
+	go func() { _, err := h.svc.Start(context.Background(), "a"); errc <- err }()
+	<-entered
+	got, err := h.svc.Stop(context.Background(), "a")
+	if err != nil || got.State != model.StateStopped {
+		t.Fatalf("stop during boot: %+v %v", got, err)
+	}
+	if err := <-errc; err == nil {
+		t.Fatal("cancelled start reported success")
+	}
+	if s := h.driver.String(); s != "" {
+		t.Fatalf("driver runs %q", s)
+	}
+}
+
+func TestDeleteForceCancelsCreate(t *testing.T) {
+	h := newHarness(t, nil)
+	entered := make(chan struct{})
+	h.driver.BeforeStart = func(ctx context.Context, _ vmm.Spec) error {
+		close(entered)
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	vm, _, err := h.svc.Create(context.Background(), CreateRequest{Name: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-entered
+	if err := h.svc.Delete(context.Background(), "a", false); !errors.Is(err, model.ErrState) || !strings.Contains(err.Error(), "op cancel") {
+		t.Fatalf("delete during create: %v", err)
+	}
+	if err := h.svc.Delete(context.Background(), "a", true); err != nil && !errors.Is(err, model.ErrNotFound) {
+		t.Fatalf("force delete during create: %v", err)
+	}
+	assertGone(t, h, vm)
+}
+
+func TestReconcileAfterRestart(t *testing.T) {
+	h := newHarness(t, nil)
+	ctx := context.Background()
+	a := h.create(t, "a", false)
+	h.create(t, "b", false)
+
+	// A new daemon process over the same state: both VMs still run.
+	svc2 := h.newService(t, h.driver)
+	if err := svc2.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"a", "b"} {
+		if vm, _ := svc2.Get(ctx, name); vm.State != model.StateRunning {
+			t.Fatalf("%s is %s after reconcile", name, vm.State)
+		}
+	}
+	if _, ok := svc2.handles.get(a.ID); !ok {
+		t.Fatal("handles not rediscovered from the handles file")
+	}
+
+	// a's process dies while no daemon runs; the next daemon marks it stopped.
+	h.driver.Crash("a")
+	svc3 := h.newService(t, h.driver)
+	if err := svc3.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := svc3.Get(ctx, "a")
+	if got.State != model.StateStopped || !strings.Contains(got.LastError, "exited") {
+		t.Fatalf("dead vm after reconcile: %+v", got)
+	}
+	if _, err := os.Stat(h.layout.HandlesFile(a.ID)); !os.IsNotExist(err) {
+		t.Fatal("dead vm's handles file survived reconcile")
+	}
+	if b, _ := svc3.Get(ctx, "b"); b.State != model.StateRunning {
+		t.Fatalf("b is %s", b.State)
+	}
+	// It can be started again.
+	if got, err := svc3.Start(ctx, "a"); err != nil || got.State != model.StateRunning {
+		t.Fatalf("restart after crash: %+v %v", got, err)
+	}
+}
+
+func TestNextFreeIP(t *testing.T) {
+	p := netip.MustParsePrefix("10.9.0.0/29") // hosts .1–.6; .1 is the bridge
+	var used []string
+	for want := 2; want <= 6; want++ {
+		a, err := nextFreeIP(p, used)
+		if err != nil || a.String() != fmt.Sprintf("10.9.0.%d", want) {
+			t.Fatalf("got %v %v, want .%d", a, err, want)
+		}
+		used = append(used, a.String())
+	}
+	if _, err := nextFreeIP(p, used); !errors.Is(err, model.ErrUnavailable) {
+		t.Fatalf("full subnet: %v", err)
+	}
+	if got := macFor(netip.MustParseAddr("172.16.0.5")); got != "02:fc:ac:10:00:05" {
+		t.Fatalf("mac %s", got)
+	}
+}
