@@ -1,0 +1,64 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/banger-dev/banger/internal/client"
+	"github.com/banger-dev/banger/internal/paths"
+)
+
+// app carries the global flags and streams to every command.
+type app struct {
+	streams    Streams
+	version    string
+	socket     string
+	stateDir   string
+	configPath string
+}
+
+func (a *app) socketPath() string {
+	if a.socket != "" {
+		return a.socket
+	}
+	return paths.DefaultSocket()
+}
+
+// client returns a client for the daemon, starting the daemon first when
+// nothing answers on the socket.
+func (a *app) client(ctx context.Context) (*client.Client, error) {
+	c := client.New(a.socketPath())
+	_, err := c.Status(ctx)
+	if err == nil || !errors.Is(err, client.ErrNotRunning) {
+		var rerr *client.Error
+		if errors.As(err, &rerr) {
+			// The daemon answered; the command's own call will say more.
+			return c, nil
+		}
+		return c, err
+	}
+	if err := a.startDaemon(ctx, c); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (a *app) startDaemon(ctx context.Context, c *client.Client) error {
+	stateDir, err := a.stateDirPath()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(a.streams.Err, "banger: bangerd is not running; starting it (socket %s, state %s)\n", c.Socket, stateDir)
+	if err := c.StartDaemon(ctx, client.DaemonOptions{StateDir: stateDir, ConfigPath: a.configPath}); err != nil {
+		return fmt.Errorf("starting bangerd: %w", err)
+	}
+	return nil
+}
+
+func (a *app) stateDirPath() (string, error) {
+	if a.stateDir != "" {
+		return a.stateDir, nil
+	}
+	return paths.DefaultStateDir()
+}

@@ -1,0 +1,30 @@
+package cli
+
+import (
+	"github.com/spf13/cobra"
+)
+
+func (a *app) completionCommand(root *cobra.Command) *cobra.Command {
+	return &cobra.Command{
+		Use:   "completion bash|zsh|fish",
+		Short: "Print a shell completion script",
+		Long: "Print a completion script for your shell. For example:\n" +
+			"  banger completion bash | sudo tee /etc/bash_completion.d/banger\n" +
+			"  banger completion zsh > \"${fpath[1]}/_banger\"\n" +
+			"  banger completion fish > ~/.config/fish/completions/banger.fish",
+		ValidArgs: []string{"bash", "zsh", "fish"},
+		Args:      exactArgs(1, "one shell: bash, zsh or fish"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			out := a.streams.Out
+			switch args[0] {
+			case "bash":
+				return root.GenBashCompletionV2(out, true)
+			case "zsh":
+				return root.GenZshCompletion(out)
+			case "fish":
+				return root.GenFishCompletion(out, true)
+			}
+			return usagef(cmd, "unknown shell %q; use bash, zsh or fish", args[0])
+		},
+	}
+}

@@ -1,0 +1,115 @@
+// Package client is the typed client of bangerd's API: one function per
+// RPC method, connection failures turned into messages that say what to
+// do, and starting the daemon when it is not running.
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"syscall"
+
+	"github.com/banger-dev/banger/internal/api"
+	"github.com/banger-dev/banger/internal/rpc"
+)
+
+// Error is an error the daemon returned, with its JSON-RPC code.
+type Error = rpc.Error
+
+// ErrNotRunning means nothing answers on the socket.
+var ErrNotRunning = errors.New("bangerd is not running")
+
+// Client talks to one daemon socket.
+type Client struct {
+	Socket string
+	rpc    rpc.Client
+}
+
+// New makes a client for the daemon at socket.
+func New(socket string) *Client {
+	return &Client{Socket: socket, rpc: rpc.Client{Path: socket}}
+}
+
+func (c *Client) call(ctx context.Context, method string, params, result any) error {
+	err := c.rpc.Call(ctx, method, params, result)
+	var rerr *rpc.Error
+	switch {
+	case err == nil, errors.As(err, &rerr):
+		return err
+	case errors.Is(err, syscall.ENOENT), errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Errorf("%w on %s", ErrNotRunning, c.Socket)
+	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
+		return fmt.Errorf("permission denied on socket %s: only root and members of the daemon's group (default \"banger\") may use it; run `sudo usermod -aG banger $USER` and log in again", c.Socket)
+	}
+	return err
+}
+
+// Status is daemon.status.
+func (c *Client) Status(ctx context.Context) (api.DaemonStatus, error) {
+	var out api.DaemonStatus
+	return out, c.call(ctx, api.MethodDaemonStatus, nil, &out)
+}
+
+// Shutdown is daemon.shutdown.
+func (c *Client) Shutdown(ctx context.Context) error {
+	return c.call(ctx, api.MethodDaemonShutdown, nil, nil)
+}
+
+// VMCreate is vm.create.
+func (c *Client) VMCreate(ctx context.Context, p api.VMCreateParams) (api.VMCreateResult, error) {
+	var out api.VMCreateResult
+	return out, c.call(ctx, api.MethodVMCreate, p, &out)
+}
+
+// VMList is vm.list.
+func (c *Client) VMList(ctx context.Context) ([]api.VM, error) {
+	var out []api.VM
+	return out, c.call(ctx, api.MethodVMList, nil, &out)
+}
+
+// VMShow is vm.show.
+func (c *Client) VMShow(ctx context.Context, name string) (api.VM, error) {
+	var out api.VM
+	return out, c.call(ctx, api.MethodVMShow, api.VMRef{Name: name}, &out)
+}
+
+// VMDelete is vm.delete.
+func (c *Client) VMDelete(ctx context.Context, name string, force bool) error {
+	return c.call(ctx, api.MethodVMDelete, api.VMDeleteParams{Name: name, Force: force}, nil)
+}
+
+// VMStart is vm.start.
+func (c *Client) VMStart(ctx context.Context, name string) (api.VM, error) {
+	var out api.VM
+	return out, c.call(ctx, api.MethodVMStart, api.VMRef{Name: name}, &out)
+}
+
+// VMStop is vm.stop.
+func (c *Client) VMStop(ctx context.Context, name string) (api.VM, error) {
+	var out api.VM
+	return out, c.call(ctx, api.MethodVMStop, api.VMRef{Name: name}, &out)
+}
+
+// VMRestart is vm.restart.
+func (c *Client) VMRestart(ctx context.Context, name string) (api.VM, error) {
+	var out api.VM
+	return out, c.call(ctx, api.MethodVMRestart, api.VMRef{Name: name}, &out)
+}
+
+// OpStatus is op.status.
+func (c *Client) OpStatus(ctx context.Context, id string) (api.Operation, error) {
+	var out api.Operation
+	return out, c.call(ctx, api.MethodOpStatus, api.OpRef{ID: id}, &out)
+}
+
+// OpCancel is op.cancel.
+func (c *Client) OpCancel(ctx context.Context, id string) (api.Operation, error) {
+	var out api.Operation
+	return out, c.call(ctx, api.MethodOpCancel, api.OpRef{ID: id}, &out)
+}
+
+// OpList is op.list.
+func (c *Client) OpList(ctx context.Context) ([]api.Operation, error) {
+	var out []api.Operation
+	return out, c.call(ctx, api.MethodOpList, nil, &out)
+}

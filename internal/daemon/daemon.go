@@ -1,0 +1,217 @@
+// Package daemon is bangerd's composition root: it opens the store, loads
+// the config, picks the VM driver, builds the services, reconciles with
+// what is running, and serves the method table on the socket. It holds no
+// domain logic of its own: methods.go maps each RPC method to a service
+// call, and errors.go maps service errors to RPC error codes in one place.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/banger-dev/banger/internal/config"
+	"github.com/banger-dev/banger/internal/image"
+	"github.com/banger-dev/banger/internal/op"
+	"github.com/banger-dev/banger/internal/paths"
+	"github.com/banger-dev/banger/internal/rpc"
+	"github.com/banger-dev/banger/internal/store"
+	"github.com/banger-dev/banger/internal/vm"
+	"github.com/banger-dev/banger/internal/vmm"
+)
+
+// Options say where the daemon lives and how it logs.
+type Options struct {
+	Socket   string
+	StateDir string
+	// ConfigPath is the config file; empty means <state-dir>/config.toml,
+	// which may be absent. A path given explicitly must exist.
+	ConfigPath string
+	// Foreground also logs to Stderr.
+	Foreground bool
+	Stderr     io.Writer
+	Version    string
+}
+
+// Daemon is a running bangerd.
+type Daemon struct {
+	opts    Options
+	cfg     config.Config
+	layout  paths.Layout
+	log     *slog.Logger
+	store   *store.Store
+	ops     *op.Registry
+	vms     *vm.Service
+	started time.Time
+	// shutdown asks Run to return; daemon.shutdown calls it.
+	shutdown context.CancelFunc
+	// groupID is the socket group's ID when that group exists.
+	groupID  uint32
+	hasGroup bool
+}
+
+// Run starts the daemon and serves until ctx ends or a caller asks it to
+// shut down. Running VMs are left running.
+func Run(ctx context.Context, opts Options) error {
+	if opts.Stderr == nil {
+		opts.Stderr = os.Stderr
+	}
+	// Nothing the daemon creates is for other users unless it says so.
+	syscall.Umask(0o027)
+	layout := paths.Layout{StateDir: opts.StateDir}
+	if err := os.MkdirAll(layout.StateDir, 0o750); err != nil {
+		return fmt.Errorf("creating state directory: %w", err)
+	}
+	lock, err := lockStateDir(layout.StateDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+
+	cfgPath, required := opts.ConfigPath, opts.ConfigPath != ""
+	if !required {
+		cfgPath = layout.Config()
+	}
+	cfg, err := config.Load(cfgPath, required)
+	if err != nil {
+		return err
+	}
+	logFile, err := os.OpenFile(layout.Log(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return fmt.Errorf("opening log file: %w", err)
+	}
+	defer logFile.Close()
+	hopts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	var handler slog.Handler = slog.NewTextHandler(logFile, hopts)
+	if opts.Foreground {
+		handler = slog.NewMultiHandler(handler, slog.NewTextHandler(opts.Stderr, hopts))
+	}
+	log := slog.New(handler)
+
+	st, err := store.Open(ctx, layout.DB())
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if n, err := st.FailRunningOps(ctx, "interrupted: the daemon stopped while this operation ran"); err != nil {
+		return err
+	} else if n > 0 {
+		log.Warn("operations interrupted by the previous daemon's exit", "count", n)
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	opsCtx, cancelOps := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelOps()
+	ops := op.NewRegistry(opsCtx, st, log)
+	driver := selectDriver(ctx)
+	d := &Daemon{
+		opts: opts, cfg: cfg, layout: layout, log: log, store: st, ops: ops,
+		started: time.Now(), shutdown: cancel,
+	}
+	d.groupID, d.hasGroup = config.GroupID(cfg.SocketGroup)
+	d.vms = vm.New(vm.Config{
+		Layout: layout, Subnet: cfg.Subnet, DefaultImage: cfg.DefaultImage,
+		DefaultVCPUs: cfg.DefaultVCPUs, DefaultMemoryMiB: cfg.DefaultMemoryMiB, DefaultDiskMiB: cfg.DefaultDiskMiB,
+		HostMemoryMiB: hostMemoryMiB(), StopTimeout: cfg.StopTimeout,
+	}, st, driver, ops, image.Builtin(), log)
+	if err := d.vms.Reconcile(ctx); err != nil {
+		return err
+	}
+
+	ln, err := d.listen()
+	if err != nil {
+		return err
+	}
+	log.Info("bangerd started", "version", opts.Version, "pid", os.Getpid(), "socket", opts.Socket,
+		"state_dir", layout.StateDir, "driver", driver.Name())
+
+	go d.pruneLoop(ctx)
+	srv := rpc.NewServer(d.methods(), d.authorize, mapError, log)
+	serveErr := srv.Serve(ctx, ln)
+
+	// Work in flight is cancelled (a create rolls back); VMs keep running.
+	cancelOps()
+	ops.Drain()
+	_ = os.Remove(opts.Socket)
+	log.Info("bangerd stopped")
+	return serveErr
+}
+
+// lockStateDir takes an exclusive lock on the state directory so that two
+// daemons never share one, even when started at the same moment.
+func lockStateDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "bangerd.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening state lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("another bangerd is already using state directory %s", dir)
+		}
+		return nil, fmt.Errorf("locking state directory: %w", err)
+	}
+	return f, nil
+}
+
+// listen opens the socket: mode 0660, group-owned by the socket group when
+// it exists. A stale socket file from a dead daemon is replaced.
+func (d *Daemon) listen() (net.Listener, error) {
+	path := d.opts.Socket
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("creating socket directory: %w", err)
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("another bangerd is already serving on %s", path)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("removing stale socket: %w", err)
+	}
+	// Create the socket with no access for others from the first instant.
+	old := syscall.Umask(0o117)
+	ln, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("listening on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("setting socket mode: %w", err)
+	}
+	if d.hasGroup {
+		if err := os.Chown(path, -1, int(d.groupID)); err != nil {
+			d.log.Warn("cannot give the socket to its group", "group", d.cfg.SocketGroup, "err", err)
+		}
+	}
+	return ln, nil
+}
+
+func (d *Daemon) pruneLoop(ctx context.Context) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		if err := d.ops.Prune(ctx, d.cfg.OpRetention); err != nil && ctx.Err() == nil {
+			d.log.Warn("pruning operations", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// selectDriver picks the VMM driver. None is usable yet: the QEMU and
+// Firecracker drivers arrive with the next issues.
+func selectDriver(context.Context) vmm.Driver {
+	return vmm.None{Reason: "this banger has no VMM driver yet; the qemu (apt-get install qemu-system-x86) and firecracker drivers are being built"}
+}

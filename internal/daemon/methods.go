@@ -1,0 +1,157 @@
+package daemon
+
+import (
+	"context"
+	"os"
+	"time"
+
+	"github.com/banger-dev/banger/internal/api"
+	"github.com/banger-dev/banger/internal/model"
+	"github.com/banger-dev/banger/internal/rpc"
+	"github.com/banger-dev/banger/internal/vm"
+)
+
+// methods is the method table: each RPC method, who may call it, and the
+// service call behind it. Handlers only translate between wire and service
+// types.
+func (d *Daemon) methods() map[string]rpc.Method {
+	member := func(h rpc.Handler) rpc.Method { return rpc.Method{Access: rpc.AccessMember, Handler: h} }
+	return map[string]rpc.Method{
+		api.MethodDaemonStatus:   member(rpc.Typed(d.status)),
+		api.MethodDaemonShutdown: member(rpc.Typed(d.shutdownMethod)),
+
+		api.MethodVMCreate:  member(rpc.Typed(d.vmCreate)),
+		api.MethodVMList:    member(rpc.Typed(d.vmList)),
+		api.MethodVMShow:    member(rpc.Typed(d.vmShow)),
+		api.MethodVMDelete:  member(rpc.Typed(d.vmDelete)),
+		api.MethodVMStart:   member(rpc.Typed(d.vmLifecycle(d.vms.Start))),
+		api.MethodVMStop:    member(rpc.Typed(d.vmLifecycle(d.vms.Stop))),
+		api.MethodVMRestart: member(rpc.Typed(d.vmLifecycle(d.vms.Restart))),
+
+		api.MethodOpStatus: member(rpc.Typed(d.opStatus)),
+		api.MethodOpCancel: member(rpc.Typed(d.opCancel)),
+		api.MethodOpList:   member(rpc.Typed(d.opList)),
+	}
+}
+
+func (d *Daemon) status(ctx context.Context, _ rpc.Caller, _ api.Empty) (api.DaemonStatus, error) {
+	vms, err := d.vms.List(ctx)
+	if err != nil {
+		return api.DaemonStatus{}, err
+	}
+	running := 0
+	for _, v := range vms {
+		if v.State == model.StateRunning {
+			running++
+		}
+	}
+	driver := d.vms.Driver()
+	reason := "available"
+	if err := driver.Available(ctx); err != nil {
+		reason = err.Error()
+	}
+	return api.DaemonStatus{
+		Version: d.opts.Version, PID: os.Getpid(), UptimeSeconds: time.Since(d.started).Seconds(),
+		Socket: d.opts.Socket, StateDir: d.layout.StateDir, Driver: driver.Name(), DriverReason: reason,
+		VMs: len(vms), RunningVMs: running,
+	}, nil
+}
+
+func (d *Daemon) shutdownMethod(_ context.Context, c rpc.Caller, _ api.Empty) (api.Empty, error) {
+	d.log.Info("shutdown requested", "uid", c.UID, "pid", c.PID)
+	// Answer first, then stop serving.
+	time.AfterFunc(50*time.Millisecond, d.shutdown)
+	return api.Empty{}, nil
+}
+
+func (d *Daemon) vmCreate(ctx context.Context, _ rpc.Caller, p api.VMCreateParams) (api.VMCreateResult, error) {
+	v, o, err := d.vms.Create(ctx, vm.CreateRequest{
+		Name: p.Name, Image: p.Image, VCPUs: p.VCPUs, Memory: p.Memory, Disk: p.Disk, NoStart: p.NoStart,
+	})
+	if err != nil {
+		return api.VMCreateResult{}, err
+	}
+	return api.VMCreateResult{VM: d.wireVM(v), Operation: wireOp(o)}, nil
+}
+
+func (d *Daemon) vmList(ctx context.Context, _ rpc.Caller, _ api.Empty) ([]api.VM, error) {
+	vms, err := d.vms.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.VM, 0, len(vms))
+	for _, v := range vms {
+		out = append(out, d.wireVM(v))
+	}
+	return out, nil
+}
+
+func (d *Daemon) vmShow(ctx context.Context, _ rpc.Caller, p api.VMRef) (api.VM, error) {
+	v, err := d.vms.Get(ctx, p.Name)
+	if err != nil {
+		return api.VM{}, err
+	}
+	return d.wireVM(v), nil
+}
+
+func (d *Daemon) vmDelete(ctx context.Context, _ rpc.Caller, p api.VMDeleteParams) (api.Empty, error) {
+	return api.Empty{}, d.vms.Delete(ctx, p.Name, p.Force)
+}
+
+func (d *Daemon) vmLifecycle(f func(context.Context, string) (model.VM, error)) func(context.Context, rpc.Caller, api.VMRef) (api.VM, error) {
+	return func(ctx context.Context, _ rpc.Caller, p api.VMRef) (api.VM, error) {
+		v, err := f(ctx, p.Name)
+		if err != nil {
+			return api.VM{}, err
+		}
+		return d.wireVM(v), nil
+	}
+}
+
+func (d *Daemon) opStatus(ctx context.Context, _ rpc.Caller, p api.OpRef) (api.Operation, error) {
+	o, err := d.ops.Get(ctx, p.ID)
+	if err != nil {
+		return api.Operation{}, err
+	}
+	return wireOp(o), nil
+}
+
+func (d *Daemon) opCancel(ctx context.Context, _ rpc.Caller, p api.OpRef) (api.Operation, error) {
+	o, err := d.ops.Cancel(ctx, p.ID)
+	if err != nil {
+		return api.Operation{}, err
+	}
+	return wireOp(o), nil
+}
+
+func (d *Daemon) opList(ctx context.Context, _ rpc.Caller, _ api.Empty) ([]api.Operation, error) {
+	ops, err := d.ops.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.Operation, 0, len(ops))
+	for _, o := range ops {
+		out = append(out, wireOp(o))
+	}
+	return out, nil
+}
+
+func (d *Daemon) wireVM(v model.VM) api.VM {
+	return api.VM{
+		ID: v.ID, Name: v.Name, State: string(v.State), Image: v.Image, VCPUs: v.VCPUs,
+		MemoryMiB: v.MemoryMiB, DiskMiB: v.DiskMiB, IP: v.IP, MAC: v.MAC, Driver: v.Driver,
+		Dir: d.vms.Dir(v), LastError: v.LastError, CreatedAt: v.CreatedAt, UpdatedAt: v.UpdatedAt,
+	}
+}
+
+func wireOp(o model.Operation) api.Operation {
+	w := api.Operation{
+		ID: o.ID, Kind: o.Kind, Target: o.Target, State: string(o.State), Phase: o.Phase,
+		Done: o.Done, Total: o.Total, Error: o.Error, CreatedAt: o.CreatedAt, UpdatedAt: o.UpdatedAt,
+	}
+	if !o.FinishedAt.IsZero() {
+		f := o.FinishedAt
+		w.FinishedAt = &f
+	}
+	return w
+}
