@@ -31,11 +31,15 @@ func ValidateName(name string) error {
 		return invalid("name", fmt.Sprintf("%q starts or ends with '-'", name)+hint)
 	}
 	for _, r := range name {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+		if !isLabelRune(r) {
 			return invalid("name", fmt.Sprintf("%q contains %q", name, r)+hint)
 		}
 	}
 	return nil
+}
+
+func isLabelRune(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-'
 }
 
 // ValidateVCPUs checks the vCPU count.

@@ -153,7 +153,7 @@ func (s *Service) shutdown(ctx context.Context, vm *model.VM, unlock func()) (mo
 		}
 	}()
 	h, have := s.handles.get(vm.ID)
-	if vm.State == model.StateError && !(have && s.driver.Alive(h)) {
+	if alive := have && s.driver.Alive(h); vm.State == model.StateError && !alive {
 		if have {
 			_ = s.driver.Cleanup(ctx, h)
 			_ = s.handles.drop(vm.ID)
