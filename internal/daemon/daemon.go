@@ -166,8 +166,16 @@ func lockStateDir(dir string) (*os.File, error) {
 // it exists. A stale socket file from a dead daemon is replaced.
 func (d *Daemon) listen() (net.Listener, error) {
 	path := d.opts.Socket
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating socket directory: %w", err)
+	}
+	// A directory someone else owns (say a pre-made /tmp/banger-UID) could
+	// let them swap the socket: refuse it.
+	if fi, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("checking socket directory: %w", err)
+	} else if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() && st.Uid != 0 {
+		return nil, fmt.Errorf("socket directory %s belongs to uid %d, not to this user; remove it or choose another --socket", dir, st.Uid)
 	}
 	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 		c.Close()
