@@ -36,6 +36,7 @@ var allowed = map[string][]string{
 	"internal/vm":          {"internal/model", "internal/op", "internal/paths", "internal/vmm", "internal/image"},
 	"internal/daemon":      {"internal/api", "internal/config", "internal/image", "internal/model", "internal/op", "internal/paths", "internal/rpc", "internal/store", "internal/vm", "internal/vmm"},
 	"internal/host/run":    {},
+	"internal/guest":       {},
 	"cmd/banger":           {"internal/cli"},
 	"cmd/bangerd":          {"internal/daemon", "internal/paths"},
 	"test/arch":            {},
@@ -43,7 +44,7 @@ var allowed = map[string][]string{
 }
 
 // stdlibOnly packages may import nothing outside the standard library.
-var stdlibOnly = map[string]bool{"internal/model": true, "internal/api": true}
+var stdlibOnly = map[string]bool{"internal/model": true, "internal/api": true, "internal/guest": true}
 
 // execAllowed are the only packages that may import os/exec (tests aside).
 var execAllowed = map[string]bool{"internal/host/run": true}

@@ -1,0 +1,115 @@
+// Package guest is the contract between the host and banger-agent inside a
+// VM: the per-VM config disk the agent reads at boot, how the agent tells
+// its disks apart, and the control-channel messages. It imports only the
+// standard library so both sides can share it.
+package guest
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Disk labels. The agent finds its disks by what is on them, never by
+// device order, which differs between VMMs: the config disk starts with
+// ConfigMagic; the overlay's writable disk and the work disk are ext4 with
+// these labels; the read-only base is the remaining disk.
+const (
+	LabelUpper = "banger-upper"
+	LabelWork  = "banger-work"
+)
+
+// ConfigMagic starts the config disk.
+const ConfigMagic = "BANGER-GUEST-CONFIG-1\n"
+
+// ConfigDiskSize is the config disk's size: a raw image, magic then JSON
+// then zeros.
+const ConfigDiskSize = 1 << 20
+
+// PortName is the virtio-serial port (QEMU) carrying the control channel.
+const PortName = "org.banger.agent"
+
+// VsockPort is the vsock port (Firecracker) carrying the control channel.
+const VsockPort = 1024
+
+// Config is what the agent needs to bring a VM up. Secrets (the SSH host
+// key) travel here, never on the kernel command line.
+type Config struct {
+	Hostname string `json:"hostname"`
+	// Address is the guest's IPv4 address with prefix, e.g. 172.16.0.2/24.
+	Address string   `json:"address"`
+	Gateway string   `json:"gateway"`
+	DNS     []string `json:"dns"`
+	// SearchDomain is appended to resolv.conf ("vm").
+	SearchDomain   string   `json:"search_domain,omitempty"`
+	MAC            string   `json:"mac"`
+	AuthorizedKeys []string `json:"authorized_keys"`
+	// HostKey is the OpenSSH-format ed25519 private host key banger made
+	// for this VM; HostKeyPub its public half (authorized_keys format).
+	HostKey    string `json:"host_key"`
+	HostKeyPub string `json:"host_key_pub"`
+	// Hosts are extra /etc/hosts entries, name → IP.
+	Hosts map[string]string `json:"hosts,omitempty"`
+}
+
+// EncodeDisk renders cfg as a config disk image of ConfigDiskSize bytes.
+func EncodeDisk(cfg Config) ([]byte, error) {
+	body, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("encoding guest config: %w", err)
+	}
+	if len(ConfigMagic)+len(body) >= ConfigDiskSize {
+		return nil, fmt.Errorf("guest config is %d bytes, more than the %d-byte config disk holds", len(body), ConfigDiskSize)
+	}
+	disk := make([]byte, ConfigDiskSize)
+	n := copy(disk, ConfigMagic)
+	copy(disk[n:], body)
+	return disk, nil
+}
+
+// ErrNotConfigDisk means the device does not start with ConfigMagic.
+var ErrNotConfigDisk = errors.New("not a banger config disk")
+
+// DecodeDisk reads a config disk.
+func DecodeDisk(r io.Reader) (Config, error) {
+	buf := make([]byte, ConfigDiskSize)
+	n, err := io.ReadFull(r, buf)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return Config{}, fmt.Errorf("reading config disk: %w", err)
+	}
+	buf = buf[:n]
+	rest, ok := bytes.CutPrefix(buf, []byte(ConfigMagic))
+	if !ok {
+		return Config{}, ErrNotConfigDisk
+	}
+	if i := bytes.IndexByte(rest, 0); i >= 0 {
+		rest = rest[:i]
+	}
+	var cfg Config
+	if err := json.Unmarshal(rest, &cfg); err != nil {
+		return Config{}, fmt.Errorf("decoding config disk: %w", err)
+	}
+	return cfg, nil
+}
+
+// Message is one line of the control channel, JSON-encoded.
+type Message struct {
+	Type string `json:"type"`
+	// Detail carries an error or a version, depending on Type.
+	Detail string `json:"detail,omitempty"`
+}
+
+// Control message types. The agent sends MsgReady once the guest's own
+// init is running, then MsgHeartbeat every few seconds; the host sends
+// MsgShutdown (answered by MsgAck, then a clean poweroff) or MsgPing
+// (answered by MsgPong).
+const (
+	MsgReady     = "ready"
+	MsgHeartbeat = "heartbeat"
+	MsgShutdown  = "shutdown"
+	MsgAck       = "ack"
+	MsgPing      = "ping"
+	MsgPong      = "pong"
+)
