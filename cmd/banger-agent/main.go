@@ -1,0 +1,43 @@
+// Command banger-agent is banger's guest agent. As PID 1 it is the /init
+// of the initramfs banger generates (see internal/agent); otherwise it runs
+// one of its subcommands: serve (the host control channel) or version.
+// It is built static (CGO_ENABLED=0): the initramfs holds no libc.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/banger-dev/banger/internal/agent"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	if os.Getpid() == 1 {
+		agent.Init(version) // never returns
+		return
+	}
+	if len(os.Args) != 2 {
+		usage()
+	}
+	switch os.Args[1] {
+	case "serve":
+		// No signal handling: SIGTERM (systemd's shutdown) ends it at once.
+		if err := agent.Serve(context.Background(), version); err != nil {
+			fmt.Fprintln(os.Stderr, "banger-agent:", err)
+			os.Exit(1)
+		}
+	case "version":
+		fmt.Println("banger-agent", version)
+	default:
+		usage()
+	}
+}
+
+func usage() {
+	fmt.Fprintln(os.Stderr, "usage: banger-agent serve | version\n(as PID 1 it boots the guest: it is the initramfs's /init)")
+	os.Exit(2)
+}

@@ -1,0 +1,159 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/banger-dev/banger/internal/guest"
+)
+
+// Serve runs the control-channel server (banger-agent serve) until ctx is
+// done. It serves the virtio-serial port named guest.PortName (QEMU) or,
+// when the VM has a virtio vsock device instead (Firecracker), listens on
+// vsock port guest.VsockPort, one session per connection.
+func Serve(ctx context.Context, version string) error {
+	log := newLogger(os.Stderr)
+	s := &server{
+		log:        log,
+		version:    version,
+		heartbeat:  heartbeatEvery,
+		awaitReady: awaitGuestInit,
+		shutdown:   func() { shutdownGuest(log) },
+	}
+	warned := false
+	for start := time.Now(); ctx.Err() == nil; time.Sleep(100 * time.Millisecond) {
+		if port := findPort("/sys/class/virtio-ports", guest.PortName); port != "" {
+			log.Printf("control channel on %s", port)
+			return servePort(ctx, s, port)
+		}
+		if hasVsock("/sys/bus/virtio/drivers") {
+			log.Printf("control channel on vsock port %d", guest.VsockPort)
+			return serveVsock(ctx, s)
+		}
+		if !warned && time.Since(start) > 10*time.Second {
+			log.Printf("no virtio-serial port %s and no vsock device yet; still looking", guest.PortName)
+			warned = true
+		}
+	}
+	return ctx.Err()
+}
+
+// findPort returns /dev/<port> for the virtio-serial port named name.
+func findPort(classDir, name string) string {
+	names, _ := filepath.Glob(filepath.Join(classDir, "*", "name"))
+	for _, n := range names {
+		if b, err := os.ReadFile(n); err == nil && strings.TrimSpace(string(b)) == name {
+			return "/dev/" + filepath.Base(filepath.Dir(n))
+		}
+	}
+	return ""
+}
+
+// hasVsock reports whether a virtio vsock device is bound to its driver.
+func hasVsock(virtioDrivers string) bool {
+	devs, _ := filepath.Glob(filepath.Join(virtioDrivers, "vmw_vsock_virtio_transport", "virtio*"))
+	return len(devs) > 0
+}
+
+// servePort serves a virtio-serial port. The port reads EOF while the host
+// side is closed and writes block until it opens, so one session runs for
+// the life of the guest, across host reconnections.
+func servePort(ctx context.Context, s *server, dev string) error {
+	s.eofRetry = 200 * time.Millisecond
+	for ctx.Err() == nil {
+		// A blocking descriptor: reads and writes wait in the kernel.
+		fd, err := unix.Open(dev, unix.O_RDWR|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+		if err != nil {
+			s.log.Printf("opening %s: %v", dev, err)
+			time.Sleep(time.Second)
+			continue
+		}
+		f := os.NewFile(uintptr(fd), dev)
+		err = s.run(ctx, f)
+		f.Close()
+		if err != nil {
+			s.log.Printf("control channel on %s: %v", dev, err)
+			time.Sleep(time.Second)
+		}
+	}
+	return ctx.Err()
+}
+
+// serveVsock listens on guest.VsockPort; each connection is a session.
+func serveVsock(ctx context.Context, s *server) error {
+	fd, err := unix.Socket(unix.AF_VSOCK, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("vsock socket: %w", err)
+	}
+	ln := os.NewFile(uintptr(fd), "vsock-listener")
+	defer ln.Close()
+	if err := unix.Bind(fd, &unix.SockaddrVM{CID: unix.VMADDR_CID_ANY, Port: guest.VsockPort}); err != nil {
+		return fmt.Errorf("binding vsock port %d: %w", guest.VsockPort, err)
+	}
+	if err := unix.Listen(fd, 4); err != nil {
+		return fmt.Errorf("listening on vsock port %d: %w", guest.VsockPort, err)
+	}
+	for ctx.Err() == nil {
+		nfd, _, err := unix.Accept4(fd, unix.SOCK_CLOEXEC)
+		if errors.Is(err, unix.EINTR) || errors.Is(err, unix.ECONNABORTED) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("accepting on vsock port %d: %w", guest.VsockPort, err)
+		}
+		conn := os.NewFile(uintptr(nfd), "vsock")
+		go func() {
+			defer conn.Close()
+			if err := s.run(ctx, conn); err != nil {
+				s.log.Printf("control channel on vsock: %v", err)
+			}
+		}()
+	}
+	return ctx.Err()
+}
+
+// awaitGuestInit waits (at most 10 s) until PID 1 is no longer this
+// program, i.e. the agent has exec'd the image's init. When the image has
+// no init, the agent stays PID 1 and is the guest's init: ready at once.
+func awaitGuestInit(ctx context.Context) {
+	if findInit("") == "" {
+		return
+	}
+	self, err := os.Stat("/proc/self/exe")
+	if err != nil {
+		return
+	}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && ctx.Err() == nil; time.Sleep(20 * time.Millisecond) {
+		if init, err := os.Stat("/proc/1/exe"); err != nil || !os.SameFile(self, init) {
+			return
+		}
+	}
+}
+
+// sigRTMinPlus4 is SIGRTMIN+4 as systemd counts it (glibc's SIGRTMIN is
+// 34): systemd's request to start poweroff.target.
+const sigRTMinPlus4 = syscall.Signal(34 + 4)
+
+// shutdownGuest powers the guest off cleanly: through systemd when it is
+// PID 1, else by syncing and powering off directly.
+func shutdownGuest(log *logger) {
+	comm, _ := os.ReadFile("/proc/1/comm")
+	if strings.TrimSpace(string(comm)) == "systemd" {
+		err := unix.Kill(1, sigRTMinPlus4)
+		if err == nil {
+			log.Printf("asked systemd to power off")
+			return
+		}
+		log.Printf("asking systemd to power off: %v; powering off directly", err)
+	}
+	time.Sleep(200 * time.Millisecond) // let the ack reach the host
+	powerOff(log)
+}

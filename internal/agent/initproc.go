@@ -1,0 +1,104 @@
+package agent
+
+import (
+	"errors"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// initCandidates are where the image's init may be, in order of choice.
+var initCandidates = []string{"/sbin/init", "/lib/systemd/systemd"}
+
+// findInit returns the image's init under root, or "" when it has none.
+func findInit(root string) string {
+	for _, p := range initCandidates {
+		if st, err := os.Stat(root + p); err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0 {
+			return p
+		}
+	}
+	return ""
+}
+
+// startServe starts the control-channel server as a process of its own,
+// so it outlives this one's exec into the image's init.
+func (b *boot) startServe() error {
+	b.init = findInit("")
+	pid, err := forkServe()
+	if err != nil {
+		return err
+	}
+	b.servePID = pid
+	b.log.Printf("control channel server is pid %d", pid)
+	return nil
+}
+
+func forkServe() (int, error) {
+	return syscall.ForkExec("/proc/self/exe", []string{"banger-agent", "serve"}, &syscall.ProcAttr{
+		Dir:   "/",
+		Env:   os.Environ(),
+		Files: []uintptr{0, 1, 2},
+		Sys:   &syscall.SysProcAttr{Setsid: true},
+	})
+}
+
+// execInit replaces the agent with the image's init. Without one it
+// returns, and Init goes on as a minimal init.
+func (b *boot) execInit() error {
+	if b.init == "" {
+		b.log.Printf("the image has no init (%v): staying as a minimal init", initCandidates)
+		return nil
+	}
+	b.log.Printf("exec %s", b.init)
+	return unix.Exec(b.init, []string{b.init}, os.Environ())
+}
+
+// minimalInit is PID 1 for images without an init: it reaps orphans,
+// restarts the control-channel server if it dies, and on Ctrl-Alt-Del,
+// SIGTERM or SIGPWR stops everything and powers off.
+// TODO: serve SSH here for images without sshd (see the brief's Guest part).
+func (b *boot) minimalInit() {
+	// Ctrl-Alt-Del (Firecracker's SendCtrlAltDel) then sends SIGINT here
+	// rather than resetting the machine on the spot.
+	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF); err != nil {
+		b.log.Printf("turning Ctrl-Alt-Del into a signal: %v", err)
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, unix.SIGINT, unix.SIGTERM, unix.SIGPWR)
+	go func() {
+		s := <-sigs
+		b.log.Printf("%v: stopping all processes and powering off", s)
+		stopAll()
+		powerOff(b.log)
+	}()
+	for {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(-1, &ws, 0, nil)
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case err == nil && pid != b.servePID:
+			continue // an orphan, reaped
+		case err == nil:
+			b.log.Printf("control channel server exited (%v); restarting it", ws)
+		default: // ECHILD: the server is not running
+		}
+		time.Sleep(time.Second)
+		if b.servePID, err = forkServe(); err != nil {
+			b.log.Printf("restarting the control channel server: %v", err)
+			b.servePID = -1
+		}
+	}
+}
+
+// stopAll asks every other process to stop, gives them a moment, kills
+// what is left and syncs.
+func stopAll() {
+	_ = unix.Kill(-1, unix.SIGTERM)
+	time.Sleep(2 * time.Second)
+	_ = unix.Kill(-1, unix.SIGKILL)
+	unix.Sync()
+}

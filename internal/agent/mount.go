@@ -1,0 +1,106 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/banger-dev/banger/internal/guest"
+)
+
+// The initramfs's mount points (internal/initramfs creates them).
+const (
+	lowerDir   = "/lower"   // the read-only base
+	upperFSDir = "/upperfs" // the writable disk: upper/ and work/ of the overlay
+	newRoot    = "/newroot" // the overlay, the guest's root after switch root
+)
+
+// apiMounts are the kernel filesystems mounted first and moved into the
+// new root.
+var apiMounts = []struct {
+	dir, fstype, data string
+	flags             uintptr
+}{
+	{"/proc", "proc", "", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC},
+	{"/sys", "sysfs", "", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC},
+	{"/dev", "devtmpfs", "mode=0755", unix.MS_NOSUID},
+	{"/run", "tmpfs", "mode=0755", unix.MS_NOSUID | unix.MS_NODEV},
+}
+
+func (b *boot) mountEarly() error {
+	for _, m := range apiMounts {
+		if err := os.MkdirAll(m.dir, 0o755); err != nil {
+			return err
+		}
+		if err := unix.Mount(m.fstype, m.dir, m.fstype, m.flags, m.data); err != nil && !errors.Is(err, unix.EBUSY) {
+			return fmt.Errorf("mounting %s on %s: %w", m.fstype, m.dir, err)
+		}
+	}
+	return nil
+}
+
+func (b *boot) mountRoot() error {
+	if err := mount(b.disks.base, lowerDir, "ext4", unix.MS_RDONLY, ""); err != nil {
+		return err
+	}
+	if err := mount(b.disks.upper, upperFSDir, "ext4", 0, ""); err != nil {
+		return err
+	}
+	upper, work := filepath.Join(upperFSDir, "upper"), filepath.Join(upperFSDir, "work")
+	for _, d := range []string{upper, work} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", lowerDir, upper, work)
+	if err := mount("overlay", newRoot, "overlay", 0, opts); err != nil {
+		return err
+	}
+	if b.disks.work == "" {
+		b.log.Printf("no disk labelled %s: /work stays on the root overlay", guest.LabelWork)
+		return nil
+	}
+	dir := filepath.Join(newRoot, "work")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return mount(b.disks.work, dir, "ext4", 0, "")
+}
+
+func mount(source, target, fstype string, flags uintptr, data string) error {
+	if err := os.MkdirAll(target, 0o755); err != nil {
+		return err
+	}
+	if err := unix.Mount(source, target, fstype, flags, data); err != nil {
+		return fmt.Errorf("mounting %s (%s) on %s: %w", source, fstype, target, err)
+	}
+	return nil
+}
+
+// switchRoot moves the API mounts into the new root and makes it "/", as
+// switch_root does: the initramfs is rootfs, which pivot_root refuses. The
+// initramfs's files stay (in memory) but are no longer reachable.
+func (b *boot) switchRoot() error {
+	for _, m := range apiMounts {
+		dst := filepath.Join(newRoot, m.dir)
+		if err := os.MkdirAll(dst, 0o755); err != nil {
+			return err
+		}
+		if err := unix.Mount(m.dir, dst, "", unix.MS_MOVE, ""); err != nil {
+			return fmt.Errorf("moving %s into the new root: %w", m.dir, err)
+		}
+	}
+	if err := unix.Chdir(newRoot); err != nil {
+		return fmt.Errorf("entering the new root: %w", err)
+	}
+	if err := unix.Mount(".", "/", "", unix.MS_MOVE, ""); err != nil {
+		return fmt.Errorf("moving the new root onto /: %w", err)
+	}
+	if err := unix.Chroot("."); err != nil {
+		return fmt.Errorf("chroot into the new root: %w", err)
+	}
+	return unix.Chdir("/")
+}
