@@ -9,6 +9,8 @@ import "sort"
 type Entry struct {
 	Name   string
 	Source string
+	// Suite is the Debian suite a built-in Debian image is built from.
+	Suite string
 }
 
 // Catalog maps short image names to sources.
@@ -19,7 +21,7 @@ type Catalog struct {
 // Builtin is the catalog banger ships with.
 func Builtin() *Catalog {
 	return &Catalog{entries: map[string]Entry{
-		"debian-12": {Name: "debian-12", Source: "builtin:debian-12 (mmdebstrap bookworm + linux-image-cloud-amd64)"},
+		"debian-12": {Name: "debian-12", Suite: "bookworm", Source: "built from Debian bookworm packages (mmdebstrap, linux-image-cloud-amd64)"},
 	}}
 }
 

@@ -1,0 +1,291 @@
+package image
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/banger-dev/banger/internal/initramfs"
+	"github.com/banger-dev/banger/internal/model"
+	"github.com/banger-dev/banger/internal/op"
+	"github.com/banger-dev/banger/internal/paths"
+)
+
+// Store is what the image service needs from the database.
+type Store interface {
+	InsertImage(ctx context.Context, im model.Image) error
+	GetImage(ctx context.Context, name string) (model.Image, error)
+	ListImages(ctx context.Context) ([]model.Image, error)
+	DeleteImage(ctx context.Context, name string) error
+}
+
+// ServiceConfig configures the image service.
+type ServiceConfig struct {
+	Layout paths.Layout
+	// CacheDir keeps built images by recipe, so a rebuild of the same
+	// recipe is a copy.
+	CacheDir string
+	// Mirror and ExtraPackages shape the debian-12 build.
+	Mirror        string
+	ExtraPackages []string
+	// AgentPath is the banger-agent binary put into every initramfs.
+	AgentPath string
+}
+
+// Service owns images. publishMu is held only for the publication window
+// (recheck the name, rename the staged directory into place, insert the
+// record); builds and copies run outside it.
+type Service struct {
+	cfg     ServiceConfig
+	store   Store
+	catalog *Catalog
+	ops     *op.Registry
+	log     *slog.Logger
+
+	publishMu sync.Mutex
+	agentOnce sync.Once
+	agentSum  string
+	agentErr  error
+}
+
+// NewService makes an image service.
+func NewService(cfg ServiceConfig, store Store, catalog *Catalog, ops *op.Registry, log *slog.Logger) *Service {
+	return &Service{cfg: cfg, store: store, catalog: catalog, ops: ops, log: log}
+}
+
+// Catalog is the service's catalog.
+func (s *Service) Catalog() *Catalog { return s.catalog }
+
+// Get returns a local image.
+func (s *Service) Get(ctx context.Context, name string) (model.Image, error) {
+	return s.store.GetImage(ctx, name)
+}
+
+// List returns local images.
+func (s *Service) List(ctx context.Context) ([]model.Image, error) { return s.store.ListImages(ctx) }
+
+// Delete removes an image no VM uses, and its files.
+func (s *Service) Delete(ctx context.Context, name string) error {
+	if err := s.store.DeleteImage(ctx, name); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(s.cfg.Layout.ImageDir(name)); err != nil {
+		return fmt.Errorf("removing image files: %w", err)
+	}
+	s.log.Info("image deleted", "image", name)
+	return nil
+}
+
+// Pull starts an operation that makes name local.
+func (s *Service) Pull(ctx context.Context, name string) (model.Operation, error) {
+	if err := model.ValidateImageRef(name); err != nil {
+		return model.Operation{}, err
+	}
+	if _, ok := s.catalog.Lookup(name); !ok {
+		if _, err := s.store.GetImage(ctx, name); err != nil {
+			return model.Operation{}, s.unknown(name)
+		}
+	}
+	return s.ops.Begin("image.pull", name, func(ctx context.Context, p *op.Progress) error {
+		_, err := s.Ensure(ctx, name, func(phase string) { p.Phase(phase, 0) })
+		return err
+	}), nil
+}
+
+func (s *Service) unknown(name string) error {
+	return model.Errorf(model.ErrNotFound, "image %q is neither registered nor in the catalog (catalog: %v)", name, s.catalog.Names())
+}
+
+// Ensure returns the named image, building it from its catalog recipe
+// first when it is not local.
+func (s *Service) Ensure(ctx context.Context, name string, progress func(string)) (model.Image, error) {
+	im, err := s.store.GetImage(ctx, name)
+	if err == nil {
+		return im, nil
+	}
+	if !errors.Is(err, model.ErrNotFound) {
+		return model.Image{}, err
+	}
+	entry, ok := s.catalog.Lookup(name)
+	if !ok {
+		return model.Image{}, s.unknown(name)
+	}
+	if progress == nil {
+		progress = func(string) {}
+	}
+	start := time.Now()
+	art, err := CachedDebian(ctx, s.cfg.CacheDir, DebianOptions{
+		Mirror: s.cfg.Mirror, Suite: entry.Suite, Packages: s.cfg.ExtraPackages,
+	}, progress)
+	if err != nil {
+		return model.Image{}, fmt.Errorf("building image %s: %w", name, err)
+	}
+	progress("installing image")
+	im, err = s.publish(ctx, name, entry.Source, art)
+	if err != nil {
+		return model.Image{}, err
+	}
+	s.log.Info("image ready", "image", name, "took", time.Since(start).Round(time.Millisecond))
+	return im, nil
+}
+
+// publish links the cached artifacts into a staging directory, then
+// within publishMu renames it into place and records it. A concurrent
+// publisher of the same name loses cleanly and gets the winner's image.
+func (s *Service) publish(ctx context.Context, name, source string, art Artifacts) (model.Image, error) {
+	if err := os.MkdirAll(s.cfg.Layout.ImagesDir(), 0o750); err != nil {
+		return model.Image{}, fmt.Errorf("creating images directory: %w", err)
+	}
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:])
+	staging := filepath.Join(s.cfg.Layout.ImagesDir(), ".staging-"+hex.EncodeToString(rnd[:]))
+	defer os.RemoveAll(staging)
+	if err := linkTree(art.ModulesDir, filepath.Join(staging, "modules", filepath.Base(art.ModulesDir))); err != nil {
+		return model.Image{}, err
+	}
+	for src, dst := range map[string]string{art.Kernel: "vmlinuz", art.Rootfs: "rootfs.ext4"} {
+		if err := linkOrCopy(src, filepath.Join(staging, dst)); err != nil {
+			return model.Image{}, err
+		}
+	}
+	final := s.cfg.Layout.ImageDir(name)
+	im := model.Image{
+		Name: name, KernelPath: filepath.Join(final, "vmlinuz"), RootfsPath: filepath.Join(final, "rootfs.ext4"),
+		ModulesPath: filepath.Join(final, "modules", filepath.Base(art.ModulesDir)),
+		Source:      source, Digest: art.Digest, SizeBytes: art.SizeBytes, CreatedAt: time.Now().UTC(),
+	}
+
+	s.publishMu.Lock()
+	defer s.publishMu.Unlock()
+	if existing, err := s.store.GetImage(ctx, name); err == nil {
+		return existing, nil
+	}
+	_ = os.RemoveAll(final) // leftovers of a crash between rename and insert
+	if err := os.Rename(staging, final); err != nil {
+		return model.Image{}, fmt.Errorf("installing image: %w", err)
+	}
+	if err := s.store.InsertImage(ctx, im); err != nil {
+		_ = os.RemoveAll(final)
+		return model.Image{}, err
+	}
+	return im, nil
+}
+
+// Initramfs returns banger's initramfs for im's kernel: the agent plus the
+// modules it needs, cached by kernel modules and agent binary.
+func (s *Service) Initramfs(ctx context.Context, im model.Image) (string, error) {
+	s.agentOnce.Do(func() { s.agentSum, s.agentErr = fileSum(s.cfg.AgentPath) })
+	if s.agentErr != nil {
+		return "", fmt.Errorf("reading the guest agent %s: %w; reinstall banger (scripts/install) so banger-agent sits beside bangerd", s.cfg.AgentPath, s.agentErr)
+	}
+	key := sha256.Sum256([]byte(im.ModulesPath + "\x00" + im.Digest + "\x00" + s.agentSum))
+	dir := s.cfg.Layout.InitramfsDir()
+	path := filepath.Join(dir, hex.EncodeToString(key[:8])+".cpio")
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return "", fmt.Errorf("creating initramfs directory: %w", err)
+	}
+	// Built into a temporary file and renamed: concurrent builders write
+	// the same bytes and the last rename wins, so no lock is needed.
+	tmp, err := os.CreateTemp(dir, ".build-*")
+	if err != nil {
+		return "", fmt.Errorf("creating initramfs: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := initramfs.Build(ctx, tmp, s.cfg.AgentPath, im.ModulesPath); err != nil {
+		tmp.Close()
+		return "", fmt.Errorf("building initramfs for %s: %w", im.Name, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return "", fmt.Errorf("writing initramfs: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return "", fmt.Errorf("installing initramfs: %w", err)
+	}
+	return path, nil
+}
+
+func fileSum(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// linkOrCopy hard-links src to dst, copying when they are on different
+// filesystems.
+func linkOrCopy(src, dst string) error {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
+		return fmt.Errorf("creating %s: %w", filepath.Dir(dst), err)
+	}
+	if err := os.Link(src, dst); err == nil {
+		return nil
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return fmt.Errorf("copying %s: %w", src, err)
+	}
+	defer in.Close()
+	fi, err := in.Stat()
+	if err != nil {
+		return fmt.Errorf("copying %s: %w", src, err)
+	}
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, fi.Mode().Perm())
+	if err != nil {
+		return fmt.Errorf("copying %s: %w", src, err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return fmt.Errorf("copying %s: %w", src, err)
+	}
+	if err := out.Close(); err != nil {
+		return fmt.Errorf("copying %s: %w", src, err)
+	}
+	return nil
+}
+
+// linkTree recreates the tree at src under dst with hard links (or copies),
+// following no symlinks out of it.
+func linkTree(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(dst, rel)
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(target, 0o755)
+		case d.Type()&fs.ModeSymlink != 0:
+			link, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(link, target)
+		case d.Type().IsRegular():
+			return linkOrCopy(p, target)
+		}
+		return nil
+	})
+}
