@@ -18,6 +18,13 @@ const (
 	MethodVMStart   = "vm.start"
 	MethodVMStop    = "vm.stop"
 	MethodVMRestart = "vm.restart"
+	MethodVMSSHInfo = "vm.ssh_info"
+	MethodVMLogs    = "vm.logs"
+
+	MethodImageList   = "image.list"
+	MethodImageShow   = "image.show"
+	MethodImageDelete = "image.delete"
+	MethodImagePull   = "image.pull"
 
 	MethodOpStatus = "op.status"
 	MethodOpCancel = "op.cancel"
@@ -136,3 +143,45 @@ type OpRef struct {
 
 // Empty is the result of methods that return nothing.
 type Empty struct{}
+
+// SSHInfo is what a client needs to open SSH to a VM itself: the address,
+// the daemon's private key (callers are trusted members), and the VM's
+// pinned host key, so the user is never asked to trust one.
+type SSHInfo struct {
+	Address    string `json:"address"`
+	User       string `json:"user"`
+	PrivateKey string `json:"private_key"`
+	HostKey    string `json:"host_key"`
+}
+
+// VMLogsParams asks for console output from Offset on, at most Max bytes.
+type VMLogsParams struct {
+	Name   string `json:"name"`
+	Offset int64  `json:"offset"`
+	Max    int64  `json:"max,omitempty"`
+}
+
+// VMLogs is a chunk of console output. Next is the offset to ask for next;
+// Running says whether more may come.
+type VMLogs struct {
+	Data    string `json:"data"`
+	Next    int64  `json:"next"`
+	Running bool   `json:"running"`
+}
+
+// Image is an image as the API shows it.
+type Image struct {
+	Name       string    `json:"name"`
+	KernelPath string    `json:"kernel_path"`
+	InitrdPath string    `json:"initrd_path,omitempty"`
+	RootfsPath string    `json:"rootfs_path"`
+	Source     string    `json:"source"`
+	Digest     string    `json:"digest"`
+	SizeBytes  int64     `json:"size_bytes"`
+	CreatedAt  time.Time `json:"created_at"`
+}
+
+// ImageRef names one image.
+type ImageRef struct {
+	Name string `json:"name"`
+}

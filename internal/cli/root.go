@@ -46,6 +46,10 @@ func Run(ctx context.Context, args []string, s Streams, version string) int {
 		}
 		return ExitUsage
 	}
+	var ec exitCodeError
+	if errors.As(err, &ec) {
+		return ec.code
+	}
 	var q quietError
 	if !errors.As(err, &q) {
 		fmt.Fprintf(s.Err, "banger: %s\n", err)
@@ -88,7 +92,7 @@ func (a *app) rootCommand() *cobra.Command {
 	pf.StringVar(&a.configPath, "config", "", "config file for a daemon banger starts (default <state-dir>/config.toml)")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usagef(c, "%s", err) })
 
-	root.AddCommand(a.daemonCommand(), a.vmCommand(), a.opCommand(), a.versionCommand(), a.completionCommand(root))
+	root.AddCommand(a.daemonCommand(), a.vmCommand(), a.imageCommand(), a.opCommand(), a.versionCommand(), a.completionCommand(root))
 	return root
 }
 

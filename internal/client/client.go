@@ -113,3 +113,38 @@ func (c *Client) OpList(ctx context.Context) ([]api.Operation, error) {
 	var out []api.Operation
 	return out, c.call(ctx, api.MethodOpList, nil, &out)
 }
+
+// VMSSHInfo is vm.ssh_info.
+func (c *Client) VMSSHInfo(ctx context.Context, name string) (api.SSHInfo, error) {
+	var out api.SSHInfo
+	return out, c.call(ctx, api.MethodVMSSHInfo, api.VMRef{Name: name}, &out)
+}
+
+// VMLogs is vm.logs.
+func (c *Client) VMLogs(ctx context.Context, p api.VMLogsParams) (api.VMLogs, error) {
+	var out api.VMLogs
+	return out, c.call(ctx, api.MethodVMLogs, p, &out)
+}
+
+// ImageList is image.list.
+func (c *Client) ImageList(ctx context.Context) ([]api.Image, error) {
+	var out []api.Image
+	return out, c.call(ctx, api.MethodImageList, nil, &out)
+}
+
+// ImageShow is image.show.
+func (c *Client) ImageShow(ctx context.Context, name string) (api.Image, error) {
+	var out api.Image
+	return out, c.call(ctx, api.MethodImageShow, api.ImageRef{Name: name}, &out)
+}
+
+// ImageDelete is image.delete.
+func (c *Client) ImageDelete(ctx context.Context, name string) error {
+	return c.call(ctx, api.MethodImageDelete, api.ImageRef{Name: name}, nil)
+}
+
+// ImagePull is image.pull: it starts an operation.
+func (c *Client) ImagePull(ctx context.Context, name string) (api.Operation, error) {
+	var out api.Operation
+	return out, c.call(ctx, api.MethodImagePull, api.ImageRef{Name: name}, &out)
+}

@@ -29,6 +29,14 @@ type File struct {
 	StopTimeout   string `toml:"stop_timeout"`
 	OpRetention   string `toml:"op_retention"`
 	LogLevel      string `toml:"log_level"`
+
+	Bridge         string   `toml:"bridge"`
+	VMM            string   `toml:"vmm"`
+	OverlaySize    string   `toml:"overlay_size"`
+	BootTimeout    string   `toml:"boot_timeout"`
+	DebianMirror   string   `toml:"debian_mirror"`
+	DebianPackages []string `toml:"debian_packages"`
+	ImageCacheDir  string   `toml:"image_cache_dir"`
 }
 
 // Defaults are the values used for keys the file leaves out.
@@ -42,6 +50,11 @@ var Defaults = File{
 	StopTimeout:   "15s",
 	OpRetention:   "1h",
 	LogLevel:      "info",
+	Bridge:        "banger0",
+	VMM:           "auto",
+	OverlaySize:   "8G",
+	BootTimeout:   "180s",
+	DebianMirror:  "http://deb.debian.org/debian",
 }
 
 // Config is the parsed, validated configuration.
@@ -55,6 +68,14 @@ type Config struct {
 	StopTimeout      time.Duration
 	OpRetention      time.Duration
 	LogLevel         slog.Level
+	Bridge           string
+	VMM              string
+	OverlayMiB       int64
+	BootTimeout      time.Duration
+	DebianMirror     string
+	DebianPackages   []string
+	// ImageCacheDir is empty for <state-dir>/cache.
+	ImageCacheDir string
 }
 
 // Load reads path. A missing file is not an error unless required (the user
@@ -85,7 +106,8 @@ func Load(path string, required bool) (Config, error) {
 }
 
 func (f File) parse() (Config, error) {
-	c := Config{SocketGroup: f.SocketGroup, DefaultImage: f.DefaultImage, DefaultVCPUs: f.DefaultVCPUs}
+	c := Config{SocketGroup: f.SocketGroup, DefaultImage: f.DefaultImage, DefaultVCPUs: f.DefaultVCPUs,
+		Bridge: f.Bridge, VMM: f.VMM, DebianMirror: f.DebianMirror, DebianPackages: f.DebianPackages, ImageCacheDir: f.ImageCacheDir}
 	var err error
 	if c.Subnet, err = netip.ParsePrefix(f.Subnet); err != nil || !c.Subnet.Addr().Is4() {
 		return Config{}, fmt.Errorf("subnet %q is not an IPv4 CIDR such as 172.16.0.0/24", f.Subnet)
@@ -120,6 +142,28 @@ func (f File) parse() (Config, error) {
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(f.LogLevel)); err != nil {
 		return Config{}, fmt.Errorf("log_level %q: use debug, info, warn or error", f.LogLevel)
+	}
+	if err := model.ValidateName(c.Bridge); err != nil || len(c.Bridge) > 15 {
+		return Config{}, fmt.Errorf("bridge %q: use up to 15 lowercase letters, digits or '-'", f.Bridge)
+	}
+	switch c.VMM {
+	case "auto", "qemu":
+	default:
+		return Config{}, fmt.Errorf("vmm %q: use auto or qemu", f.VMM)
+	}
+	if c.OverlayMiB, err = model.ParseSize("overlay_size", f.OverlaySize); err != nil {
+		return Config{}, err
+	}
+	if err := model.ValidateDisk(c.OverlayMiB); err != nil {
+		return Config{}, fmt.Errorf("overlay_size: %w", err)
+	}
+	if c.BootTimeout, err = positiveDuration("boot_timeout", f.BootTimeout); err != nil {
+		return Config{}, err
+	}
+	for _, p := range c.DebianPackages {
+		if p == "" || strings.ContainsAny(p, " \t\n,;") || strings.HasPrefix(p, "-") {
+			return Config{}, fmt.Errorf("debian_packages: %q is not a package name", p)
+		}
 	}
 	return c, nil
 }

@@ -17,7 +17,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/banger-dev/banger/internal/boot"
 	"github.com/banger-dev/banger/internal/config"
+	"github.com/banger-dev/banger/internal/guestssh"
+	"github.com/banger-dev/banger/internal/host/dns"
+	"github.com/banger-dev/banger/internal/host/hostnet"
+	"github.com/banger-dev/banger/internal/host/run"
 	"github.com/banger-dev/banger/internal/image"
 	"github.com/banger-dev/banger/internal/op"
 	"github.com/banger-dev/banger/internal/paths"
@@ -25,6 +30,7 @@ import (
 	"github.com/banger-dev/banger/internal/store"
 	"github.com/banger-dev/banger/internal/vm"
 	"github.com/banger-dev/banger/internal/vmm"
+	"github.com/banger-dev/banger/internal/vmm/qemu"
 )
 
 // Options say where the daemon lives and how it logs.
@@ -42,14 +48,19 @@ type Options struct {
 
 // Daemon is a running bangerd.
 type Daemon struct {
-	opts    Options
-	cfg     config.Config
-	layout  paths.Layout
-	log     *slog.Logger
-	store   *store.Store
-	ops     *op.Registry
-	vms     *vm.Service
-	started time.Time
+	opts   Options
+	cfg    config.Config
+	layout paths.Layout
+	log    *slog.Logger
+	store  *store.Store
+	ops    *op.Registry
+	vms    *vm.Service
+	images *image.Service
+	boot   *boot.Host
+	driver vmm.Driver
+	// driverReason says why this driver was chosen.
+	driverReason string
+	started      time.Time
 	// shutdown asks Run to return; daemon.shutdown calls it.
 	shutdown context.CancelFunc
 	// groupID is the socket group's ID when that group exists.
@@ -111,27 +122,62 @@ func Run(ctx context.Context, opts Options) error {
 	opsCtx, cancelOps := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelOps()
 	ops := op.NewRegistry(opsCtx, st, log)
-	driver := selectDriver(ctx)
+	driver, reason := selectDriver(cfg)
 	d := &Daemon{
 		opts: opts, cfg: cfg, layout: layout, log: log, store: st, ops: ops,
-		started: time.Now(), shutdown: cancel,
+		driver: driver, driverReason: reason, started: time.Now(), shutdown: cancel,
 	}
 	d.groupID, d.hasGroup = config.GroupID(cfg.SocketGroup)
+
+	signer, err := guestssh.LoadOrCreateKey(layout.SSHKey())
+	if err != nil {
+		return err
+	}
+	cacheDir := cfg.ImageCacheDir
+	if cacheDir == "" {
+		cacheDir = filepath.Join(layout.StateDir, "cache")
+	}
+	catalog := image.Builtin()
+	d.images = image.NewService(image.ServiceConfig{
+		Layout: layout, CacheDir: cacheDir, Mirror: cfg.DebianMirror, ExtraPackages: cfg.DebianPackages,
+		AgentPath: findAgent(),
+	}, st, catalog, ops, log)
+	hn := hostnet.New(hostnet.Config{Bridge: cfg.Bridge, Subnet: cfg.Subnet}, log)
+	netw := &network{Manager: hn, dns: dns.New(nil, log), life: ctx, log: log}
+	d.boot = boot.New(boot.Config{
+		Layout: layout, Subnet: cfg.Subnet, OverlayMiB: cfg.OverlayMiB, BootTimeout: cfg.BootTimeout,
+	}, d.images, netw, netw.dns, signer, log)
 	d.vms = vm.New(vm.Config{
 		Layout: layout, Subnet: cfg.Subnet, DefaultImage: cfg.DefaultImage,
 		DefaultVCPUs: cfg.DefaultVCPUs, DefaultMemoryMiB: cfg.DefaultMemoryMiB, DefaultDiskMiB: cfg.DefaultDiskMiB,
 		HostMemoryMiB: hostMemoryMiB(), StopTimeout: cfg.StopTimeout,
-	}, st, driver, ops, image.Builtin(), log)
+	}, st, driver, d.boot, ops, catalog, log)
 	if err := d.vms.Reconcile(ctx); err != nil {
 		return err
 	}
+	// Pool taps from a previous daemon that died are leaked otherwise; the
+	// taps of VMs that still run are kept.
+	if pruned, err := hn.PruneTaps(ctx, d.vms.LiveTaps()); err != nil {
+		log.Warn("pruning stale taps", "err", err)
+	} else if len(pruned) > 0 {
+		log.Info("removed stale taps", "taps", pruned)
+	}
+	defer func() {
+		// Only the unused pool taps go; VMs keep theirs, and the bridge and
+		// NAT stay for them.
+		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := hn.Close(closeCtx); err != nil {
+			log.Warn("releasing pool taps", "err", err)
+		}
+	}()
 
 	ln, err := d.listen()
 	if err != nil {
 		return err
 	}
 	log.Info("bangerd started", "version", opts.Version, "pid", os.Getpid(), "socket", opts.Socket,
-		"state_dir", layout.StateDir, "driver", driver.Name())
+		"state_dir", layout.StateDir, "driver", driver.Name(), "why", reason)
 
 	go d.pruneLoop(ctx)
 	srv := rpc.NewServer(d.methods(), d.authorize, mapError, log)
@@ -218,8 +264,25 @@ func (d *Daemon) pruneLoop(ctx context.Context) {
 	}
 }
 
-// selectDriver picks the VMM driver. None is usable yet: the QEMU and
-// Firecracker drivers arrive with the next issues.
-func selectDriver(context.Context) vmm.Driver {
-	return vmm.None{Reason: "this banger has no VMM driver yet; the qemu (apt-get install qemu-system-x86) and firecracker drivers are being built"}
+// selectDriver picks the VMM driver and says why.
+func selectDriver(cfg config.Config) (vmm.Driver, string) {
+	q := qemu.New("tcg")
+	if err := q.Available(context.Background()); err != nil {
+		return vmm.None{Reason: "qemu-system-x86_64 not found; install it with `apt-get install qemu-system-x86`"}, err.Error()
+	}
+	return q, "qemu with TCG: qemu-system-x86_64 found (vmm = " + cfg.VMM + "); KVM is not probed yet, TCG runs anywhere"
+}
+
+// findAgent locates banger-agent: beside the bangerd binary, else on PATH.
+func findAgent() string {
+	if self, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(self), "banger-agent")
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if p, err := run.LookPath("banger-agent"); err == nil {
+		return p
+	}
+	return "banger-agent"
 }

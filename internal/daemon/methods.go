@@ -27,6 +27,13 @@ func (d *Daemon) methods() map[string]rpc.Method {
 		api.MethodVMStart:   member(rpc.Typed(d.vmLifecycle(d.vms.Start))),
 		api.MethodVMStop:    member(rpc.Typed(d.vmLifecycle(d.vms.Stop))),
 		api.MethodVMRestart: member(rpc.Typed(d.vmLifecycle(d.vms.Restart))),
+		api.MethodVMSSHInfo: member(rpc.Typed(d.vmSSHInfo)),
+		api.MethodVMLogs:    member(rpc.Typed(d.vmLogs)),
+
+		api.MethodImageList:   member(rpc.Typed(d.imageList)),
+		api.MethodImageShow:   member(rpc.Typed(d.imageShow)),
+		api.MethodImageDelete: member(rpc.Typed(d.imageDelete)),
+		api.MethodImagePull:   member(rpc.Typed(d.imagePull)),
 
 		api.MethodOpStatus: member(rpc.Typed(d.opStatus)),
 		api.MethodOpCancel: member(rpc.Typed(d.opCancel)),
@@ -45,11 +52,7 @@ func (d *Daemon) status(ctx context.Context, _ rpc.Caller, _ api.Empty) (api.Dae
 			running++
 		}
 	}
-	driver := d.vms.Driver()
-	reason := "available"
-	if err := driver.Available(ctx); err != nil {
-		reason = err.Error()
-	}
+	driver, reason := d.driver, d.driverReason
 	return api.DaemonStatus{
 		Version: d.opts.Version, PID: os.Getpid(), UptimeSeconds: time.Since(d.started).Seconds(),
 		Socket: d.opts.Socket, StateDir: d.layout.StateDir, Driver: driver.Name(), DriverReason: reason,

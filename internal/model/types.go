@@ -33,10 +33,12 @@ type Image struct {
 	KernelPath string
 	InitrdPath string
 	RootfsPath string
-	Source     string
-	Digest     string
-	SizeBytes  int64
-	CreatedAt  time.Time
+	// ModulesPath is the kernel's modules directory (lib/modules/<kver>).
+	ModulesPath string
+	Source      string
+	Digest      string
+	SizeBytes   int64
+	CreatedAt   time.Time
 }
 
 // OpState is where an asynchronous operation is.

@@ -80,3 +80,18 @@ func (l Layout) HandlesFile(id string) string { return filepath.Join(l.VMDir(id)
 
 // ImagesDir holds one directory per image.
 func (l Layout) ImagesDir() string { return filepath.Join(l.StateDir, "images") }
+
+// VMFile is a file in the VM's directory. The names banger uses:
+// upper.ext4 (overlay writable layer), work.ext4 (/work), config.img (the
+// guest config disk), console.log, agent.sock (control channel),
+// ssh_host_ed25519_key(.pub).
+func (l Layout) VMFile(id, name string) string { return filepath.Join(l.VMDir(id), name) }
+
+// SSHKey is the daemon's private key, authorized in every guest.
+func (l Layout) SSHKey() string { return filepath.Join(l.StateDir, "ssh", "id_ed25519") }
+
+// InitramfsDir caches generated initramfs archives.
+func (l Layout) InitramfsDir() string { return filepath.Join(l.StateDir, "initramfs") }
+
+// ImageDir is the directory of one image.
+func (l Layout) ImageDir(name string) string { return filepath.Join(l.ImagesDir(), name) }

@@ -9,22 +9,22 @@ import (
 	"github.com/banger-dev/banger/internal/model"
 )
 
-const imageColumns = `name, kernel_path, initrd_path, rootfs_path, source, digest, size_bytes, created_at`
+const imageColumns = `name, kernel_path, initrd_path, rootfs_path, modules_path, source, digest, size_bytes, created_at`
 
 func scanImage(r rowScanner) (model.Image, error) {
 	var (
 		im      model.Image
 		created string
 	)
-	err := r.Scan(&im.Name, &im.KernelPath, &im.InitrdPath, &im.RootfsPath, &im.Source, &im.Digest, &im.SizeBytes, &created)
+	err := r.Scan(&im.Name, &im.KernelPath, &im.InitrdPath, &im.RootfsPath, &im.ModulesPath, &im.Source, &im.Digest, &im.SizeBytes, &created)
 	im.CreatedAt = parseTime(created)
 	return im, err
 }
 
 // InsertImage registers an image; a name clash is model.ErrConflict.
 func (s *Store) InsertImage(ctx context.Context, im model.Image) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO images (`+imageColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		im.Name, im.KernelPath, im.InitrdPath, im.RootfsPath, im.Source, im.Digest, im.SizeBytes, fmtTime(im.CreatedAt))
+	_, err := s.db.ExecContext(ctx, `INSERT INTO images (`+imageColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		im.Name, im.KernelPath, im.InitrdPath, im.RootfsPath, im.ModulesPath, im.Source, im.Digest, im.SizeBytes, fmtTime(im.CreatedAt))
 	if isUnique(err) {
 		return model.Errorf(model.ErrConflict, "image name %q is already in use", im.Name)
 	}

@@ -145,7 +145,7 @@ func TestSchemaRejectsBadState(t *testing.T) {
 func TestImages(t *testing.T) {
 	ctx := context.Background()
 	s, _ := openTemp(t)
-	im := model.Image{Name: "debian-12", KernelPath: "/k", RootfsPath: "/r", Source: "built-in",
+	im := model.Image{Name: "debian-12", KernelPath: "/k", RootfsPath: "/r", ModulesPath: "/m", Source: "built-in",
 		Digest: "sha256:00", SizeBytes: 42, CreatedAt: time.Now().UTC().Truncate(time.Millisecond)}
 	if err := s.InsertImage(ctx, im); err != nil {
 		t.Fatal(err)

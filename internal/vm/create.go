@@ -57,6 +57,7 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (model.VM, mode
 	c.opID = o.ID
 	s.inflightMu.Unlock()
 	s.log.Info("vm reserved", "vm", vm.Name, "id", vm.ID, "ip", vm.IP, "op", o.ID)
+	s.publishRecords(ctx)
 	return vm, o, nil
 }
 
@@ -156,6 +157,9 @@ func (s *Service) finishCreate(ctx context.Context, p *op.Progress, vm model.VM,
 	p.Phase("preparing", 0)
 	if err := os.MkdirAll(s.Dir(vm), 0o700); err != nil {
 		return fmt.Errorf("creating vm directory: %w", err)
+	}
+	if err := s.host.Created(ctx, vm, !noStart, func(phase string) { p.Phase(phase, 0) }); err != nil {
+		return err
 	}
 	if err := ctx.Err(); err != nil {
 		return err

@@ -81,3 +81,16 @@ func (c *handleCache) seed(id string, h vmm.Handles) {
 	defer c.mu.Unlock()
 	c.m[id] = h
 }
+
+// taps lists the taps held by VMs in the cache.
+func (c *handleCache) taps() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, h := range c.m {
+		if h.Tap != "" {
+			out = append(out, h.Tap)
+		}
+	}
+	return out
+}

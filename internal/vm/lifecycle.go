@@ -64,20 +64,13 @@ func (s *Service) start(ctx context.Context, id string) (model.VM, error) {
 	}()
 
 	s.log.Info("booting vm", "vm", vm.Name, "driver", s.driver.Name())
-	h, bootErr := s.driver.Start(bootCtx, vmm.Spec{VM: vm, Dir: s.Dir(vm), ConsoleLog: s.consoleLog(vm)})
+	h, bootErr := s.boot(bootCtx, vm)
 
 	unlock = s.locks.Lock(id)
 	defer unlock()
 	// Record the outcome with a context that outlives the caller: the state
 	// must not be left at "starting" because the caller hung up.
 	rec := context.WithoutCancel(ctx)
-	if bootErr == nil {
-		if err := s.handles.put(id, h); err != nil {
-			bootErr = err
-			_ = s.driver.Stop(rec, h, s.cfg.StopTimeout)
-			_ = s.driver.Cleanup(rec, h)
-		}
-	}
 	if bootErr != nil {
 		to, msg := model.StateError, bootErr.Error()
 		if bootCtx.Err() != nil {
@@ -93,6 +86,43 @@ func (s *Service) start(ctx context.Context, id string) (model.VM, error) {
 	}
 	s.log.Info("vm running", "vm", vm.Name, "pid", h.PID)
 	return vm, nil
+}
+
+// boot runs the boot steps: host preparation, the VMM, then waiting for
+// the guest. Handles are recorded as soon as the VMM runs, so a daemon that
+// dies mid-boot can still find the process. On failure everything the
+// boot took is released.
+func (s *Service) boot(ctx context.Context, vm model.VM) (vmm.Handles, error) {
+	rec := context.WithoutCancel(ctx)
+	spec, err := s.host.Prepare(ctx, vm)
+	if err != nil {
+		return vmm.Handles{}, err
+	}
+	h, err := s.driver.Start(ctx, spec)
+	if err != nil {
+		_ = s.host.Release(rec, vm, vmm.Handles{Tap: spec.Tap})
+		return vmm.Handles{}, err
+	}
+	h.Tap = spec.Tap
+	if err := s.handles.put(vm.ID, h); err != nil {
+		s.abandon(rec, vm, h)
+		return vmm.Handles{}, err
+	}
+	if err := s.host.Ready(ctx, vm, h); err != nil {
+		s.abandon(rec, vm, h)
+		return vmm.Handles{}, err
+	}
+	return h, nil
+}
+
+// abandon kills a VM whose boot failed and releases what it held.
+func (s *Service) abandon(ctx context.Context, vm model.VM, h vmm.Handles) {
+	if err := s.driver.Stop(ctx, h, 0); err != nil {
+		s.log.Warn("killing failed boot", "vm", vm.Name, "err", err)
+	}
+	_ = s.driver.Cleanup(ctx, h)
+	_ = s.host.Release(ctx, vm, h)
+	_ = s.handles.drop(vm.ID)
 }
 
 // Stop shuts a VM down: gracefully, then forcibly after the configured
@@ -156,6 +186,7 @@ func (s *Service) shutdown(ctx context.Context, vm *model.VM, unlock func()) (mo
 	if alive := have && s.driver.Alive(h); vm.State == model.StateError && !alive {
 		if have {
 			_ = s.driver.Cleanup(ctx, h)
+			_ = s.host.Release(ctx, *vm, h)
 			_ = s.handles.drop(vm.ID)
 		}
 		return *vm, s.setState(ctx, vm, model.StateStopped, vm.LastError)
@@ -173,6 +204,9 @@ func (s *Service) shutdown(ctx context.Context, vm *model.VM, unlock func()) (mo
 		stopErr = s.driver.Stop(ctx, h, s.cfg.StopTimeout)
 		if stopErr == nil {
 			stopErr = s.driver.Cleanup(ctx, h)
+		}
+		if stopErr == nil {
+			stopErr = s.host.Release(ctx, *vm, h)
 		}
 	}
 	unlock = s.locks.Lock(vm.ID)
@@ -256,7 +290,6 @@ func (s *Service) remove(ctx context.Context, id string, force bool) error {
 		return fmt.Errorf("removing vm directory: %w", err)
 	}
 	s.log.Info("vm deleted", "vm", vm.Name, "id", vm.ID)
+	s.publishRecords(ctx)
 	return nil
 }
-
-func (s *Service) consoleLog(vm model.VM) string { return s.Dir(vm) + "/console.log" }

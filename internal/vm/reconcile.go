@@ -25,6 +25,7 @@ func (s *Service) Reconcile(ctx context.Context) error {
 			s.log.Error("reconciling vm", "vm", vm.Name, "err", err)
 		}
 	}
+	s.publishRecords(ctx)
 	return nil
 }
 
@@ -52,6 +53,9 @@ func (s *Service) reconcileOne(ctx context.Context, vm model.VM) error {
 		if err := s.driver.Cleanup(ctx, h); err != nil {
 			s.log.Warn("cleaning up after dead vm", "vm", vm.Name, "err", err)
 		}
+		if err := s.host.Release(ctx, vm, h); err != nil {
+			s.log.Warn("releasing dead vm's host resources", "vm", vm.Name, "err", err)
+		}
 	}
 	if err := s.handles.drop(vm.ID); err != nil {
 		return err
@@ -63,3 +67,7 @@ func (s *Service) reconcileOne(ctx context.Context, vm model.VM) error {
 	s.log.Info("vm found dead", "vm", vm.Name, "was", vm.State)
 	return s.setState(ctx, &vm, model.StateStopped, msg)
 }
+
+// LiveTaps lists the taps that running VMs hold; everything else banger
+// owns on the host is free to clean up.
+func (s *Service) LiveTaps() []string { return s.handles.taps() }

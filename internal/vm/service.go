@@ -36,6 +36,25 @@ type Store interface {
 	GetImage(ctx context.Context, name string) (model.Image, error)
 }
 
+// Host does the host-side work around a VM's lifecycle: the boot steps
+// that are not the VMM's (image, initramfs, disks, network) and waiting
+// for the guest to be ready. The service decides when; Host knows how.
+type Host interface {
+	// Created makes what a new VM keeps for its life (disks, host key).
+	// When the VM boots right away it also fetches the image first, so the
+	// fetch shows as a phase of the create. progress names each phase.
+	Created(ctx context.Context, vm model.VM, fetchImage bool, progress func(phase string)) error
+	// Prepare readies everything a boot needs and returns the VMM spec.
+	// On error it has released what it took.
+	Prepare(ctx context.Context, vm model.VM) (vmm.Spec, error)
+	// Ready returns once the booted guest answers (agent and SSH).
+	Ready(ctx context.Context, vm model.VM, h vmm.Handles) error
+	// Release gives back what Prepare took (the tap), after the VMM exited.
+	Release(ctx context.Context, vm model.VM, h vmm.Handles) error
+	// Records publishes the name → IP table (for DNS) after it changed.
+	Records(ctx context.Context, vms []model.VM)
+}
+
 // Config is the service's configuration.
 type Config struct {
 	Layout           paths.Layout
@@ -56,6 +75,7 @@ type Service struct {
 	driver  vmm.Driver
 	ops     *op.Registry
 	catalog *image.Catalog
+	host    Host
 	log     *slog.Logger
 
 	reserveMu sync.Mutex
@@ -78,12 +98,12 @@ type work struct {
 type creation struct{ opID string }
 
 // New makes a service.
-func New(cfg Config, store Store, driver vmm.Driver, ops *op.Registry, catalog *image.Catalog, log *slog.Logger) *Service {
+func New(cfg Config, store Store, driver vmm.Driver, host Host, ops *op.Registry, catalog *image.Catalog, log *slog.Logger) *Service {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Service{
-		cfg: cfg, store: store, driver: driver, ops: ops, catalog: catalog, log: log,
+		cfg: cfg, store: store, driver: driver, host: host, ops: ops, catalog: catalog, log: log,
 		handles:  handleCache{layout: cfg.Layout, m: map[string]vmm.Handles{}},
 		boots:    map[string]*work{},
 		creating: map[string]*creation{},
@@ -119,6 +139,16 @@ func (s *Service) setState(ctx context.Context, vm *model.VM, to model.State, la
 	}
 	vm.State, vm.LastError = to, lastErr
 	return nil
+}
+
+// publishRecords hands the current name → IP table to the host.
+func (s *Service) publishRecords(ctx context.Context) {
+	vms, err := s.store.ListVMs(ctx)
+	if err != nil {
+		s.log.Warn("listing vms for dns", "err", err)
+		return
+	}
+	s.host.Records(ctx, vms)
 }
 
 func (s *Service) creatingOp(id string) (string, bool) {

@@ -58,7 +58,46 @@ func (h *harness) newService(t *testing.T, driver vmm.Driver) *Service {
 		DefaultImage: "debian-12", DefaultVCPUs: 2, DefaultMemoryMiB: 512, DefaultDiskMiB: 2048,
 		HostMemoryMiB: 8192, StopTimeout: time.Second,
 	}
-	return New(cfg, h.store, driver, ops, image.Builtin(), nil)
+	return New(cfg, h.store, driver, &fakeHost{}, ops, image.Builtin(), nil)
+}
+
+// fakeHost does no host work; it tracks taps so tests can check that every
+// boot's tap is given back.
+type fakeHost struct {
+	mu   sync.Mutex
+	taps map[string]bool
+	next int
+}
+
+func (f *fakeHost) Created(context.Context, model.VM, bool, func(string)) error { return nil }
+
+func (f *fakeHost) Prepare(_ context.Context, vm model.VM) (vmm.Spec, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.taps == nil {
+		f.taps = map[string]bool{}
+	}
+	f.next++
+	tap := fmt.Sprintf("tap%d", f.next)
+	f.taps[tap] = true
+	return vmm.Spec{VM: vm, Tap: tap}, nil
+}
+
+func (f *fakeHost) Ready(context.Context, model.VM, vmm.Handles) error { return nil }
+
+func (f *fakeHost) Release(_ context.Context, _ model.VM, h vmm.Handles) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.taps, h.Tap)
+	return nil
+}
+
+func (f *fakeHost) Records(context.Context, []model.VM) {}
+
+func (f *fakeHost) heldTaps() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.taps)
 }
 
 func (h *harness) wait(t *testing.T, opID string) model.Operation {
@@ -299,6 +338,9 @@ func assertGone(t *testing.T, h *harness, vm model.VM) {
 	}
 	if s := h.driver.String(); s != "" {
 		t.Fatalf("driver still runs: %s", s)
+	}
+	if n := h.svc.host.(*fakeHost).heldTaps(); n != 0 {
+		t.Fatalf("%d taps not released", n)
 	}
 }
 

@@ -12,24 +12,45 @@ import (
 )
 
 // Spec is everything a driver needs to boot one VM. Host-side resources
-// (tap, disks, initramfs) are prepared by the caller before Start.
+// (tap, disks, initramfs, config disk) are prepared by the caller.
 type Spec struct {
 	VM  model.VM
 	Dir string
-	// Image is the VM's image when it is registered locally.
-	Image model.Image
-	// ConsoleLog is where the guest's serial console goes.
+	// Kernel and Initrd boot the VM with Cmdline.
+	Kernel  string
+	Initrd  string
+	Cmdline string
+	// Disks in the order the VMM should attach them. The guest tells them
+	// apart by content, not order.
+	Disks []Disk
+	// Tap is the host tap device for the VM's one NIC, with MAC.
+	Tap string
+	MAC string
+	// ConsoleLog receives the serial console, appended across boots.
 	ConsoleLog string
+	// ControlSocket is the Unix socket path where the driver exposes the
+	// guest agent's control channel for the host to connect to.
+	ControlSocket string
 }
 
-// Handles are a running VM's transient, driver-specific facts. They are
-// kept in memory and in the VM's handles file, never in the database, and
-// are all a driver needs to find, stop or clean up the VM later, even from
-// a new daemon process.
+// Disk is one block device.
+type Disk struct {
+	Path     string
+	ReadOnly bool
+}
+
+// Handles are a running VM's transient facts. They are kept in memory and
+// in the VM's handles file, never in the database, and are all banger
+// needs to find, stop or clean up the VM later, even from a new daemon
+// process.
 type Handles struct {
-	Driver string            `json:"driver"`
-	PID    int               `json:"pid"`
-	Extra  map[string]string `json:"extra,omitempty"`
+	Driver string `json:"driver"`
+	PID    int    `json:"pid"`
+	// Tap is the host tap device the VM uses (owned by the VM service).
+	Tap string `json:"tap,omitempty"`
+	// ControlSocket is where the agent's control channel is reachable.
+	ControlSocket string            `json:"control_socket,omitempty"`
+	Extra         map[string]string `json:"extra,omitempty"`
 }
 
 // Driver runs VMs with one monitor.

@@ -77,7 +77,9 @@ func (e *env) banger(args ...string) result {
 	e.t.Helper()
 	full := append([]string{"--socket", e.socket, "--state-dir", e.stateDir}, args...)
 	cmd := exec.Command(filepath.Join(binDir, "banger"), full...)
-	cmd.Env = append(os.Environ(), "PATH="+binDir+":"+os.Getenv("PATH"), "HOME="+e.dir)
+	// No VMM on PATH: these tests cover the daemon without booting guests
+	// (test/e2e boots them), including the "no VM driver" answer.
+	cmd.Env = append(os.Environ(), "PATH="+binDir+":/usr/sbin:/sbin", "HOME="+e.dir)
 	if e.cred != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: e.cred}
 	}

@@ -1,0 +1,113 @@
+// Package agentctl is the host end of the control channel to banger-agent
+// inside a guest: waiting for the agent's ready message, and asking for a
+// clean shutdown. The channel is line-delimited JSON (guest.Message) over a
+// stream that the VMM driver exposes as a Unix socket.
+package agentctl
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/banger-dev/banger/internal/guest"
+)
+
+// Dialer opens a stream to the agent.
+type Dialer func(ctx context.Context) (net.Conn, error)
+
+// UnixDialer dials a Unix socket (QEMU's virtio-serial chardev).
+func UnixDialer(path string) Dialer {
+	return func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", path)
+	}
+}
+
+// Conn is an open control channel.
+type Conn struct {
+	c   net.Conn
+	r   *bufio.Reader
+	enc *json.Encoder
+}
+
+// Dial connects, retrying until ctx ends (the VMM may not have created the
+// socket yet).
+func Dial(ctx context.Context, dial Dialer) (*Conn, error) {
+	for {
+		c, err := dial(ctx)
+		if err == nil {
+			return &Conn{c: c, r: bufio.NewReader(c), enc: json.NewEncoder(c)}, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("connecting to the guest agent: %w (last error: %w)", ctx.Err(), err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Close closes the channel.
+func (c *Conn) Close() error { return c.c.Close() }
+
+// next reads one message, honouring ctx.
+func (c *Conn) next(ctx context.Context) (guest.Message, error) {
+	stop := context.AfterFunc(ctx, func() { _ = c.c.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+	line, err := c.r.ReadBytes('\n')
+	if err != nil {
+		if ctx.Err() != nil {
+			return guest.Message{}, ctx.Err()
+		}
+		return guest.Message{}, fmt.Errorf("reading from the guest agent: %w", err)
+	}
+	var m guest.Message
+	if err := json.Unmarshal(line, &m); err != nil {
+		// Noise before the agent opened the port; skip it.
+		return guest.Message{Type: ""}, nil
+	}
+	return m, nil
+}
+
+// WaitFor reads until a message of type typ arrives.
+func (c *Conn) WaitFor(ctx context.Context, typ string) (guest.Message, error) {
+	for {
+		m, err := c.next(ctx)
+		if err != nil {
+			return m, err
+		}
+		if m.Type == typ {
+			return m, nil
+		}
+	}
+}
+
+// Send writes one message.
+func (c *Conn) Send(m guest.Message) error {
+	if err := c.enc.Encode(m); err != nil {
+		return fmt.Errorf("writing to the guest agent: %w", err)
+	}
+	return nil
+}
+
+// Shutdown asks the agent for a clean poweroff and waits for its ack.
+func Shutdown(ctx context.Context, dial Dialer) error {
+	c, err := Dial(ctx, dial)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.Send(guest.Message{Type: guest.MsgShutdown}); err != nil {
+		return err
+	}
+	if _, err := c.WaitFor(ctx, guest.MsgAck); err != nil {
+		return fmt.Errorf("waiting for the guest agent to acknowledge shutdown: %w", err)
+	}
+	return nil
+}
+
+// ErrAgentGone means the channel closed before the expected message.
+var ErrAgentGone = errors.New("guest agent channel closed")

@@ -1,0 +1,286 @@
+// Package boot is the host side of a VM's boot: fetching the image,
+// making the initramfs, the disks and the config disk, taking a tap, and
+// waiting until the guest's agent and SSH answer. It implements vm.Host;
+// the VM service decides when each step runs.
+package boot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/banger-dev/banger/internal/agentctl"
+	"github.com/banger-dev/banger/internal/guest"
+	"github.com/banger-dev/banger/internal/guestssh"
+	"github.com/banger-dev/banger/internal/host/disk"
+	"github.com/banger-dev/banger/internal/model"
+	"github.com/banger-dev/banger/internal/paths"
+	"github.com/banger-dev/banger/internal/vmm"
+)
+
+// Images resolves and prepares images.
+type Images interface {
+	// Ensure returns the named image, fetching or building it first when
+	// it is not local but the catalog knows it.
+	Ensure(ctx context.Context, name string, progress func(phase string)) (model.Image, error)
+	// Initramfs returns banger's initramfs for the image's kernel.
+	Initramfs(ctx context.Context, im model.Image) (string, error)
+}
+
+// Network provides host networking.
+type Network interface {
+	Ensure(ctx context.Context) error
+	AcquireTap(ctx context.Context) (string, error)
+	ReleaseTap(ctx context.Context, name string) error
+}
+
+// DNS publishes names.
+type DNS interface {
+	Set(records map[string]netip.Addr)
+}
+
+// Config configures the boot.
+type Config struct {
+	Layout     paths.Layout
+	Subnet     netip.Prefix
+	OverlayMiB int64
+	// BootTimeout bounds the wait for the agent and SSH.
+	BootTimeout time.Duration
+}
+
+// Host is the real vm.Host.
+type Host struct {
+	cfg    Config
+	images Images
+	net    Network
+	dns    DNS
+	signer ssh.Signer
+	log    *slog.Logger
+}
+
+// New makes a Host. signer is the daemon's SSH key.
+func New(cfg Config, images Images, network Network, dns DNS, signer ssh.Signer, log *slog.Logger) *Host {
+	return &Host{cfg: cfg, images: images, net: network, dns: dns, signer: signer, log: log}
+}
+
+// Signer is the daemon's SSH key.
+func (h *Host) Signer() ssh.Signer { return h.signer }
+
+// Kernel command line shared by every VMM. Nothing secret goes here.
+const cmdline = "console=ttyS0 net.ifnames=0 panic=-1 rdinit=/init quiet loglevel=4 systemd.show_status=false"
+
+func (h *Host) file(vm model.VM, name string) string { return h.cfg.Layout.VMFile(vm.ID, name) }
+
+// Created makes the VM's lasting files (overlay disk, work disk, SSH host
+// key), fetching the image first when the VM is about to boot.
+func (h *Host) Created(ctx context.Context, vm model.VM, fetchImage bool, progress func(string)) error {
+	if fetchImage {
+		progress("fetching image " + vm.Image)
+		if _, err := h.images.Ensure(ctx, vm.Image, progress); err != nil {
+			return err
+		}
+	}
+	progress("creating disks")
+	return h.ensureDisks(ctx, vm)
+}
+
+func (h *Host) ensureDisks(ctx context.Context, vm model.VM) error {
+	if p := h.file(vm, "upper.ext4"); !disk.Exists(p) {
+		if err := disk.CreateExt4(ctx, p, h.cfg.OverlayMiB, guest.LabelUpper); err != nil {
+			return err
+		}
+	}
+	if p := h.file(vm, "work.ext4"); !disk.Exists(p) {
+		if err := disk.CreateExt4(ctx, p, vm.DiskMiB, guest.LabelWork); err != nil {
+			return err
+		}
+	}
+	if p := h.file(vm, "ssh_host_ed25519_key"); !disk.Exists(p) {
+		priv, pub, err := guestssh.NewKeyPair("root@" + vm.Name)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(p+".pub", []byte(pub+"\n"), 0o644); err != nil {
+			return fmt.Errorf("writing host key: %w", err)
+		}
+		if err := os.WriteFile(p, []byte(priv), 0o600); err != nil {
+			return fmt.Errorf("writing host key: %w", err)
+		}
+	}
+	return nil
+}
+
+// HostKey is the VM's pinned SSH host public key.
+func (h *Host) HostKey(vm model.VM) (string, error) {
+	b, err := os.ReadFile(h.file(vm, "ssh_host_ed25519_key.pub"))
+	if err != nil {
+		return "", fmt.Errorf("reading vm host key: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// Prepare readies a boot and returns the VMM spec.
+func (h *Host) Prepare(ctx context.Context, vm model.VM) (spec vmm.Spec, err error) {
+	im, err := h.images.Ensure(ctx, vm.Image, func(string) {})
+	if err != nil {
+		return vmm.Spec{}, err
+	}
+	initrd, err := h.images.Initramfs(ctx, im)
+	if err != nil {
+		return vmm.Spec{}, err
+	}
+	if err := h.ensureDisks(ctx, vm); err != nil {
+		return vmm.Spec{}, err
+	}
+	if err := h.writeConfigDisk(vm); err != nil {
+		return vmm.Spec{}, err
+	}
+	if err := h.net.Ensure(ctx); err != nil {
+		return vmm.Spec{}, fmt.Errorf("setting up host network: %w", err)
+	}
+	tap, err := h.net.AcquireTap(ctx)
+	if err != nil {
+		return vmm.Spec{}, fmt.Errorf("getting a tap device: %w", err)
+	}
+	return vmm.Spec{
+		VM: vm, Dir: h.cfg.Layout.VMDir(vm.ID),
+		Kernel: im.KernelPath, Initrd: initrd, Cmdline: cmdline,
+		Disks: []vmm.Disk{
+			{Path: im.RootfsPath, ReadOnly: true},
+			{Path: h.file(vm, "upper.ext4")},
+			{Path: h.file(vm, "work.ext4")},
+			{Path: h.file(vm, "config.img"), ReadOnly: true},
+		},
+		Tap: tap, MAC: vm.MAC,
+		ConsoleLog:    h.file(vm, "console.log"),
+		ControlSocket: h.file(vm, "agent.sock"),
+	}, nil
+}
+
+func (h *Host) writeConfigDisk(vm model.VM) error {
+	hostKey, err := os.ReadFile(h.file(vm, "ssh_host_ed25519_key"))
+	if err != nil {
+		return fmt.Errorf("reading vm host key: %w", err)
+	}
+	hostPub, err := h.HostKey(vm)
+	if err != nil {
+		return err
+	}
+	gw := gateway(h.cfg.Subnet)
+	img, err := guest.EncodeDisk(guest.Config{
+		Hostname:       vm.Name,
+		Address:        vm.IP + "/" + strconv.Itoa(h.cfg.Subnet.Bits()),
+		Gateway:        gw.String(),
+		DNS:            []string{gw.String()},
+		SearchDomain:   "vm",
+		MAC:            vm.MAC,
+		AuthorizedKeys: []string{guestssh.AuthorizedKey(h.signer)},
+		HostKey:        string(hostKey),
+		HostKeyPub:     hostPub,
+	})
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(h.file(vm, "config.img"), img, 0o600); err != nil {
+		return fmt.Errorf("writing config disk: %w", err)
+	}
+	return nil
+}
+
+func gateway(subnet netip.Prefix) netip.Addr { return subnet.Masked().Addr().Next() }
+
+// Ready waits for the agent's ready message, then for SSH, failing early
+// (with the end of the console log) if the VMM process dies.
+func (h *Host) Ready(ctx context.Context, vm model.VM, hd vmm.Handles) error {
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.BootTimeout)
+	defer cancel()
+	died := make(chan struct{})
+	go func() {
+		for ctx.Err() == nil {
+			if err := syscall.Kill(hd.PID, 0); errors.Is(err, syscall.ESRCH) || isZombie(hd.PID) {
+				close(died)
+				cancel()
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	fail := func(step string, err error) error {
+		select {
+		case <-died:
+			return fmt.Errorf("vm %s: the VMM exited during boot (%s); console:\n%s", vm.Name, step, h.ConsoleTail(vm, 20))
+		default:
+		}
+		return fmt.Errorf("vm %s: %s: %w; console:\n%s", vm.Name, step, err, h.ConsoleTail(vm, 20))
+	}
+	if hd.ControlSocket != "" {
+		c, err := agentctl.Dial(ctx, agentctl.UnixDialer(hd.ControlSocket))
+		if err != nil {
+			return fail("connecting to the agent", err)
+		}
+		_, err = c.WaitFor(ctx, guest.MsgReady)
+		c.Close()
+		if err != nil {
+			return fail("waiting for the guest agent", err)
+		}
+	}
+	hostPub, err := h.HostKey(vm)
+	if err != nil {
+		return err
+	}
+	if err := guestssh.WaitReady(ctx, net.JoinHostPort(vm.IP, "22"), h.signer, hostPub); err != nil {
+		return fail("waiting for ssh", err)
+	}
+	return nil
+}
+
+// Release gives back the VM's tap.
+func (h *Host) Release(ctx context.Context, _ model.VM, hd vmm.Handles) error {
+	if hd.Tap == "" {
+		return nil
+	}
+	return h.net.ReleaseTap(ctx, hd.Tap)
+}
+
+// Records publishes every VM's name for DNS.
+func (h *Host) Records(_ context.Context, vms []model.VM) {
+	recs := make(map[string]netip.Addr, len(vms))
+	for _, v := range vms {
+		if a, err := netip.ParseAddr(v.IP); err == nil {
+			recs[v.Name] = a
+		}
+	}
+	h.dns.Set(recs)
+}
+
+// ConsoleTail returns the last n lines of the VM's console log.
+func (h *Host) ConsoleTail(vm model.VM, n int) string {
+	b, err := os.ReadFile(h.file(vm, "console.log"))
+	if err != nil {
+		return "(no console output)"
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func isZombie(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	f := strings.Fields(string(b))
+	return len(f) > 2 && f[2] == "Z"
+}

@@ -1,0 +1,9 @@
+package cli
+
+import "github.com/spf13/cobra"
+
+func (a *app) imageCommand() *cobra.Command {
+	cmd := group("image", "Pull, list, show and delete images")
+	cmd.AddCommand(a.imagePullCommand(), a.imageListCommand(), a.imageShowCommand(), a.imageDeleteCommand())
+	return cmd
+}

@@ -1,0 +1,65 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+
+	"github.com/banger-dev/banger/internal/api"
+	"github.com/banger-dev/banger/internal/guestssh"
+	"github.com/banger-dev/banger/internal/model"
+	"github.com/banger-dev/banger/internal/rpc"
+)
+
+func (d *Daemon) vmSSHInfo(ctx context.Context, _ rpc.Caller, p api.VMRef) (api.SSHInfo, error) {
+	v, err := d.vms.Get(ctx, p.Name)
+	if err != nil {
+		return api.SSHInfo{}, err
+	}
+	if v.State != model.StateRunning {
+		return api.SSHInfo{}, model.Errorf(model.ErrState, "vm %s is %s; start it with `banger vm start %s`", v.Name, v.State, v.Name)
+	}
+	hostKey, err := d.boot.HostKey(v)
+	if err != nil {
+		return api.SSHInfo{}, err
+	}
+	key, err := os.ReadFile(d.layout.SSHKey())
+	if err != nil {
+		return api.SSHInfo{}, fmt.Errorf("reading the daemon's ssh key: %w", err)
+	}
+	return api.SSHInfo{Address: net.JoinHostPort(v.IP, "22"), User: guestssh.User, PrivateKey: string(key), HostKey: hostKey}, nil
+}
+
+const maxLogChunk = 256 << 10
+
+func (d *Daemon) vmLogs(ctx context.Context, _ rpc.Caller, p api.VMLogsParams) (api.VMLogs, error) {
+	v, err := d.vms.Get(ctx, p.Name)
+	if err != nil {
+		return api.VMLogs{}, err
+	}
+	out := api.VMLogs{Next: p.Offset, Running: v.State == model.StateRunning || v.State == model.StateStarting}
+	f, err := os.Open(d.layout.VMFile(v.ID, "console.log"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return out, nil
+	}
+	if err != nil {
+		return api.VMLogs{}, fmt.Errorf("opening console log: %w", err)
+	}
+	defer f.Close()
+	limit := p.Max
+	if limit <= 0 || limit > maxLogChunk {
+		limit = maxLogChunk
+	}
+	buf := make([]byte, limit)
+	n, err := f.ReadAt(buf, p.Offset)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return api.VMLogs{}, fmt.Errorf("reading console log: %w", err)
+	}
+	out.Data = string(buf[:n])
+	out.Next = p.Offset + int64(n)
+	return out, nil
+}

@@ -1,0 +1,308 @@
+// Package qemu is the QEMU driver: one qemu-system-x86_64 `-M microvm`
+// process per VM, with a pidfile, a QMP socket, the serial console appended
+// to the VM's log, and the agent's control channel on a virtio-serial port.
+// It uses KVM when told KVM can run guests here, else TCG.
+package qemu
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/banger-dev/banger/internal/agentctl"
+	"github.com/banger-dev/banger/internal/guest"
+	"github.com/banger-dev/banger/internal/host/run"
+	"github.com/banger-dev/banger/internal/model"
+	"github.com/banger-dev/banger/internal/vmm"
+)
+
+// Binary is the QEMU system emulator banger runs.
+const Binary = "qemu-system-x86_64"
+
+// Driver runs VMs under QEMU.
+type Driver struct {
+	// Accel is "tcg" or "kvm".
+	Accel string
+}
+
+// New makes a driver with the given accelerator.
+func New(accel string) *Driver { return &Driver{Accel: accel} }
+
+// Name is "qemu".
+func (d *Driver) Name() string { return "qemu" }
+
+// Available checks that the QEMU binary is installed.
+func (d *Driver) Available(context.Context) error {
+	if _, err := run.LookPath(Binary); err != nil {
+		return model.Errorf(model.ErrUnavailable, "no VM driver available: %s not found; install it with `apt-get install qemu-system-x86`", Binary)
+	}
+	return nil
+}
+
+func files(dir string) (pidfile, qmp, stderr string) {
+	return filepath.Join(dir, "qemu.pid"), filepath.Join(dir, "qmp.sock"), filepath.Join(dir, "qemu.log")
+}
+
+// Args is the QEMU command line for spec. Exported for tests and the
+// benchmark, which boots the same guest by hand.
+func (d *Driver) Args(spec vmm.Spec) []string {
+	pidfile, qmp, _ := files(spec.Dir)
+	cmdline := spec.Cmdline
+	accel := "kvm"
+	if d.Accel != "kvm" {
+		accel = "tcg"
+		// Without a known TSC frequency about a third of microvm boots
+		// under TCG hang calibrating it (measured here).
+		if khz := tscKHz(); khz > 0 {
+			cmdline += " tsc_early_khz=" + strconv.FormatInt(khz, 10)
+		}
+	}
+	args := []string{Binary,
+		"-M", "microvm,acpi=on,pcie=off,rtc=on",
+		"-accel", accel,
+		"-smp", strconv.Itoa(spec.VM.VCPUs),
+		"-m", strconv.FormatInt(spec.VM.MemoryMiB, 10),
+		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+		"-kernel", spec.Kernel,
+		"-append", cmdline,
+		"-chardev", "file,id=console,path=" + spec.ConsoleLog + ",append=on",
+		"-serial", "chardev:console",
+		"-qmp", "unix:" + qmp + ",server=on,wait=off",
+		"-pidfile", pidfile,
+	}
+	if accel == "kvm" {
+		args = append(args, "-cpu", "host")
+	}
+	if spec.Initrd != "" {
+		args = append(args, "-initrd", spec.Initrd)
+	}
+	for i, disk := range spec.Disks {
+		drive := fmt.Sprintf("id=disk%d,file=%s,format=raw,if=none,discard=unmap", i, disk.Path)
+		if disk.ReadOnly {
+			drive = fmt.Sprintf("id=disk%d,file=%s,format=raw,if=none,readonly=on", i, disk.Path)
+		}
+		args = append(args, "-drive", drive, "-device", fmt.Sprintf("virtio-blk-device,drive=disk%d", i))
+	}
+	if spec.Tap != "" {
+		args = append(args,
+			"-netdev", "tap,id=net0,ifname="+spec.Tap+",script=no,downscript=no",
+			"-device", "virtio-net-device,netdev=net0,mac="+spec.MAC)
+	}
+	args = append(args, "-device", "virtio-rng-device")
+	if spec.ControlSocket != "" {
+		args = append(args,
+			"-device", "virtio-serial-device",
+			"-chardev", "socket,id=agent,path="+spec.ControlSocket+",server=on,wait=off",
+			"-device", "virtserialport,chardev=agent,name="+guest.PortName)
+	}
+	return args
+}
+
+// Start spawns QEMU and returns once it runs and its QMP socket answers.
+// The guest boots afterwards; the caller waits for the agent.
+func (d *Driver) Start(ctx context.Context, spec vmm.Spec) (vmm.Handles, error) {
+	pidfile, qmp, stderrPath := files(spec.Dir)
+	for _, p := range []string{pidfile, qmp, spec.ControlSocket} {
+		if p != "" {
+			_ = os.Remove(p)
+		}
+	}
+	errf, err := os.OpenFile(stderrPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
+	if err != nil {
+		return vmm.Handles{}, fmt.Errorf("opening qemu log: %w", err)
+	}
+	defer errf.Close()
+	proc, err := run.Spawn(d.Args(spec), nil, nil, errf)
+	if err != nil {
+		return vmm.Handles{}, fmt.Errorf("starting qemu: %w", err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		// Reap QEMU when it exits while this daemon is its parent.
+		_, _ = proc.Wait()
+		close(exited)
+	}()
+	h := vmm.Handles{Driver: d.Name(), PID: proc.Pid, ControlSocket: spec.ControlSocket,
+		Extra: map[string]string{"qmp": qmp, "pidfile": pidfile, "dir": spec.Dir}}
+
+	// QEMU creates its sockets before running the guest: when QMP answers,
+	// the command line was accepted.
+	deadline := time.After(30 * time.Second)
+	for {
+		if c, err := net.Dial("unix", qmp); err == nil {
+			c.Close()
+			return h, nil
+		}
+		select {
+		case <-exited:
+			return vmm.Handles{}, fmt.Errorf("qemu exited at start: %s", readTail(stderrPath))
+		case <-deadline:
+			_ = proc.Kill()
+			return vmm.Handles{}, errors.New("qemu did not open its QMP socket within 30s")
+		case <-ctx.Done():
+			_ = proc.Kill()
+			<-exited
+			return vmm.Handles{}, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Stop asks the agent to power the guest off, falls back to an ACPI
+// power-button press over QMP, and kills QEMU when timeout passes.
+func (d *Driver) Stop(ctx context.Context, h vmm.Handles, timeout time.Duration) error {
+	if !d.Alive(h) {
+		return nil
+	}
+	graceCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if h.ControlSocket != "" {
+		ackCtx, ackCancel := context.WithTimeout(graceCtx, 3*time.Second)
+		err := agentctl.Shutdown(ackCtx, agentctl.UnixDialer(h.ControlSocket))
+		ackCancel()
+		if err != nil {
+			_ = qmpCommand(h.Extra["qmp"], "system_powerdown")
+		}
+	} else {
+		_ = qmpCommand(h.Extra["qmp"], "system_powerdown")
+	}
+	if waitExit(graceCtx, h) {
+		return nil
+	}
+	if err := syscall.Kill(h.PID, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("killing qemu %d: %w", h.PID, err)
+	}
+	killCtx, killCancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer killCancel()
+	if !waitExit(killCtx, h) {
+		return fmt.Errorf("qemu %d survived SIGKILL", h.PID)
+	}
+	return nil
+}
+
+// Alive reports whether h's QEMU still runs. The PID alone could have been
+// reused, so the process must also be QEMU with this VM's pidfile.
+func (d *Driver) Alive(h vmm.Handles) bool {
+	if h.PID <= 0 {
+		return false
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(h.PID) + "/cmdline")
+	if err != nil {
+		return false
+	}
+	if st, err := os.ReadFile("/proc/" + strconv.Itoa(h.PID) + "/stat"); err == nil {
+		// A zombie has exited; it only awaits reaping.
+		if f := strings.Fields(string(st)); len(f) > 2 && f[2] == "Z" {
+			return false
+		}
+	}
+	args := strings.Split(string(b), "\x00")
+	return len(args) > 0 && filepath.Base(args[0]) == Binary && strings.Contains(string(b), h.Extra["pidfile"])
+}
+
+// Cleanup removes the sockets and pidfile QEMU left.
+func (d *Driver) Cleanup(_ context.Context, h vmm.Handles) error {
+	for _, p := range []string{h.Extra["qmp"], h.Extra["pidfile"], h.ControlSocket} {
+		if p != "" {
+			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("removing %s: %w", p, err)
+			}
+		}
+	}
+	return nil
+}
+
+func waitExit(ctx context.Context, h vmm.Handles) bool {
+	for {
+		if err := syscall.Kill(h.PID, 0); errors.Is(err, syscall.ESRCH) {
+			return true
+		}
+		if st, err := os.ReadFile("/proc/" + strconv.Itoa(h.PID) + "/stat"); err == nil {
+			if f := strings.Fields(string(st)); len(f) > 2 && f[2] == "Z" {
+				return true
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// qmpCommand runs one QMP command without arguments.
+func qmpCommand(sock, command string) error {
+	c, err := net.DialTimeout("unix", sock, 2*time.Second)
+	if err != nil {
+		return fmt.Errorf("connecting to qmp: %w", err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	r := bufio.NewReader(c)
+	if _, err := r.ReadBytes('\n'); err != nil { // greeting
+		return fmt.Errorf("reading qmp greeting: %w", err)
+	}
+	enc := json.NewEncoder(c)
+	for _, cmd := range []string{"qmp_capabilities", command} {
+		if err := enc.Encode(map[string]string{"execute": cmd}); err != nil {
+			return fmt.Errorf("sending qmp %s: %w", cmd, err)
+		}
+		for {
+			line, err := r.ReadBytes('\n')
+			if err != nil {
+				return fmt.Errorf("reading qmp reply: %w", err)
+			}
+			var reply map[string]json.RawMessage
+			if json.Unmarshal(line, &reply) == nil {
+				if _, ok := reply["return"]; ok {
+					break
+				}
+				if e, ok := reply["error"]; ok {
+					return fmt.Errorf("qmp %s: %s", cmd, e)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// tscKHz reads the host's CPU frequency from /proc/cpuinfo.
+func tscKHz() int64 {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "cpu MHz"); ok {
+			_, v, _ := strings.Cut(rest, ":")
+			mhz, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err == nil && mhz > 0 {
+				return int64(mhz * 1000)
+			}
+		}
+	}
+	return 0
+}
+
+func readTail(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil || len(b) == 0 {
+		return "no output"
+	}
+	s := strings.TrimSpace(string(b))
+	if len(s) > 1500 {
+		s = "…" + s[len(s)-1500:]
+	}
+	return s
+}
