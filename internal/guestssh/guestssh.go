@@ -165,7 +165,10 @@ func WaitReady(ctx context.Context, addr string, signer ssh.Signer, hostPub stri
 			if rerr == nil && code == 0 {
 				return nil
 			}
-			err = fmt.Errorf("test command: exit %d %v", code, rerr)
+			err = fmt.Errorf("test command exited %d", code)
+			if rerr != nil {
+				err = fmt.Errorf("test command: %w", rerr)
+			}
 		} else {
 			cancel()
 		}

@@ -1,0 +1,217 @@
+// Command boot measures what banger adds to a boot: the median wall time of
+// `banger vm run --rm -- true` against a bare QEMU boot of the same kernel,
+// initramfs and disks to a working SSH command, measured in the same run,
+// inside a network namespace the benchmark makes and removes.
+//
+//	go build -o /tmp/bin/ ./cmd/... && go run ./bench/boot -bin /tmp/bin -n 5
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/banger-dev/banger/internal/guestssh"
+	"github.com/banger-dev/banger/internal/host/run"
+	"github.com/banger-dev/banger/internal/model"
+	"github.com/banger-dev/banger/internal/paths"
+	"github.com/banger-dev/banger/internal/vmm"
+	"github.com/banger-dev/banger/internal/vmm/qemu"
+)
+
+func main() {
+	bin := flag.String("bin", "/usr/local/bin", "directory holding banger, bangerd and banger-agent")
+	n := flag.Int("n", 5, "boots per measurement")
+	cache := flag.String("image-cache", "/var/cache/banger-test", "image cache dir (the debian-12 build is reused)")
+	flag.Parse()
+	var err error
+	if os.Getenv(inNSEnv) == "" {
+		err = outside()
+	} else {
+		err = measure(*bin, *n, *cache)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench/boot:", err)
+		os.Exit(1)
+	}
+}
+
+const inNSEnv = "BANGER_BENCH_NETNS"
+
+// outside makes the namespace, runs this program again inside it, and
+// removes the namespace afterwards.
+func outside() error {
+	ctx := context.Background()
+	ns := fmt.Sprintf("bgbench-%d", os.Getpid())
+	if err := run.Run(ctx, []string{"ip", "netns", "add", ns}); err != nil {
+		return err
+	}
+	defer func() { _ = run.Run(ctx, []string{"ip", "netns", "del", ns}) }()
+	if err := run.Run(ctx, []string{"ip", "-n", ns, "link", "set", "lo", "up"}); err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	return run.Run(ctx, append([]string{"ip", "netns", "exec", ns, self}, os.Args[1:]...),
+		run.Env(inNSEnv+"="+ns), run.Stdout(os.Stdout))
+}
+
+type bench struct {
+	bin, dir, state, cfg string
+}
+
+func (b *bench) banger(args ...string) (string, error) {
+	full := append([]string{"--socket", filepath.Join(b.dir, "s.sock"), "--state-dir", b.state, "--config", b.cfg}, args...)
+	out, err := run.Output(context.Background(), append([]string{filepath.Join(b.bin, "banger")}, full...))
+	return string(out), err
+}
+
+func measure(bin string, n int, cache string) error {
+	dir, err := os.MkdirTemp("", "bgbench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	b := &bench{bin: bin, dir: dir, state: filepath.Join(dir, "state"), cfg: filepath.Join(dir, "config.toml")}
+	cfg := fmt.Sprintf("image_cache_dir = %q\ndefault_memory = \"512M\"\ndefault_disk = \"2G\"\noverlay_size = \"2G\"\n", cache)
+	if err := os.WriteFile(b.cfg, []byte(cfg), 0o644); err != nil {
+		return err
+	}
+	defer func() { _, _ = b.banger("daemon", "stop") }()
+
+	// Warm-up: the image is published and the initramfs built once, as any
+	// user's first run would; neither counts.
+	if _, err := b.banger("vm", "run", "--rm", "--", "true"); err != nil {
+		return err
+	}
+	var ours []time.Duration
+	for i := 0; i < n; i++ {
+		start := time.Now()
+		if _, err := b.banger("vm", "run", "--rm", "--", "true"); err != nil {
+			return err
+		}
+		ours = append(ours, time.Since(start))
+	}
+
+	bare, err := b.bareBoots(n)
+	if err != nil {
+		return err
+	}
+	mo, mb := median(ours), median(bare)
+	fmt.Printf("banger vm run --rm -- true   median %6.2fs  (runs: %s)\n", mo.Seconds(), list(ours))
+	fmt.Printf("bare qemu boot to ssh true   median %6.2fs  (runs: %s)\n", mb.Seconds(), list(bare))
+	fmt.Printf("ratio %.2f (banger adds %+.0f%%)\n", mo.Seconds()/mb.Seconds(), (mo.Seconds()/mb.Seconds()-1)*100)
+	return nil
+}
+
+// bareBoots boots a stopped banger VM's exact disks, kernel and initramfs
+// with QEMU directly (the same command line the driver uses, on a tap the
+// benchmark makes) and times each until an SSH command succeeds.
+func (b *bench) bareBoots(n int) ([]time.Duration, error) {
+	if _, err := b.banger("vm", "create", "bare"); err != nil {
+		return nil, err
+	}
+	out, err := b.banger("vm", "show", "bare", "--json")
+	if err != nil {
+		return nil, err
+	}
+	var v struct {
+		ID, IP, MAC, Image string
+		VCPUs              int   `json:"vcpus"`
+		MemoryMiB          int64 `json:"memory_mib"`
+	}
+	if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &v); err != nil {
+		return nil, err
+	}
+	if _, err := b.banger("vm", "stop", "bare"); err != nil {
+		return nil, err
+	}
+	defer func() { _, _ = b.banger("vm", "delete", "--force", "bare") }()
+	defer func() { _ = run.Run(context.Background(), []string{"ip", "link", "del", "bgbenchtap"}) }()
+
+	layout := paths.Layout{StateDir: b.state}
+	initrds, _ := filepath.Glob(filepath.Join(layout.InitramfsDir(), "*.cpio"))
+	if len(initrds) != 1 {
+		return nil, fmt.Errorf("want one cached initramfs, found %v", initrds)
+	}
+	im := layout.ImageDir(v.Image)
+	tap := "bgbenchtap"
+	for _, argv := range [][]string{
+		{"ip", "tuntap", "add", tap, "mode", "tap"},
+		{"ip", "link", "set", tap, "master", "banger0", "up"},
+	} {
+		if err := run.Run(context.Background(), argv); err != nil {
+			return nil, err
+		}
+	}
+	vmDir := layout.VMDir(v.ID)
+	spec := vmm.Spec{
+		VM:  model.VM{VCPUs: v.VCPUs, MemoryMiB: v.MemoryMiB},
+		Dir: vmDir, Kernel: filepath.Join(im, "vmlinuz"), Initrd: initrds[0],
+		Cmdline: "console=ttyS0 net.ifnames=0 panic=-1 rdinit=/init quiet loglevel=4 systemd.show_status=false",
+		Disks: []vmm.Disk{
+			{Path: filepath.Join(im, "rootfs.ext4"), ReadOnly: true},
+			{Path: filepath.Join(vmDir, "upper.ext4")},
+			{Path: filepath.Join(vmDir, "work.ext4")},
+			{Path: filepath.Join(vmDir, "config.img"), ReadOnly: true},
+		},
+		Tap: tap, MAC: v.MAC, ConsoleLog: filepath.Join(b.dir, "bare-console.log"),
+		ControlSocket: filepath.Join(b.dir, "bare-agent.sock"),
+	}
+	args := qemu.New("tcg").Args(spec)
+	signer, err := guestssh.LoadOrCreateKey(layout.SSHKey())
+	if err != nil {
+		return nil, err
+	}
+	hostPub, err := os.ReadFile(filepath.Join(vmDir, "ssh_host_ed25519_key.pub"))
+	if err != nil {
+		return nil, err
+	}
+	var times []time.Duration
+	for i := 0; i < n; i++ {
+		start := time.Now()
+		proc, err := run.Spawn(args, nil, nil, nil)
+		if err != nil {
+			return nil, err
+		}
+		err = b.waitSSH(v.IP, signer, string(hostPub))
+		times = append(times, time.Since(start))
+		_ = proc.Kill()
+		_, _ = proc.Wait()
+		if err != nil {
+			return nil, err
+		}
+	}
+	return times, nil
+}
+
+func (b *bench) waitSSH(ip string, signer ssh.Signer, hostPub string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	return guestssh.WaitReady(ctx, net.JoinHostPort(ip, "22"), signer, hostPub)
+}
+
+func median(d []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
+
+func list(d []time.Duration) string {
+	parts := make([]string, len(d))
+	for i, x := range d {
+		parts[i] = fmt.Sprintf("%.2f", x.Seconds())
+	}
+	return strings.Join(parts, " ")
+}
