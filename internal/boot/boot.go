@@ -234,11 +234,7 @@ func (h *Host) Ready(ctx context.Context, vm model.VM, hd vmm.Handles) error {
 			return fail("waiting for the guest agent", err)
 		}
 	}
-	hostPub, err := h.HostKey(vm)
-	if err != nil {
-		return err
-	}
-	if err := guestssh.WaitReady(ctx, net.JoinHostPort(vm.IP, "22"), h.signer, hostPub); err != nil {
+	if err := guestssh.WaitBanner(ctx, net.JoinHostPort(vm.IP, "22")); err != nil {
 		return fail("waiting for ssh", err)
 	}
 	return nil

@@ -32,7 +32,7 @@ func (a *app) waitOp(ctx context.Context, c *client.Client, o api.Operation, wha
 		)
 		defer func() { _ = bar.Finish() }()
 	}
-	tick := time.NewTicker(150 * time.Millisecond)
+	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for o.State == api.OpRunning {
 		select {

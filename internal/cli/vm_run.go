@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -12,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/banger-dev/banger/internal/api"
+	"github.com/banger-dev/banger/internal/client"
 )
 
 func (a *app) vmRunCommand() *cobra.Command {
@@ -54,7 +56,9 @@ func (a *app) vmRunCommand() *cobra.Command {
 				defer func() {
 					dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 					defer cancel()
-					if derr := c.VMDelete(dctx, res.VM.ID, true); derr != nil {
+					// A create that failed has already rolled itself back.
+					var rerr *client.Error
+					if derr := c.VMDelete(dctx, res.VM.ID, true); derr != nil && !(errors.As(derr, &rerr) && rerr.Code == api.CodeNotFound) {
 						fmt.Fprintf(a.streams.Err, "banger: removing vm %s: %s\n", p.Name, derr)
 					}
 				}()

@@ -266,6 +266,10 @@ func (d *Daemon) pruneLoop(ctx context.Context) {
 
 // selectDriver picks the VMM driver and says why.
 func selectDriver(cfg config.Config) (vmm.Driver, string) {
+	if uid := os.Geteuid(); uid != 0 {
+		reason := fmt.Sprintf("bangerd runs as uid %d, but booting VMs needs root for the bridge, taps and nftables; run the daemon as root (sudo banger daemon start) and use it from the banger group", uid)
+		return vmm.None{Reason: reason}, reason
+	}
 	q := qemu.New("tcg")
 	if err := q.Available(context.Background()); err != nil {
 		return vmm.None{Reason: "qemu-system-x86_64 not found; install it with `apt-get install qemu-system-x86`"}, err.Error()

@@ -4,6 +4,7 @@
 package guestssh
 
 import (
+	"bufio"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -177,6 +178,35 @@ func WaitReady(ctx context.Context, addr string, signer ssh.Signer, hostPub stri
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for ssh on %s: %w (last error: %w)", addr, ctx.Err(), last)
 		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// WaitBanner polls addr until an SSH server greets with its version line.
+// It is the readiness check of a boot: much cheaper than a handshake under
+// emulation (where one costs about a second), and the client's own
+// connection verifies the pinned host key anyway.
+func WaitBanner(ctx context.Context, addr string) error {
+	var last error
+	for {
+		var d net.Dialer
+		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		conn, err := d.DialContext(dctx, "tcp", addr)
+		cancel()
+		if err == nil {
+			_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			line, rerr := bufio.NewReader(conn).ReadString('\n')
+			conn.Close()
+			if rerr == nil && strings.HasPrefix(line, "SSH-") {
+				return nil
+			}
+			err = fmt.Errorf("no ssh greeting (read %q): %w", line, rerr)
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for ssh on %s: %w (last error: %w)", addr, ctx.Err(), last)
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }

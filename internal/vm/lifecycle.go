@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/banger-dev/banger/internal/model"
 	"github.com/banger-dev/banger/internal/vmm"
@@ -133,10 +134,12 @@ func (s *Service) Stop(ctx context.Context, ref string) (model.VM, error) {
 	if err != nil {
 		return model.VM{}, err
 	}
-	return s.stop(ctx, vm.ID)
+	return s.stop(ctx, vm.ID, s.cfg.StopTimeout)
 }
 
-func (s *Service) stop(ctx context.Context, id string) (model.VM, error) {
+// stop stops a VM, giving the guest up to grace to shut down cleanly (0
+// kills it at once).
+func (s *Service) stop(ctx context.Context, id string, grace time.Duration) (model.VM, error) {
 	for {
 		unlock := s.locks.Lock(id)
 		vm, err := s.store.GetVM(ctx, id)
@@ -168,14 +171,14 @@ func (s *Service) stop(ctx context.Context, id string) (model.VM, error) {
 			}
 		}
 		// Running, or error with possibly something left to tear down.
-		return s.shutdown(ctx, &vm, unlock)
+		return s.shutdown(ctx, &vm, grace, unlock)
 	}
 }
 
 // shutdown stops a running (or broken) VM. It is entered with the VM's lock
 // held (unlock releases it), lets go of it across the driver's stop, and
 // returns with it released.
-func (s *Service) shutdown(ctx context.Context, vm *model.VM, unlock func()) (model.VM, error) {
+func (s *Service) shutdown(ctx context.Context, vm *model.VM, grace time.Duration, unlock func()) (model.VM, error) {
 	locked := true
 	defer func() {
 		if locked {
@@ -201,7 +204,7 @@ func (s *Service) shutdown(ctx context.Context, vm *model.VM, unlock func()) (mo
 	var stopErr error
 	if have {
 		s.log.Info("stopping vm", "vm", vm.Name, "pid", h.PID)
-		stopErr = s.driver.Stop(ctx, h, s.cfg.StopTimeout)
+		stopErr = s.driver.Stop(ctx, h, grace)
 		if stopErr == nil {
 			stopErr = s.driver.Cleanup(ctx, h)
 		}
@@ -236,7 +239,7 @@ func (s *Service) Restart(ctx context.Context, ref string) (model.VM, error) {
 
 // Delete removes a VM and everything banger made for it. A running VM, or
 // one still being created, is refused unless force is set; then it is
-// stopped (or its create cancelled) first.
+// killed (or its create cancelled) first.
 func (s *Service) Delete(ctx context.Context, ref string, force bool) error {
 	vm, err := s.store.GetVM(ctx, ref)
 	if err != nil {
@@ -271,7 +274,9 @@ func (s *Service) remove(ctx context.Context, id string, force bool) error {
 		if !force {
 			return model.Errorf(model.ErrState, "vm %s is %s; stop it first or delete with --force", vm.Name, vm.State)
 		}
-		if _, err := s.stop(ctx, id); err != nil {
+		// The VM and its disks are about to go: no point in a clean
+		// shutdown, as with `docker rm -f`.
+		if _, err := s.stop(ctx, id, 0); err != nil {
 			return err
 		}
 		return s.remove(ctx, id, false)

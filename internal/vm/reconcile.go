@@ -41,7 +41,7 @@ func (s *Service) reconcileOne(ctx context.Context, vm model.VM) error {
 		if vm.State == model.StateStopping {
 			// The previous daemon died mid-stop: finish the job.
 			s.log.Info("finishing interrupted stop", "vm", vm.Name)
-			_, err := s.shutdown(ctx, &vm, unlock)
+			_, err := s.shutdown(ctx, &vm, s.cfg.StopTimeout, unlock)
 			return err
 		}
 		defer unlock()

@@ -64,6 +64,7 @@ type Driver interface {
 	// nothing of the attempt is left running.
 	Start(ctx context.Context, spec Spec) (Handles, error)
 	// Stop asks the guest to shut down, waits up to timeout, then kills it.
+	// A timeout of 0 kills at once.
 	Stop(ctx context.Context, h Handles, timeout time.Duration) error
 	// Alive reports whether the VM behind h still runs.
 	Alive(h Handles) bool

@@ -165,7 +165,9 @@ func (d *Driver) Stop(ctx context.Context, h vmm.Handles, timeout time.Duration)
 	}
 	graceCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if h.ControlSocket != "" {
+	if timeout <= 0 {
+		// No grace wanted (a forced delete): straight to the kill.
+	} else if h.ControlSocket != "" {
 		ackCtx, ackCancel := context.WithTimeout(graceCtx, 3*time.Second)
 		err := agentctl.Shutdown(ackCtx, agentctl.UnixDialer(h.ControlSocket))
 		ackCancel()

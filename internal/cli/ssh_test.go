@@ -1,0 +1,35 @@
+package cli
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// The remote shell must receive each argument exactly as typed: one case
+// per kind of injection the quoting blocks, checked by a real sh.
+func TestShellQuoteRoundTrip(t *testing.T) {
+	cases := [][]string{
+		{"echo", "plain"},
+		{"echo", "two words"},
+		{"echo", "it's"},
+		{"echo", "$(id)", "`id`", "$HOME"},
+		{"echo", "a;b", "a&&b", "a|b", "a>b"},
+		{"echo", ""},
+		{"echo", "new\nline"},
+		{"echo", "*", "?", "[a]"},
+		{"echo", "'", "''", `"`, `\`},
+	}
+	for _, argv := range cases {
+		line := shellQuote(argv)
+		// printf prints each argument on its own line, delimited.
+		out, err := exec.Command("sh", "-c", "printf '<%s>' "+shellQuote(argv[1:])).Output()
+		if err != nil {
+			t.Fatalf("%q: %v", line, err)
+		}
+		want := "<" + strings.Join(argv[1:], "><") + ">"
+		if string(out) != want {
+			t.Errorf("argv %q quoted as %q arrived as %q, want %q", argv, line, out, want)
+		}
+	}
+}
