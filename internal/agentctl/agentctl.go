@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/banger-dev/banger/internal/guest"
@@ -24,6 +25,62 @@ func UnixDialer(path string) Dialer {
 	return func(ctx context.Context) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", path)
+	}
+}
+
+// Control protocols a driver may expose (vmm.Handles.ControlProto).
+const (
+	// ProtoUnix is a plain stream socket (QEMU's virtio-serial chardev).
+	ProtoUnix = ""
+	// ProtoFirecrackerVsock is Firecracker's vsock-over-Unix-socket: the
+	// host connects to the socket and asks for a guest port with
+	// "CONNECT <port>\n", answered by "OK <hostport>\n".
+	ProtoFirecrackerVsock = "firecracker-vsock"
+)
+
+// DialerFor picks the dialer for a driver's control socket and protocol.
+func DialerFor(socket, proto string) Dialer {
+	if proto == ProtoFirecrackerVsock {
+		return FirecrackerVsockDialer(socket, guest.VsockPort)
+	}
+	return UnixDialer(socket)
+}
+
+// FirecrackerVsockDialer connects to guest port through Firecracker's
+// vsock Unix socket.
+func FirecrackerVsockDialer(path string, port int) Dialer {
+	return func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "unix", path)
+		if err != nil {
+			return nil, err
+		}
+		if dl, ok := ctx.Deadline(); ok {
+			_ = c.SetDeadline(dl)
+		}
+		if _, err := fmt.Fprintf(c, "CONNECT %d\n", port); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("vsock connect: %w", err)
+		}
+		// Read the answer byte by byte so nothing after it is swallowed.
+		var line []byte
+		b := make([]byte, 1)
+		for len(line) < 64 {
+			if _, err := c.Read(b); err != nil {
+				c.Close()
+				return nil, fmt.Errorf("vsock connect: %w", err)
+			}
+			if b[0] == '\n' {
+				break
+			}
+			line = append(line, b[0])
+		}
+		if !strings.HasPrefix(string(line), "OK ") {
+			c.Close()
+			return nil, fmt.Errorf("vsock connect to port %d refused: %q", port, line)
+		}
+		_ = c.SetDeadline(time.Time{})
+		return c, nil
 	}
 }
 

@@ -6,6 +6,10 @@ package vmm
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/banger-dev/banger/internal/model"
@@ -48,8 +52,10 @@ type Handles struct {
 	PID    int    `json:"pid"`
 	// Tap is the host tap device the VM uses (owned by the VM service).
 	Tap string `json:"tap,omitempty"`
-	// ControlSocket is where the agent's control channel is reachable.
+	// ControlSocket is where the agent's control channel is reachable, and
+	// ControlProto how to speak to it (see agentctl).
 	ControlSocket string            `json:"control_socket,omitempty"`
+	ControlProto  string            `json:"control_proto,omitempty"`
 	Extra         map[string]string `json:"extra,omitempty"`
 }
 
@@ -100,3 +106,64 @@ func (None) Alive(Handles) bool { return false }
 
 // Cleanup has nothing to release.
 func (None) Cleanup(context.Context, Handles) error { return nil }
+
+// Stats are a running VM's resource counters, from the guest's point of
+// view for network (tx = sent by the guest).
+type Stats struct {
+	CPUSeconds     float64 `json:"cpu_seconds"`
+	MemoryRSSBytes int64   `json:"memory_rss_bytes"`
+	DiskReadBytes  int64   `json:"disk_read_bytes"`
+	DiskWriteBytes int64   `json:"disk_write_bytes"`
+	NetRxBytes     int64   `json:"net_rx_bytes"`
+	NetTxBytes     int64   `json:"net_tx_bytes"`
+}
+
+// StatsReader is implemented by drivers that can report Stats.
+type StatsReader interface {
+	Stats(ctx context.Context, h Handles) (Stats, error)
+}
+
+// ProcessStats fills CPU time and resident memory of the VMM process from
+// /proc, which is the same for every driver.
+func ProcessStats(pid int) (Stats, error) {
+	var st Stats
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return st, fmt.Errorf("reading vmm process stats: %w", err)
+	}
+	// Fields after the parenthesised command name; utime and stime are the
+	// 14th and 15th fields of the line, in clock ticks (100 per second on
+	// Linux).
+	s := string(b)
+	rest := s[strings.LastIndexByte(s, ')')+2:]
+	f := strings.Fields(rest)
+	if len(f) > 12 {
+		ut, _ := strconv.ParseInt(f[11], 10, 64)
+		stt, _ := strconv.ParseInt(f[12], 10, 64)
+		st.CPUSeconds = float64(ut+stt) / 100
+	}
+	status, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err == nil {
+		for _, line := range strings.Split(string(status), "\n") {
+			if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+				kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+				st.MemoryRSSBytes = kb * 1024
+			}
+		}
+	}
+	return st, nil
+}
+
+// TapStats reads a tap's host-side counters and turns them to the guest's
+// view: what the host receives on the tap is what the guest sent.
+func TapStats(tap string) (rx, tx int64) {
+	read := func(name string) int64 {
+		b, err := os.ReadFile("/sys/class/net/" + tap + "/statistics/" + name)
+		if err != nil {
+			return 0
+		}
+		n, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		return n
+	}
+	return read("tx_bytes"), read("rx_bytes")
+}

@@ -54,6 +54,9 @@ type Config struct {
 	Table     string       // nftables table name (family inet), default "banger"
 	TapPrefix string       // taps are named TapPrefix+N, default "bgtap"
 	PoolSize  int          // ready taps kept in the pool, default 2; negative means none
+	// TapOwner, when set, owns every tap, so an unprivileged VMM (one run
+	// by Firecracker's jailer) may open it. 0 keeps taps root's.
+	TapOwner uint32
 }
 
 // Manager sets up and tears down banger's host networking. It is safe for

@@ -305,6 +305,7 @@ func (m *Manager) addTap(name string, bridgeIndex int) error {
 		// TUN_EXCL: fail rather than attach to a device of the same name.
 		// A VMM reopening the persistent tap sets its own flags (vnet_hdr).
 		Flags: netlink.TUNTAP_NO_PI | netlink.TUNTAP_TUN_EXCL | netlink.TUNTAP_ONE_QUEUE,
+		Owner: m.cfg.TapOwner,
 	}
 	if err := netlink.LinkAdd(tap); err != nil {
 		return fmt.Errorf("creating tap %s: %w", name, err)

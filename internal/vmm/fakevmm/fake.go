@@ -26,13 +26,20 @@ type Driver struct {
 	BeforeStart func(ctx context.Context, spec vmm.Spec) error
 	// Unavailable, when set, is returned by Available.
 	Unavailable error
+	name        string
 }
 
-// New makes an empty fake.
-func New() *Driver { return &Driver{machines: map[int]string{}, nextPID: 1000} }
+// New makes an empty fake named "fake".
+func New() *Driver { return NewNamed("fake") }
 
-// Name is "fake".
-func (d *Driver) Name() string { return "fake" }
+// NewNamed makes an empty fake with another name, to stand for a second
+// VMM.
+func NewNamed(name string) *Driver {
+	return &Driver{machines: map[int]string{}, nextPID: 1000, name: name}
+}
+
+// Name is the fake's name.
+func (d *Driver) Name() string { return d.name }
 
 // Available returns d.Unavailable.
 func (d *Driver) Available(context.Context) error { return d.Unavailable }
@@ -52,7 +59,7 @@ func (d *Driver) Start(ctx context.Context, spec vmm.Spec) (vmm.Handles, error) 
 	d.nextPID++
 	d.starts++
 	d.machines[d.nextPID] = spec.VM.Name
-	return vmm.Handles{Driver: "fake", PID: d.nextPID}, nil
+	return vmm.Handles{Driver: d.name, PID: d.nextPID}, nil
 }
 
 // Stop forgets the machine.

@@ -243,38 +243,8 @@ func waitExit(ctx context.Context, h vmm.Handles) bool {
 
 // qmpCommand runs one QMP command without arguments.
 func qmpCommand(sock, command string) error {
-	c, err := net.DialTimeout("unix", sock, 2*time.Second)
-	if err != nil {
-		return fmt.Errorf("connecting to qmp: %w", err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	r := bufio.NewReader(c)
-	if _, err := r.ReadBytes('\n'); err != nil { // greeting
-		return fmt.Errorf("reading qmp greeting: %w", err)
-	}
-	enc := json.NewEncoder(c)
-	for _, cmd := range []string{"qmp_capabilities", command} {
-		if err := enc.Encode(map[string]string{"execute": cmd}); err != nil {
-			return fmt.Errorf("sending qmp %s: %w", cmd, err)
-		}
-		for {
-			line, err := r.ReadBytes('\n')
-			if err != nil {
-				return fmt.Errorf("reading qmp reply: %w", err)
-			}
-			var reply map[string]json.RawMessage
-			if json.Unmarshal(line, &reply) == nil {
-				if _, ok := reply["return"]; ok {
-					break
-				}
-				if e, ok := reply["error"]; ok {
-					return fmt.Errorf("qmp %s: %s", cmd, e)
-				}
-			}
-		}
-	}
-	return nil
+	_, err := qmpQuery(sock, command)
+	return err
 }
 
 // tscKHz reads the host's CPU frequency from /proc/cpuinfo.
@@ -307,4 +277,70 @@ func readTail(path string) string {
 		s = "…" + s[len(s)-1500:]
 	}
 	return s
+}
+
+// Stats reads CPU and memory from /proc, disk bytes from QMP's
+// query-blockstats and network bytes from the tap.
+func (d *Driver) Stats(_ context.Context, h vmm.Handles) (vmm.Stats, error) {
+	st, err := vmm.ProcessStats(h.PID)
+	if err != nil {
+		return st, err
+	}
+	if reply, err := qmpQuery(h.Extra["qmp"], "query-blockstats"); err == nil {
+		var devs []struct {
+			Stats struct {
+				RdBytes int64 `json:"rd_bytes"`
+				WrBytes int64 `json:"wr_bytes"`
+			} `json:"stats"`
+		}
+		if json.Unmarshal(reply, &devs) == nil {
+			for _, dv := range devs {
+				st.DiskReadBytes += dv.Stats.RdBytes
+				st.DiskWriteBytes += dv.Stats.WrBytes
+			}
+		}
+	}
+	if h.Tap != "" {
+		st.NetRxBytes, st.NetTxBytes = vmm.TapStats(h.Tap)
+	}
+	return st, nil
+}
+
+// qmpQuery runs a QMP command and returns its "return" value.
+func qmpQuery(sock, command string) (json.RawMessage, error) {
+	c, err := net.DialTimeout("unix", sock, 2*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to qmp: %w", err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	r := bufio.NewReader(c)
+	if _, err := r.ReadBytes('\n'); err != nil {
+		return nil, fmt.Errorf("reading qmp greeting: %w", err)
+	}
+	enc := json.NewEncoder(c)
+	var result json.RawMessage
+	for _, cmd := range []string{"qmp_capabilities", command} {
+		if err := enc.Encode(map[string]string{"execute": cmd}); err != nil {
+			return nil, fmt.Errorf("sending qmp %s: %w", cmd, err)
+		}
+		for {
+			line, err := r.ReadBytes('\n')
+			if err != nil {
+				return nil, fmt.Errorf("reading qmp reply: %w", err)
+			}
+			var reply map[string]json.RawMessage
+			if json.Unmarshal(line, &reply) != nil {
+				continue
+			}
+			if ret, ok := reply["return"]; ok {
+				result = ret
+				break
+			}
+			if e, ok := reply["error"]; ok {
+				return nil, fmt.Errorf("qmp %s: %s", cmd, e)
+			}
+		}
+	}
+	return result, nil
 }
