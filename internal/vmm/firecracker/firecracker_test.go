@@ -1,0 +1,257 @@
+package firecracker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/banger-dev/banger/internal/model"
+	"github.com/banger-dev/banger/internal/vmm"
+	"github.com/banger-dev/banger/internal/vmm/firecracker/apispec"
+	"github.com/banger-dev/banger/internal/vmm/firecracker/fctest"
+)
+
+var (
+	fakeOnce sync.Once
+	fakePath string
+	fakeErr  error
+)
+
+// fake builds the fake firecracker once per test binary.
+func fake(t *testing.T) string {
+	t.Helper()
+	fakeOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "fakefc")
+		if err != nil {
+			fakeErr = err
+			return
+		}
+		fakePath, fakeErr = fctest.Build(context.Background(), dir)
+	})
+	if fakeErr != nil {
+		t.Fatalf("building the fake firecracker: %v", fakeErr)
+	}
+	return fakePath
+}
+
+// testSpec is a VM's spec with real files behind every path (Firecracker
+// refuses paths that do not exist), in a short directory (socket paths).
+func testSpec(t *testing.T) vmm.Spec {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "fcvm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	touch := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	return vmm.Spec{
+		VM:      model.VM{ID: "0123456789abcdef", Name: "a", VCPUs: 2, MemoryMiB: 512},
+		Dir:     dir,
+		Kernel:  touch("vmlinux", "\x7fELF fake kernel"),
+		Initrd:  touch("initrd.cpio", "070701"),
+		Cmdline: "console=ttyS0 panic=-1",
+		Disks: []vmm.Disk{
+			{Path: touch("rootfs.ext4", "base"), ReadOnly: true},
+			{Path: touch("upper.ext4", "upper")},
+			{Path: touch("work.ext4", "work")},
+			{Path: touch("config.img", "config"), ReadOnly: true},
+		},
+		Tap: "bgtap0", MAC: "02:fc:ac:10:00:02",
+		ConsoleLog:    filepath.Join(dir, "console.log"),
+		ControlSocket: filepath.Join(dir, "agent.sock"),
+	}
+}
+
+func loadSpec(t *testing.T) *apispec.Spec {
+	t.Helper()
+	p, err := apispec.SpecPath()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := apispec.Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// Every request the driver can send, in both its plain and jailed forms
+// and with and without optional parts, must be valid under Firecracker's
+// OpenAPI file and use only fields it declares.
+func TestEveryRequestIsValidUnderTheOpenAPIFile(t *testing.T) {
+	s := loadSpec(t)
+	full := testSpec(t)
+	minimal := full
+	minimal.Initrd, minimal.Tap, minimal.ControlSocket, minimal.Disks = "", "", "", full.Disks[:1]
+	big := full
+	big.VM.VCPUs, big.VM.MemoryMiB = 32, 65536
+	jailed := full
+	jailed.Dir, jailed.Kernel, jailed.Initrd, jailed.ControlSocket = "/", "/vmlinux", "/initrd", "/agent.sock"
+	for name, spec := range map[string]vmm.Spec{"full": full, "minimal": minimal, "largest": big, "jailed": jailed} {
+		reqs := Requests(spec, spec.Kernel)
+		if reqs[len(reqs)-1].Path != "/actions" {
+			t.Fatalf("%s: InstanceStart must come last", name)
+		}
+		for _, r := range reqs {
+			body, err := json.Marshal(r.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Validate(context.Background(), r.Method, r.Path, body); err != nil {
+				t.Errorf("%s: %s %s %s: %v", name, r.Method, r.Path, body, err)
+			}
+			if extra, err := s.UndeclaredFields(r.Method, r.Path, body); err != nil || len(extra) > 0 {
+				t.Errorf("%s: %s %s sends undeclared fields %v (%v)", name, r.Method, r.Path, extra, err)
+			}
+		}
+	}
+	// The other actions the driver sends.
+	for _, a := range []string{"SendCtrlAltDel", "FlushMetrics"} {
+		if err := s.Validate(context.Background(), "PUT", "/actions", []byte(`{"action_type":"`+a+`"}`)); err != nil {
+			t.Errorf("%s: %v", a, err)
+		}
+	}
+}
+
+func TestStartStopAgainstFake(t *testing.T) {
+	d := &Driver{Binary: fake(t)}
+	spec := testSpec(t)
+	record := filepath.Join(spec.Dir, "record.jsonl")
+	t.Setenv(fctest.EnvRecord, record)
+	ctx := context.Background()
+
+	h, err := d.Start(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !d.Alive(h) {
+		t.Fatal("fake firecracker not alive after Start")
+	}
+	reqs, err := fctest.ReadRecord(record)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Requests(spec, spec.Kernel)
+	if len(reqs) < len(want) {
+		t.Fatalf("fake saw %d requests, driver sends %d", len(reqs), len(want))
+	}
+	got := reqs[len(reqs)-len(want):]
+	for i, r := range want {
+		if got[i].Method != r.Method || got[i].Path != r.Path || got[i].Status/100 != 2 {
+			t.Errorf("request %d: fake saw %s %s -> %d, want %s %s -> 2xx", i, got[i].Method, got[i].Path, got[i].Status, r.Method, r.Path)
+		}
+	}
+	if b, _ := os.ReadFile(spec.ConsoleLog); len(b) == 0 {
+		t.Error("nothing reached the console log")
+	}
+	st, err := d.Stats(ctx, h)
+	if err != nil || st.MemoryRSSBytes == 0 {
+		t.Errorf("stats: %+v %v", st, err)
+	}
+
+	// Graceful: no agent answers on vsock, so SendCtrlAltDel; the fake exits.
+	start := time.Now()
+	if err := d.Stop(ctx, h, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if d.Alive(h) || time.Since(start) > 8*time.Second {
+		t.Fatalf("graceful stop: alive=%v after %s", d.Alive(h), time.Since(start))
+	}
+	reqs, _ = fctest.ReadRecord(record)
+	if last := reqs[len(reqs)-1]; !strings.Contains(string(last.Body), "SendCtrlAltDel") {
+		t.Fatalf("last request %s %s, want SendCtrlAltDel", last.Path, last.Body)
+	}
+	if err := d.Cleanup(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{h.Extra["api"], h.ControlSocket} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s left after cleanup", p)
+		}
+	}
+}
+
+func TestForcedStopWhenCtrlAltDelIgnored(t *testing.T) {
+	d := &Driver{Binary: fake(t)}
+	spec := testSpec(t)
+	t.Setenv(fctest.EnvIgnoreCtrlAltDel, "1")
+	h, err := d.Start(context.Background(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := d.Stop(context.Background(), h, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if d.Alive(h) {
+		t.Fatal("firecracker still alive after forced stop")
+	}
+	for i := 0; syscall.Kill(h.PID, 0) == nil; i++ {
+		if i > 100 {
+			t.Fatal("firecracker process never went away")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if el := time.Since(start); el < time.Second || el > 10*time.Second {
+		t.Fatalf("forced stop took %s; want the 1s grace then a kill", el)
+	}
+}
+
+func TestDiesDuringBoot(t *testing.T) {
+	d := &Driver{Binary: fake(t)}
+	spec := testSpec(t)
+	t.Setenv(fctest.EnvDieOn, "InstanceStart")
+	_, err := d.Start(context.Background(), spec)
+	if err == nil || !strings.Contains(err.Error(), "exited during PUT /actions") {
+		t.Fatalf("want a clear error naming the request, got %v", err)
+	}
+	for _, p := range []string{filepath.Join(spec.Dir, "firecracker.sock"), spec.ControlSocket} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s leaked after a failed boot", p)
+		}
+	}
+	assertNoFake(t, spec)
+}
+
+func TestAPIErrorCarriesFirecrackersMessage(t *testing.T) {
+	d := &Driver{Binary: fake(t)}
+	spec := testSpec(t)
+	t.Setenv(fctest.EnvFailOn, "/machine-config:Invalid vCPU count: the host has only 2 CPUs.")
+	_, err := d.Start(context.Background(), spec)
+	var apiErr *APIError
+	if !errors.As(err, &apiErr) || apiErr.Fault != "Invalid vCPU count: the host has only 2 CPUs." || apiErr.Path != "/machine-config" {
+		t.Fatalf("want Firecracker's fault message verbatim, got %v", err)
+	}
+	if !strings.Contains(err.Error(), "firecracker refused PUT /machine-config (400): Invalid vCPU count") {
+		t.Fatalf("message: %v", err)
+	}
+	assertNoFake(t, spec)
+}
+
+// assertNoFake checks no fake firecracker serving this spec is left.
+func assertNoFake(t *testing.T, spec vmm.Spec) {
+	t.Helper()
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && strings.Contains(string(b), spec.Dir) && strings.Contains(string(b), "firecracker") {
+			st, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+			if f := strings.Fields(string(st)); len(f) > 2 && f[2] != "Z" {
+				t.Fatalf("firecracker %s leaked", e.Name())
+			}
+		}
+	}
+}
