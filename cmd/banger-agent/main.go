@@ -17,7 +17,8 @@ var version = "dev"
 
 func main() {
 	if os.Getpid() == 1 {
-		agent.Init(version) // never returns
+		agent.ProbeIfAsked() // the KVM probe's payload: never returns when asked for
+		agent.Init(version)  // never returns
 		return
 	}
 	if len(os.Args) != 2 {

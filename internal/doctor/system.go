@@ -1,0 +1,168 @@
+package doctor
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/banger-dev/banger/internal/host/run"
+)
+
+// System answers the host-side facts for real: programs on PATH, device
+// nodes, /proc, free disk. The daemon's Facts embed it. It changes nothing.
+type System struct {
+	// Proc is procfs's mount point, "/proc" when empty; Dev is /dev's.
+	Proc, Dev string
+}
+
+func (s System) proc() string {
+	if s.Proc == "" {
+		return "/proc"
+	}
+	return s.Proc
+}
+
+func (s System) dev() string {
+	if s.Dev == "" {
+		return "/dev"
+	}
+	return s.Dev
+}
+
+// versionTimeout bounds a `--version` run.
+const versionTimeout = 5 * time.Second
+
+// Binary finds name on PATH and runs it with versionArgs (if any) to read
+// the first line of its version output.
+func (System) Binary(ctx context.Context, name string, versionArgs ...string) Binary {
+	path, err := run.LookPath(name)
+	if err != nil {
+		return Binary{}
+	}
+	b := Binary{Path: path}
+	if len(versionArgs) == 0 {
+		return b
+	}
+	ctx, cancel := context.WithTimeout(ctx, versionTimeout)
+	defer cancel()
+	out, err := run.Output(ctx, append([]string{path}, versionArgs...))
+	if err != nil {
+		b.Err = err
+		return b
+	}
+	b.Version, _, _ = strings.Cut(strings.TrimSpace(string(out)), "\n")
+	return b
+}
+
+// Tun returns nil when <dev>/net/tun is a character device.
+func (s System) Tun() error {
+	p := filepath.Join(s.dev(), "net", "tun")
+	fi, err := os.Stat(p)
+	if err != nil {
+		return fmt.Errorf("%s: %w", p, err)
+	}
+	if fi.Mode()&fs.ModeCharDevice == 0 {
+		return fmt.Errorf("%s is not a character device", p)
+	}
+	return nil
+}
+
+// Filesystems lists the filesystem types in <proc>/filesystems.
+func (s System) Filesystems() ([]string, error) {
+	b, err := os.ReadFile(filepath.Join(s.proc(), "filesystems"))
+	if err != nil {
+		return nil, fmt.Errorf("reading filesystems: %w", err)
+	}
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 0 {
+			out = append(out, f[len(f)-1])
+		}
+	}
+	return out, nil
+}
+
+// FreeBytes is the space in dir available to unprivileged writers.
+func (System) FreeBytes(dir string) (uint64, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return 0, fmt.Errorf("statfs %s: %w", dir, err)
+	}
+	return st.Bavail * uint64(st.Bsize), nil
+}
+
+// vmmNames are the programs that run banger's guests.
+var vmmNames = []string{"qemu-system-x86_64", "firecracker", "jailer"}
+
+// VMMProcesses lists the VMM processes (QEMU, Firecracker, jailer) whose
+// command line names a path inside stateDir: banger's, alive or orphaned.
+func (s System) VMMProcesses(stateDir string) ([]Process, error) {
+	entries, err := os.ReadDir(s.proc())
+	if err != nil {
+		return nil, fmt.Errorf("listing processes: %w", err)
+	}
+	prefix := filepath.Clean(stateDir) + string(filepath.Separator)
+	var out []Process
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid <= 0 {
+			continue
+		}
+		raw, err := os.ReadFile(filepath.Join(s.proc(), e.Name(), "cmdline"))
+		if err != nil || len(raw) == 0 {
+			continue // gone, or a kernel thread
+		}
+		argv := strings.Split(string(bytes.TrimRight(raw, "\x00")), "\x00")
+		if !isVMM(argv[0]) || !mentions(argv[1:], prefix) {
+			continue
+		}
+		out = append(out, Process{PID: pid, Cmdline: strings.Join(argv, " ")})
+	}
+	return out, nil
+}
+
+func isVMM(arg0 string) bool {
+	base := filepath.Base(arg0)
+	for _, n := range vmmNames {
+		if base == n {
+			return true
+		}
+	}
+	return false
+}
+
+// mentions reports whether an argument holds a path under prefix, alone
+// or inside a QEMU option list ("file=/state/...,format=raw").
+func mentions(args []string, prefix string) bool {
+	for _, a := range args {
+		for i := 0; i < len(a); {
+			j := strings.Index(a[i:], prefix)
+			if j < 0 {
+				break
+			}
+			if at := i + j; at == 0 || strings.ContainsRune("=,:", rune(a[at-1])) {
+				return true
+			}
+			i += j + 1
+		}
+	}
+	return false
+}
+
+// Alive reports whether a process with pid exists.
+func Alive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	err := unix.Kill(pid, 0)
+	return err == nil || errors.Is(err, unix.EPERM)
+}
