@@ -20,6 +20,7 @@ const (
 	MethodVMRestart = "vm.restart"
 	MethodVMSSHInfo = "vm.ssh_info"
 	MethodVMLogs    = "vm.logs"
+	MethodVMStats   = "vm.stats"
 
 	MethodImageList   = "image.list"
 	MethodImageShow   = "image.show"
@@ -184,4 +185,34 @@ type Image struct {
 // ImageRef names one image.
 type ImageRef struct {
 	Name string `json:"name"`
+}
+
+// VMStats are a running VM's resource counters (network from the guest's
+// side: tx is what the guest sent).
+type VMStats struct {
+	Name           string  `json:"name"`
+	Driver         string  `json:"driver"`
+	VCPUs          int     `json:"vcpus"`
+	MemoryMiB      int64   `json:"memory_mib"`
+	CPUSeconds     float64 `json:"cpu_seconds"`
+	MemoryRSSBytes int64   `json:"memory_rss_bytes"`
+	DiskReadBytes  int64   `json:"disk_read_bytes"`
+	DiskWriteBytes int64   `json:"disk_write_bytes"`
+	NetRxBytes     int64   `json:"net_rx_bytes"`
+	NetTxBytes     int64   `json:"net_tx_bytes"`
+}
+
+// Host checks.
+const (
+	MethodDoctor = "doctor"
+)
+
+// DoctorCheck is one of doctor's results (its result is a list of them).
+// Status is "OK", "WARN" or "FAIL"; Fix says in one line what to do and is
+// empty when Status is OK.
+type DoctorCheck struct {
+	Name   string `json:"name"`
+	Status string `json:"status"`
+	Detail string `json:"detail"`
+	Fix    string `json:"fix,omitempty"`
 }

@@ -224,7 +224,7 @@ func (h *Host) Ready(ctx context.Context, vm model.VM, hd vmm.Handles) error {
 		return fmt.Errorf("vm %s: %s: %w; console:\n%s", vm.Name, step, err, h.ConsoleTail(vm, 20))
 	}
 	if hd.ControlSocket != "" {
-		c, err := agentctl.Dial(ctx, agentctl.UnixDialer(hd.ControlSocket))
+		c, err := agentctl.Dial(ctx, agentctl.DialerFor(hd.ControlSocket, hd.ControlProto))
 		if err != nil {
 			return fail("connecting to the agent", err)
 		}

@@ -92,7 +92,7 @@ func (a *app) rootCommand() *cobra.Command {
 	pf.StringVar(&a.configPath, "config", "", "config file for a daemon banger starts (default <state-dir>/config.toml)")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usagef(c, "%s", err) })
 
-	root.AddCommand(a.daemonCommand(), a.vmCommand(), a.imageCommand(), a.opCommand(), a.versionCommand(), a.completionCommand(root))
+	root.AddCommand(a.daemonCommand(), a.vmCommand(), a.imageCommand(), a.opCommand(), a.doctorCommand(), a.versionCommand(), a.completionCommand(root))
 	return root
 }
 

@@ -57,8 +57,7 @@ func (a *app) vmRunCommand() *cobra.Command {
 					dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 					defer cancel()
 					// A create that failed has already rolled itself back.
-					var rerr *client.Error
-					if derr := c.VMDelete(dctx, res.VM.ID, true); derr != nil && !(errors.As(derr, &rerr) && rerr.Code == api.CodeNotFound) {
+					if derr := c.VMDelete(dctx, res.VM.ID, true); derr != nil && !isNotFound(derr) {
 						fmt.Fprintf(a.streams.Err, "banger: removing vm %s: %s\n", p.Name, derr)
 					}
 				}()
@@ -100,4 +99,10 @@ func (a *app) vmRunCommand() *cobra.Command {
 	f.StringVar(&p.Disk, "disk", "", "size of the /work disk")
 	f.BoolVar(&rm, "rm", false, "delete the VM afterwards, whatever happened")
 	return cmd
+}
+
+// isNotFound reports whether the daemon answered "not found".
+func isNotFound(err error) bool {
+	var rerr *client.Error
+	return errors.As(err, &rerr) && rerr.Code == api.CodeNotFound
 }

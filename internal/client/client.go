@@ -148,3 +148,15 @@ func (c *Client) ImagePull(ctx context.Context, name string) (api.Operation, err
 	var out api.Operation
 	return out, c.call(ctx, api.MethodImagePull, api.ImageRef{Name: name}, &out)
 }
+
+// VMStats is vm.stats.
+func (c *Client) VMStats(ctx context.Context, name string) (api.VMStats, error) {
+	var out api.VMStats
+	return out, c.call(ctx, api.MethodVMStats, api.VMRef{Name: name}, &out)
+}
+
+// Doctor is doctor: the daemon's checks of this host.
+func (c *Client) Doctor(ctx context.Context) ([]api.DoctorCheck, error) {
+	var out []api.DoctorCheck
+	return out, c.call(ctx, api.MethodDoctor, nil, &out)
+}

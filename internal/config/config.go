@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -37,6 +38,13 @@ type File struct {
 	DebianMirror   string   `toml:"debian_mirror"`
 	DebianPackages []string `toml:"debian_packages"`
 	ImageCacheDir  string   `toml:"image_cache_dir"`
+
+	FirecrackerBinary string `toml:"firecracker_binary"`
+	Jailer            bool   `toml:"jailer"`
+	JailerBinary      string `toml:"jailer_binary"`
+	JailerUID         int    `toml:"jailer_uid"`
+	JailerGID         int    `toml:"jailer_gid"`
+	JailerChrootBase  string `toml:"jailer_chroot_base"`
 }
 
 // Defaults are the values used for keys the file leaves out.
@@ -55,6 +63,12 @@ var Defaults = File{
 	OverlaySize:   "8G",
 	BootTimeout:   "180s",
 	DebianMirror:  "http://deb.debian.org/debian",
+
+	FirecrackerBinary: "firecracker",
+	JailerBinary:      "jailer",
+	JailerUID:         65534,
+	JailerGID:         65534,
+	JailerChrootBase:  "/srv/jailer",
 }
 
 // Config is the parsed, validated configuration.
@@ -76,6 +90,13 @@ type Config struct {
 	DebianPackages   []string
 	// ImageCacheDir is empty for <state-dir>/cache.
 	ImageCacheDir string
+
+	FirecrackerBinary string
+	Jailer            bool
+	JailerBinary      string
+	JailerUID         int
+	JailerGID         int
+	JailerChrootBase  string
 }
 
 // Load reads path. A missing file is not an error unless required (the user
@@ -107,7 +128,9 @@ func Load(path string, required bool) (Config, error) {
 
 func (f File) parse() (Config, error) {
 	c := Config{SocketGroup: f.SocketGroup, DefaultImage: f.DefaultImage, DefaultVCPUs: f.DefaultVCPUs,
-		Bridge: f.Bridge, VMM: f.VMM, DebianMirror: f.DebianMirror, DebianPackages: f.DebianPackages, ImageCacheDir: f.ImageCacheDir}
+		Bridge: f.Bridge, VMM: f.VMM, DebianMirror: f.DebianMirror, DebianPackages: f.DebianPackages, ImageCacheDir: f.ImageCacheDir,
+		FirecrackerBinary: f.FirecrackerBinary, Jailer: f.Jailer, JailerBinary: f.JailerBinary,
+		JailerUID: f.JailerUID, JailerGID: f.JailerGID, JailerChrootBase: f.JailerChrootBase}
 	var err error
 	if c.Subnet, err = netip.ParsePrefix(f.Subnet); err != nil || !c.Subnet.Addr().Is4() {
 		return Config{}, fmt.Errorf("subnet %q is not an IPv4 CIDR such as 172.16.0.0/24", f.Subnet)
@@ -147,9 +170,15 @@ func (f File) parse() (Config, error) {
 		return Config{}, fmt.Errorf("bridge %q: use up to 15 lowercase letters, digits or '-'", f.Bridge)
 	}
 	switch c.VMM {
-	case "auto", "qemu":
+	case "auto", "qemu", "firecracker":
 	default:
-		return Config{}, fmt.Errorf("vmm %q: use auto or qemu", f.VMM)
+		return Config{}, fmt.Errorf("vmm %q: use auto, firecracker or qemu", f.VMM)
+	}
+	if c.Jailer && (c.JailerUID <= 0 || c.JailerGID <= 0) {
+		return Config{}, fmt.Errorf("jailer_uid and jailer_gid must name an unprivileged user and group (not root)")
+	}
+	if c.Jailer && !filepath.IsAbs(c.JailerChrootBase) {
+		return Config{}, fmt.Errorf("jailer_chroot_base %q must be an absolute path", c.JailerChrootBase)
 	}
 	if c.OverlayMiB, err = model.ParseSize("overlay_size", f.OverlaySize); err != nil {
 		return Config{}, err

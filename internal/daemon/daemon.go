@@ -22,6 +22,7 @@ import (
 	"github.com/banger-dev/banger/internal/guestssh"
 	"github.com/banger-dev/banger/internal/host/dns"
 	"github.com/banger-dev/banger/internal/host/hostnet"
+	"github.com/banger-dev/banger/internal/host/kvmprobe"
 	"github.com/banger-dev/banger/internal/host/run"
 	"github.com/banger-dev/banger/internal/image"
 	"github.com/banger-dev/banger/internal/op"
@@ -30,6 +31,7 @@ import (
 	"github.com/banger-dev/banger/internal/store"
 	"github.com/banger-dev/banger/internal/vm"
 	"github.com/banger-dev/banger/internal/vmm"
+	"github.com/banger-dev/banger/internal/vmm/firecracker"
 	"github.com/banger-dev/banger/internal/vmm/qemu"
 )
 
@@ -58,14 +60,18 @@ type Daemon struct {
 	images *image.Service
 	boot   *boot.Host
 	driver vmm.Driver
-	// driverReason says why this driver was chosen.
+	// driverReason says why this driver was chosen; kvm is the probe's
+	// verdict behind it.
 	driverReason string
+	kvm          kvmprobe.Verdict
 	started      time.Time
 	// shutdown asks Run to return; daemon.shutdown calls it.
 	shutdown context.CancelFunc
 	// groupID is the socket group's ID when that group exists.
 	groupID  uint32
 	hasGroup bool
+	// hostnet is the host networking manager (doctor lists what it owns).
+	hostnet *hostnet.Manager
 }
 
 // Run starts the daemon and serves until ctx ends or a caller asks it to
@@ -122,10 +128,16 @@ func Run(ctx context.Context, opts Options) error {
 	opsCtx, cancelOps := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelOps()
 	ops := op.NewRegistry(opsCtx, st, log)
-	driver, reason := selectDriver(cfg)
+	agent := findAgent()
+	kernel := ""
+	if im, err := st.GetImage(ctx, cfg.DefaultImage); err == nil {
+		kernel = im.KernelPath
+	}
+	drv := selectDriver(ctx, cfg, kernel, agent, filepath.Join(layout.StateDir, "kvm-probe.json"))
+	driver, reason := drv.def, drv.reason
 	d := &Daemon{
 		opts: opts, cfg: cfg, layout: layout, log: log, store: st, ops: ops,
-		driver: driver, driverReason: reason, started: time.Now(), shutdown: cancel,
+		driver: driver, driverReason: reason, kvm: drv.kvm, started: time.Now(), shutdown: cancel,
 	}
 	d.groupID, d.hasGroup = config.GroupID(cfg.SocketGroup)
 
@@ -140,9 +152,10 @@ func Run(ctx context.Context, opts Options) error {
 	catalog := image.Builtin()
 	d.images = image.NewService(image.ServiceConfig{
 		Layout: layout, CacheDir: cacheDir, Mirror: cfg.DebianMirror, ExtraPackages: cfg.DebianPackages,
-		AgentPath: findAgent(),
+		AgentPath: agent,
 	}, st, catalog, ops, log)
 	hn := hostnet.New(hostnet.Config{Bridge: cfg.Bridge, Subnet: cfg.Subnet}, log)
+	d.hostnet = hn
 	netw := &network{Manager: hn, dns: dns.New(nil, log), life: ctx, log: log}
 	d.boot = boot.New(boot.Config{
 		Layout: layout, Subnet: cfg.Subnet, OverlayMiB: cfg.OverlayMiB, BootTimeout: cfg.BootTimeout,
@@ -150,7 +163,7 @@ func Run(ctx context.Context, opts Options) error {
 	d.vms = vm.New(vm.Config{
 		Layout: layout, Subnet: cfg.Subnet, DefaultImage: cfg.DefaultImage,
 		DefaultVCPUs: cfg.DefaultVCPUs, DefaultMemoryMiB: cfg.DefaultMemoryMiB, DefaultDiskMiB: cfg.DefaultDiskMiB,
-		HostMemoryMiB: hostMemoryMiB(), StopTimeout: cfg.StopTimeout,
+		HostMemoryMiB: hostMemoryMiB(), StopTimeout: cfg.StopTimeout, Drivers: drv.all,
 	}, st, driver, d.boot, ops, catalog, log)
 	if err := d.vms.Reconcile(ctx); err != nil {
 		return err
@@ -264,17 +277,73 @@ func (d *Daemon) pruneLoop(ctx context.Context) {
 	}
 }
 
-// selectDriver picks the VMM driver and says why.
-func selectDriver(cfg config.Config) (vmm.Driver, string) {
+// drivers is the daemon's choice of VMM: the default for new VMs, every
+// driver it can speak (a VM keeps the driver it was created with), and why.
+type drivers struct {
+	def    vmm.Driver
+	all    []vmm.Driver
+	reason string
+	kvm    kvmprobe.Verdict
+}
+
+// selectDriver picks the default driver from config (or BANGER_VMM):
+// "auto" takes Firecracker when its binary is found and KVM can really run
+// a guest, else QEMU with KVM, else QEMU with TCG; "firecracker" and
+// "qemu" insist. KVM is judged by kvmprobe (a real boot, cached), never by
+// /dev/kvm existing.
+func selectDriver(ctx context.Context, cfg config.Config, kernel, agent, probeCache string) drivers {
+	want := cfg.VMM
+	if env := os.Getenv("BANGER_VMM"); env != "" {
+		want = env
+	}
+	fc := &firecracker.Driver{Binary: cfg.FirecrackerBinary}
+	if cfg.Jailer {
+		fc.Jailer = &firecracker.Jailer{Binary: cfg.JailerBinary, UID: cfg.JailerUID, GID: cfg.JailerGID, ChrootBase: cfg.JailerChrootBase}
+	}
 	if uid := os.Geteuid(); uid != 0 {
 		reason := fmt.Sprintf("bangerd runs as uid %d, but booting VMs needs root for the bridge, taps and nftables; run the daemon as root (sudo banger daemon start) and use it from the banger group", uid)
-		return vmm.None{Reason: reason}, reason
+		return drivers{def: vmm.None{Reason: reason}, all: []vmm.Driver{qemu.New("tcg"), fc}, reason: reason}
 	}
-	q := qemu.New("tcg")
-	if err := q.Available(context.Background()); err != nil {
-		return vmm.None{Reason: "qemu-system-x86_64 not found; install it with `apt-get install qemu-system-x86`"}, err.Error()
+	verdict, _ := kvmprobe.Probe(ctx, kernel, agent, probeCache)
+	accel, accelWhy := "tcg", "TCG, because "+verdict.Reason
+	if verdict.Usable {
+		accel, accelWhy = "kvm", "KVM ("+verdict.Reason+")"
 	}
-	return q, "qemu with TCG: qemu-system-x86_64 found (vmm = " + cfg.VMM + "); KVM is not probed yet, TCG runs anywhere"
+	q := qemu.New(accel)
+	qErr := q.Available(ctx)
+	fcErr := fc.Available(ctx)
+	all := []vmm.Driver{q, fc}
+	pick := func(d vmm.Driver, why string) drivers { return drivers{def: d, all: all, reason: why, kvm: verdict} }
+	none := func(why string) drivers {
+		return drivers{def: vmm.None{Reason: why}, all: all, reason: why, kvm: verdict}
+	}
+
+	switch want {
+	case "firecracker":
+		if fcErr != nil {
+			return none(fcErr.Error())
+		}
+		if !verdict.Usable {
+			return none("vmm = firecracker, but Firecracker needs a KVM that runs guests: " + verdict.Reason)
+		}
+		return pick(fc, "firecracker, as configured (vmm = firecracker); KVM runs guests here")
+	case "qemu":
+		if qErr != nil {
+			return none(qErr.Error())
+		}
+		return pick(q, "qemu with "+accelWhy+", as configured (vmm = qemu)")
+	}
+	switch {
+	case fcErr == nil && verdict.Usable:
+		return pick(fc, "firecracker: found, and KVM runs guests here")
+	case qErr == nil:
+		why := "qemu with " + accelWhy
+		if fcErr != nil {
+			why += "; firecracker not found"
+		}
+		return pick(q, why)
+	}
+	return none("qemu-system-x86_64 not found; install it with `apt-get install qemu-system-x86` (or install firecracker on a host whose KVM runs guests)")
 }
 
 // findAgent locates banger-agent: beside the bangerd binary, else on PATH.

@@ -29,6 +29,7 @@ func (d *Daemon) methods() map[string]rpc.Method {
 		api.MethodVMRestart: member(rpc.Typed(d.vmLifecycle(d.vms.Restart))),
 		api.MethodVMSSHInfo: member(rpc.Typed(d.vmSSHInfo)),
 		api.MethodVMLogs:    member(rpc.Typed(d.vmLogs)),
+		api.MethodVMStats:   member(rpc.Typed(d.vmStats)),
 
 		api.MethodImageList:   member(rpc.Typed(d.imageList)),
 		api.MethodImageShow:   member(rpc.Typed(d.imageShow)),
@@ -38,6 +39,7 @@ func (d *Daemon) methods() map[string]rpc.Method {
 		api.MethodOpStatus: member(rpc.Typed(d.opStatus)),
 		api.MethodOpCancel: member(rpc.Typed(d.opCancel)),
 		api.MethodOpList:   member(rpc.Typed(d.opList)),
+		api.MethodDoctor:   member(rpc.Typed(d.doctor)),
 	}
 }
 

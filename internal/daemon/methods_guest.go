@@ -63,3 +63,16 @@ func (d *Daemon) vmLogs(ctx context.Context, _ rpc.Caller, p api.VMLogsParams) (
 	out.Next = p.Offset + int64(n)
 	return out, nil
 }
+
+func (d *Daemon) vmStats(ctx context.Context, _ rpc.Caller, p api.VMRef) (api.VMStats, error) {
+	v, st, err := d.vms.Stats(ctx, p.Name)
+	if err != nil {
+		return api.VMStats{}, err
+	}
+	return api.VMStats{
+		Name: v.Name, Driver: v.Driver, VCPUs: v.VCPUs, MemoryMiB: v.MemoryMiB,
+		CPUSeconds: st.CPUSeconds, MemoryRSSBytes: st.MemoryRSSBytes,
+		DiskReadBytes: st.DiskReadBytes, DiskWriteBytes: st.DiskWriteBytes,
+		NetRxBytes: st.NetRxBytes, NetTxBytes: st.NetTxBytes,
+	}, nil
+}

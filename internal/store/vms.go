@@ -143,3 +143,13 @@ func expectOne(res sql.Result, kind, id string) error {
 	}
 	return nil
 }
+
+// SetVMDriver records the driver a VM runs with. A VM created while no
+// driver was usable adopts one at its first start and keeps it.
+func (s *Store) SetVMDriver(ctx context.Context, id, driver string) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE vms SET driver = ?, updated_at = ? WHERE id = ?`, driver, fmtTime(time.Now()), id)
+	if err != nil {
+		return fmt.Errorf("updating vm %s driver: %w", id, err)
+	}
+	return expectOne(res, "vm", id)
+}

@@ -41,9 +41,20 @@ func (s *Service) start(ctx context.Context, id string) (model.VM, error) {
 		unlock()
 		return model.VM{}, model.Errorf(model.ErrState, "vm %s is %s; wait for that to finish", vm.Name, vm.State)
 	}
-	if err := s.driver.Available(ctx); err != nil {
+	driver := s.driverNamed(vm.Driver)
+	if err := driver.Available(ctx); err != nil {
 		unlock()
+		if vm.Driver != s.driver.Name() && vm.Driver != "none" {
+			return model.VM{}, fmt.Errorf("vm %s was created with the %s driver and keeps it: %w", vm.Name, vm.Driver, err)
+		}
 		return model.VM{}, err
+	}
+	if vm.Driver != driver.Name() {
+		if err := s.store.SetVMDriver(ctx, vm.ID, driver.Name()); err != nil {
+			unlock()
+			return model.VM{}, err
+		}
+		vm.Driver = driver.Name()
 	}
 	if err := s.setState(ctx, &vm, model.StateStarting, ""); err != nil {
 		unlock()
@@ -64,7 +75,7 @@ func (s *Service) start(ctx context.Context, id string) (model.VM, error) {
 		close(w.done)
 	}()
 
-	s.log.Info("booting vm", "vm", vm.Name, "driver", s.driver.Name())
+	s.log.Info("booting vm", "vm", vm.Name, "driver", driver.Name())
 	h, bootErr := s.boot(bootCtx, vm)
 
 	unlock = s.locks.Lock(id)
@@ -99,7 +110,7 @@ func (s *Service) boot(ctx context.Context, vm model.VM) (vmm.Handles, error) {
 	if err != nil {
 		return vmm.Handles{}, err
 	}
-	h, err := s.driver.Start(ctx, spec)
+	h, err := s.driverNamed(vm.Driver).Start(ctx, spec)
 	if err != nil {
 		_ = s.host.Release(rec, vm, vmm.Handles{Tap: spec.Tap})
 		return vmm.Handles{}, err
@@ -118,10 +129,11 @@ func (s *Service) boot(ctx context.Context, vm model.VM) (vmm.Handles, error) {
 
 // abandon kills a VM whose boot failed and releases what it held.
 func (s *Service) abandon(ctx context.Context, vm model.VM, h vmm.Handles) {
-	if err := s.driver.Stop(ctx, h, 0); err != nil {
+	d := s.driverNamed(h.Driver)
+	if err := d.Stop(ctx, h, 0); err != nil {
 		s.log.Warn("killing failed boot", "vm", vm.Name, "err", err)
 	}
-	_ = s.driver.Cleanup(ctx, h)
+	_ = d.Cleanup(ctx, h)
 	_ = s.host.Release(ctx, vm, h)
 	_ = s.handles.drop(vm.ID)
 }
@@ -186,9 +198,10 @@ func (s *Service) shutdown(ctx context.Context, vm *model.VM, grace time.Duratio
 		}
 	}()
 	h, have := s.handles.get(vm.ID)
-	if alive := have && s.driver.Alive(h); vm.State == model.StateError && !alive {
+	d := s.driverNamed(h.Driver)
+	if alive := have && d.Alive(h); vm.State == model.StateError && !alive {
 		if have {
-			_ = s.driver.Cleanup(ctx, h)
+			_ = d.Cleanup(ctx, h)
 			_ = s.host.Release(ctx, *vm, h)
 			_ = s.handles.drop(vm.ID)
 		}
@@ -204,9 +217,9 @@ func (s *Service) shutdown(ctx context.Context, vm *model.VM, grace time.Duratio
 	var stopErr error
 	if have {
 		s.log.Info("stopping vm", "vm", vm.Name, "pid", h.PID)
-		stopErr = s.driver.Stop(ctx, h, grace)
+		stopErr = d.Stop(ctx, h, grace)
 		if stopErr == nil {
-			stopErr = s.driver.Cleanup(ctx, h)
+			stopErr = d.Cleanup(ctx, h)
 		}
 		if stopErr == nil {
 			stopErr = s.host.Release(ctx, *vm, h)
@@ -283,7 +296,7 @@ func (s *Service) remove(ctx context.Context, id string, force bool) error {
 	}
 	defer unlock()
 	if h, ok := s.handles.get(id); ok {
-		_ = s.driver.Cleanup(ctx, h)
+		_ = s.driverNamed(h.Driver).Cleanup(ctx, h)
 	}
 	if err := s.handles.drop(id); err != nil {
 		return err
@@ -297,4 +310,22 @@ func (s *Service) remove(ctx context.Context, id string, force bool) error {
 	s.log.Info("vm deleted", "vm", vm.Name, "id", vm.ID)
 	s.publishRecords(ctx)
 	return nil
+}
+
+// Stats reads a running VM's resource counters from its driver.
+func (s *Service) Stats(ctx context.Context, ref string) (model.VM, vmm.Stats, error) {
+	vm, err := s.store.GetVM(ctx, ref)
+	if err != nil {
+		return model.VM{}, vmm.Stats{}, err
+	}
+	h, ok := s.handles.get(vm.ID)
+	if vm.State != model.StateRunning || !ok {
+		return model.VM{}, vmm.Stats{}, model.Errorf(model.ErrState, "vm %s is %s; stats are for running vms", vm.Name, vm.State)
+	}
+	r, ok := s.driverNamed(h.Driver).(vmm.StatsReader)
+	if !ok {
+		return model.VM{}, vmm.Stats{}, model.Errorf(model.ErrUnavailable, "the %s driver does not report stats", h.Driver)
+	}
+	st, err := r.Stats(ctx, h)
+	return vm, st, err
 }

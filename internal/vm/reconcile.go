@@ -35,7 +35,8 @@ func (s *Service) reconcileOne(ctx context.Context, vm model.VM) error {
 	if err != nil {
 		s.log.Warn("unreadable handles file", "vm", vm.Name, "err", err)
 	}
-	alive := ok && h.Driver == s.driver.Name() && s.driver.Alive(h)
+	d := s.driverNamed(h.Driver)
+	alive := ok && d.Alive(h)
 	if alive {
 		s.handles.seed(vm.ID, h)
 		if vm.State == model.StateStopping {
@@ -50,7 +51,7 @@ func (s *Service) reconcileOne(ctx context.Context, vm model.VM) error {
 	}
 	defer unlock()
 	if ok {
-		if err := s.driver.Cleanup(ctx, h); err != nil {
+		if err := d.Cleanup(ctx, h); err != nil {
 			s.log.Warn("cleaning up after dead vm", "vm", vm.Name, "err", err)
 		}
 		if err := s.host.Release(ctx, vm, h); err != nil {

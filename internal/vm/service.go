@@ -31,6 +31,7 @@ type Store interface {
 	GetVM(ctx context.Context, ref string) (model.VM, error)
 	ListVMs(ctx context.Context) ([]model.VM, error)
 	SetVMState(ctx context.Context, id string, state model.State, lastErr string) error
+	SetVMDriver(ctx context.Context, id, driver string) error
 	DeleteVM(ctx context.Context, id string) error
 	LeasedIPs(ctx context.Context) ([]string, error)
 	GetImage(ctx context.Context, name string) (model.Image, error)
@@ -66,6 +67,9 @@ type Config struct {
 	// HostMemoryMiB caps a VM's memory; 0 skips the check.
 	HostMemoryMiB int64
 	StopTimeout   time.Duration
+	// Drivers are the other drivers this daemon knows, for VMs created
+	// with one that is not the default now: a VM keeps its driver.
+	Drivers []vmm.Driver
 }
 
 // Service owns VMs.
@@ -112,6 +116,20 @@ func New(cfg Config, store Store, driver vmm.Driver, host Host, ops *op.Registry
 
 // Driver is the driver new VMs get.
 func (s *Service) Driver() vmm.Driver { return s.driver }
+
+// driverNamed is the driver a VM or its handles name. A VM created while
+// no driver was usable ("none") gets the default.
+func (s *Service) driverNamed(name string) vmm.Driver {
+	if name == s.driver.Name() || name == "" || name == "none" {
+		return s.driver
+	}
+	for _, d := range s.cfg.Drivers {
+		if d.Name() == name {
+			return d
+		}
+	}
+	return vmm.None{Reason: "this bangerd has no " + name + " driver"}
+}
 
 // Get finds a VM by name or ID.
 func (s *Service) Get(ctx context.Context, ref string) (model.VM, error) {

@@ -48,7 +48,7 @@ func newHarness(t *testing.T, driver vmm.Driver) *harness {
 
 // newService makes a fresh service over the same store and state dir, as a
 // restarted daemon would.
-func (h *harness) newService(t *testing.T, driver vmm.Driver) *Service {
+func (h *harness) newService(t *testing.T, driver vmm.Driver, others ...vmm.Driver) *Service {
 	ctx, cancel := context.WithCancel(context.Background())
 	ops := op.NewRegistry(ctx, h.store, nil)
 	t.Cleanup(func() { cancel(); ops.Drain() })
@@ -56,7 +56,7 @@ func (h *harness) newService(t *testing.T, driver vmm.Driver) *Service {
 	cfg := Config{
 		Layout: h.layout, Subnet: netip.MustParsePrefix("172.16.0.0/24"),
 		DefaultImage: "debian-12", DefaultVCPUs: 2, DefaultMemoryMiB: 512, DefaultDiskMiB: 2048,
-		HostMemoryMiB: 8192, StopTimeout: time.Second,
+		HostMemoryMiB: 8192, StopTimeout: time.Second, Drivers: others,
 	}
 	return New(cfg, h.store, driver, &fakeHost{}, ops, image.Builtin(), nil)
 }
@@ -488,5 +488,39 @@ func TestNextFreeIP(t *testing.T) {
 	}
 	if got := macFor(netip.MustParseAddr("172.16.0.5")); got != "02:fc:ac:10:00:05" {
 		t.Fatalf("mac %s", got)
+	}
+}
+
+// A VM keeps the driver it was created with, even when the daemon's
+// default changes; a VM created with no usable driver adopts the default.
+func TestVMKeepsItsDriver(t *testing.T) {
+	h := newHarness(t, nil)
+	ctx := context.Background()
+	h.create(t, "old", true)
+
+	other := fakevmm.NewNamed("other")
+	svc := h.newService(t, other, h.driver)
+	if got, err := svc.Start(ctx, "old"); err != nil || got.Driver != "fake" {
+		t.Fatalf("start: %+v %v", got, err)
+	}
+	if h.driver.String() != "running old" || other.String() != "" {
+		t.Fatalf("old booted on the wrong driver: fake=%q other=%q", h.driver, other)
+	}
+	if _, err := svc.Stop(ctx, "old"); err != nil {
+		t.Fatal(err)
+	}
+
+	// Without its driver, the VM says which one it needs.
+	lonely := h.newService(t, other)
+	if _, err := lonely.Start(ctx, "old"); err == nil || !strings.Contains(err.Error(), "created with the fake driver") {
+		t.Fatalf("start without its driver: %v", err)
+	}
+
+	none := newHarness(t, vmm.None{Reason: "nothing here"})
+	none.create(t, "early", true)
+	adopt := none.newService(t, other)
+	got, err := adopt.Start(ctx, "early")
+	if err != nil || got.Driver != "other" {
+		t.Fatalf("adopting a driver: %+v %v", got, err)
 	}
 }
