@@ -315,6 +315,22 @@ func TestPersistenceAcrossRestart(t *testing.T) {
 		t.Fatalf("hostname: %q", out)
 	}
 	w.ok("vm", "ssh", "a", "--", "sh", "-c", "echo kept > /work/w.txt && echo kept > /root/r.txt && sync")
+	var st struct {
+		CPUSeconds     float64 `json:"cpu_seconds"`
+		MemoryRSSBytes int64   `json:"memory_rss_bytes"`
+		DiskWriteBytes int64   `json:"disk_write_bytes"`
+		NetRxBytes     int64   `json:"net_rx_bytes"`
+		NetTxBytes     int64   `json:"net_tx_bytes"`
+	}
+	if err := json.Unmarshal([]byte(w.ok("vm", "stats", "a", "--json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.CPUSeconds <= 0 || st.MemoryRSSBytes <= 0 || st.DiskWriteBytes <= 0 || st.NetRxBytes <= 0 || st.NetTxBytes <= 0 {
+		t.Fatalf("vm stats of a running, ssh'd-into vm has a zero counter: %+v", st)
+	}
+	if logs := w.ok("vm", "logs", "a"); !strings.Contains(logs, "banger-agent") || !strings.Contains(logs, "login:") {
+		t.Fatalf("vm logs lacks the agent's and getty's lines:\n%s", logs)
+	}
 	w.ok("vm", "stop", "a")
 	if v := w.show("a"); v.State != "stopped" {
 		t.Fatalf("after stop: %s", v.State)
@@ -438,6 +454,45 @@ func TestDaemonCrashAndReconcile(t *testing.T) {
 	}
 	if h.Tap != "" && strings.Contains(w.links(), h.Tap+":") {
 		t.Fatalf("tap %s left after reconcile:\n%s", h.Tap, w.links())
+	}
+}
+
+// The daemon says which driver it picked and why, and doctor agrees; on
+// this kind of host (no Firecracker) that is QEMU, and doctor has no FAIL.
+func TestDriverChoiceAndDoctor(t *testing.T) {
+	w := newWorld(t)
+	var st struct {
+		Driver       string `json:"driver"`
+		DriverReason string `json:"driver_reason"`
+	}
+	w.ok("daemon", "start")
+	if err := json.Unmarshal([]byte(w.ok("daemon", "status", "--json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Driver == "" || st.Driver == "none" || st.DriverReason == "" {
+		t.Fatalf("daemon status: driver %q, reason %q", st.Driver, st.DriverReason)
+	}
+	var checks []struct {
+		Name   string `json:"name"`
+		Status string `json:"status"`
+		Fix    string `json:"fix"`
+	}
+	r := w.banger("doctor", "--json")
+	if err := json.Unmarshal([]byte(r.stdout), &checks); err != nil {
+		t.Fatalf("doctor --json: %v\n%s", err, r.stdout)
+	}
+	failed := false
+	for _, c := range checks {
+		if c.Status != "OK" && c.Fix == "" {
+			t.Errorf("doctor check %q is %s without a fix", c.Name, c.Status)
+		}
+		failed = failed || c.Status == "FAIL"
+	}
+	if failed != (r.code == 1) {
+		t.Fatalf("doctor exit %d does not match its checks: %+v", r.code, checks)
+	}
+	if failed {
+		t.Fatalf("doctor fails on a host that boots guests: %+v", checks)
 	}
 }
 
