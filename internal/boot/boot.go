@@ -6,7 +6,6 @@ package boot
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -14,7 +13,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -207,7 +205,7 @@ func (h *Host) Ready(ctx context.Context, vm model.VM, hd vmm.Handles) error {
 	died := make(chan struct{})
 	go func() {
 		for ctx.Err() == nil {
-			if err := syscall.Kill(hd.PID, 0); errors.Is(err, syscall.ESRCH) || isZombie(hd.PID) {
+			if vmm.Exited(hd.PID) {
 				close(died)
 				cancel()
 				return
@@ -270,13 +268,4 @@ func (h *Host) ConsoleTail(vm model.VM, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
-}
-
-func isZombie(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return true
-	}
-	f := strings.Fields(string(b))
-	return len(f) > 2 && f[2] == "Z"
 }

@@ -46,25 +46,10 @@ func Build(ctx context.Context, w io.Writer, agentPath, modulesDir string) error
 	if err != nil {
 		return err
 	}
-	agent, err := os.Open(agentPath)
+	cw, err := writeBase(w, agentPath)
 	if err != nil {
-		return fmt.Errorf("opening the agent binary: %w", err)
+		return err
 	}
-	defer agent.Close()
-	st, err := agent.Stat()
-	if err != nil {
-		return fmt.Errorf("opening the agent binary: %w", err)
-	}
-	if !st.Mode().IsRegular() {
-		return fmt.Errorf("agent binary %s is not a regular file", agentPath)
-	}
-
-	cw := newCPIOWriter(w)
-	for _, d := range dirs {
-		cw.Dir(d.name, d.perm)
-	}
-	cw.CharDev("dev/console", 0o600, 5, 1)
-	cw.File("init", 0o755, st.Size(), agent)
 
 	var order strings.Builder
 	for _, rel := range mods {

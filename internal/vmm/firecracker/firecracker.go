@@ -214,7 +214,7 @@ func (d *Driver) Start(ctx context.Context, spec vmm.Spec) (vmm.Handles, error) 
 
 	c := client(f.api)
 	if err := waitAPI(ctx, c, exited); err != nil {
-		return fail(fmt.Errorf("%w: %s", err, tail(f.stderr)))
+		return fail(fmt.Errorf("%w: %s", err, vmm.FileTail(f.stderr, 1500)))
 	}
 	for _, r := range Requests(reqSpec, reqKernel) {
 		if err := call(ctx, c, r); err != nil {
@@ -224,7 +224,7 @@ func (d *Driver) Start(ctx context.Context, spec vmm.Spec) (vmm.Handles, error) 
 			if !errors.As(err, &apiErr) {
 				select {
 				case <-exited:
-					return fail(fmt.Errorf("firecracker exited during %s %s: %s", r.Method, r.Path, tail(f.stderr)))
+					return fail(fmt.Errorf("firecracker exited during %s %s: %s", r.Method, r.Path, vmm.FileTail(f.stderr, 1500)))
 				case <-time.After(time.Second):
 				}
 			}
@@ -324,7 +324,7 @@ func (d *Driver) Stop(ctx context.Context, h vmm.Handles, timeout time.Duration)
 		if err != nil || h.ControlSocket == "" {
 			_ = call(graceCtx, client(h.Extra["api"]), Request{"PUT", "/actions", map[string]any{"action_type": "SendCtrlAltDel"}})
 		}
-		if waitExit(graceCtx, h.PID) {
+		if vmm.WaitExit(graceCtx, h.PID) {
 			return nil
 		}
 	}
@@ -333,27 +333,20 @@ func (d *Driver) Stop(ctx context.Context, h vmm.Handles, timeout time.Duration)
 	}
 	killCtx, killCancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer killCancel()
-	if !waitExit(killCtx, h.PID) {
+	if !vmm.WaitExit(killCtx, h.PID) {
 		return fmt.Errorf("firecracker %d survived SIGKILL", h.PID)
 	}
 	return nil
 }
 
 // Alive reports whether h's Firecracker still runs (the PID must be a
-// firecracker serving this VM's API socket, not a reused PID).
+// firecracker serving this VM, not a reused PID): the VM's ID is on its
+// command line (--id), jailed or not.
 func (d *Driver) Alive(h vmm.Handles) bool {
-	if h.PID <= 0 {
-		return false
-	}
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(h.PID) + "/cmdline")
-	if err != nil || zombie(h.PID) {
-		return false
-	}
-	args := strings.Split(string(b), "\x00")
+	args := vmm.Cmdline(h.PID)
 	if len(args) == 0 || filepath.Base(args[0]) != filepath.Base(d.binary()) {
 		return false
 	}
-	// The VM's ID is on the command line (--id), jailed or not.
 	for i := range args[:len(args)-1] {
 		if args[i] == "--id" && args[i+1] == h.Extra["id"] {
 			return true
@@ -377,40 +370,6 @@ func (d *Driver) Cleanup(_ context.Context, h vmm.Handles) error {
 		}
 	}
 	return nil
-}
-
-func waitExit(ctx context.Context, pid int) bool {
-	for {
-		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) || zombie(pid) {
-			return true
-		}
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(25 * time.Millisecond):
-		}
-	}
-}
-
-func zombie(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	f := strings.Fields(string(b))
-	return len(f) > 2 && f[2] == "Z"
-}
-
-func tail(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil || len(bytes.TrimSpace(b)) == 0 {
-		return "no output"
-	}
-	s := strings.TrimSpace(string(b))
-	if len(s) > 1500 {
-		s = "…" + s[len(s)-1500:]
-	}
-	return s
 }
 
 // Stats reads CPU and memory from /proc and disk and network bytes from
@@ -448,5 +407,3 @@ func (d *Driver) Stats(ctx context.Context, h vmm.Handles) (vmm.Stats, error) {
 	}
 	return st, nil
 }
-
-func lookPath(name string) (string, error) { return run.LookPath(name) }

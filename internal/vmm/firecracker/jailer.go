@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/banger-dev/banger/internal/host/run"
 	"github.com/banger-dev/banger/internal/vmm"
 )
 
@@ -100,7 +101,7 @@ func (d *Driver) jailerArgv(id string) ([]string, error) {
 		return nil, err
 	}
 	if !filepath.IsAbs(d.binary()) {
-		if p, err := lookPath(d.binary()); err == nil {
+		if p, err := run.LookPath(d.binary()); err == nil {
 			exe = p
 		}
 	}

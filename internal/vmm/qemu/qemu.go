@@ -144,7 +144,7 @@ func (d *Driver) Start(ctx context.Context, spec vmm.Spec) (vmm.Handles, error) 
 		}
 		select {
 		case <-exited:
-			return vmm.Handles{}, fmt.Errorf("qemu exited at start: %s", readTail(stderrPath))
+			return vmm.Handles{}, fmt.Errorf("qemu exited at start: %s", vmm.FileTail(stderrPath, 1500))
 		case <-deadline:
 			_ = proc.Kill()
 			return vmm.Handles{}, errors.New("qemu did not open its QMP socket within 30s")
@@ -177,7 +177,7 @@ func (d *Driver) Stop(ctx context.Context, h vmm.Handles, timeout time.Duration)
 	} else {
 		_ = qmpCommand(h.Extra["qmp"], "system_powerdown")
 	}
-	if waitExit(graceCtx, h) {
+	if vmm.WaitExit(graceCtx, h.PID) {
 		return nil
 	}
 	if err := syscall.Kill(h.PID, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
@@ -185,7 +185,7 @@ func (d *Driver) Stop(ctx context.Context, h vmm.Handles, timeout time.Duration)
 	}
 	killCtx, killCancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer killCancel()
-	if !waitExit(killCtx, h) {
+	if !vmm.WaitExit(killCtx, h.PID) {
 		return fmt.Errorf("qemu %d survived SIGKILL", h.PID)
 	}
 	return nil
@@ -194,21 +194,8 @@ func (d *Driver) Stop(ctx context.Context, h vmm.Handles, timeout time.Duration)
 // Alive reports whether h's QEMU still runs. The PID alone could have been
 // reused, so the process must also be QEMU with this VM's pidfile.
 func (d *Driver) Alive(h vmm.Handles) bool {
-	if h.PID <= 0 {
-		return false
-	}
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(h.PID) + "/cmdline")
-	if err != nil {
-		return false
-	}
-	if st, err := os.ReadFile("/proc/" + strconv.Itoa(h.PID) + "/stat"); err == nil {
-		// A zombie has exited; it only awaits reaping.
-		if f := strings.Fields(string(st)); len(f) > 2 && f[2] == "Z" {
-			return false
-		}
-	}
-	args := strings.Split(string(b), "\x00")
-	return len(args) > 0 && filepath.Base(args[0]) == Binary && strings.Contains(string(b), h.Extra["pidfile"])
+	args := vmm.Cmdline(h.PID)
+	return len(args) > 0 && filepath.Base(args[0]) == Binary && strings.Contains(strings.Join(args, " "), h.Extra["pidfile"])
 }
 
 // Cleanup removes the sockets and pidfile QEMU left.
@@ -221,24 +208,6 @@ func (d *Driver) Cleanup(_ context.Context, h vmm.Handles) error {
 		}
 	}
 	return nil
-}
-
-func waitExit(ctx context.Context, h vmm.Handles) bool {
-	for {
-		if err := syscall.Kill(h.PID, 0); errors.Is(err, syscall.ESRCH) {
-			return true
-		}
-		if st, err := os.ReadFile("/proc/" + strconv.Itoa(h.PID) + "/stat"); err == nil {
-			if f := strings.Fields(string(st)); len(f) > 2 && f[2] == "Z" {
-				return true
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
 }
 
 // qmpCommand runs one QMP command without arguments.
@@ -265,18 +234,6 @@ func tscKHz() int64 {
 		}
 	}
 	return 0
-}
-
-func readTail(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil || len(b) == 0 {
-		return "no output"
-	}
-	s := strings.TrimSpace(string(b))
-	if len(s) > 1500 {
-		s = "…" + s[len(s)-1500:]
-	}
-	return s
 }
 
 // Stats reads CPU and memory from /proc, disk bytes from QMP's

@@ -1,0 +1,45 @@
+package qemu
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/banger-dev/banger/internal/guest"
+	"github.com/banger-dev/banger/internal/model"
+	"github.com/banger-dev/banger/internal/vmm"
+)
+
+func TestArgs(t *testing.T) {
+	spec := vmm.Spec{
+		VM: model.VM{VCPUs: 2, MemoryMiB: 512}, Dir: "/s/vms/x",
+		Kernel: "/i/vmlinuz", Initrd: "/i/initrd.cpio", Cmdline: "console=ttyS0",
+		Disks: []vmm.Disk{{Path: "/i/rootfs.ext4", ReadOnly: true}, {Path: "/s/vms/x/upper.ext4"}},
+		Tap:   "bgtap0", MAC: "02:fc:ac:10:00:02",
+		ConsoleLog: "/s/vms/x/console.log", ControlSocket: "/s/vms/x/agent.sock",
+	}
+	tcg := strings.Join(New("tcg").Args(spec), " ")
+	for _, want := range []string{
+		"-M microvm", "-accel tcg", "-smp 2", "-m 512", "-nodefaults", "-no-reboot",
+		"-kernel /i/vmlinuz", "-initrd /i/initrd.cpio",
+		"file=/i/rootfs.ext4,format=raw,if=none,readonly=on",
+		"ifname=bgtap0,script=no,downscript=no", "mac=02:fc:ac:10:00:02",
+		"path=/s/vms/x/console.log,append=on",
+		"socket,id=agent,path=/s/vms/x/agent.sock,server=on,wait=off",
+		"virtserialport,chardev=agent,name=" + guest.PortName,
+		"-pidfile /s/vms/x/qemu.pid", "virtio-rng-device",
+	} {
+		if !strings.Contains(tcg, want) {
+			t.Errorf("qemu args lack %q:\n%s", want, tcg)
+		}
+	}
+	if tscKHz() > 0 && !strings.Contains(tcg, "tsc_early_khz=") {
+		t.Error("TCG boots need tsc_early_khz (a third hang without it)")
+	}
+	if strings.Contains(tcg, "upper.ext4,format=raw,if=none,readonly") {
+		t.Error("the writable layer was attached read-only")
+	}
+	kvm := strings.Join(New("kvm").Args(spec), " ")
+	if !strings.Contains(kvm, "-accel kvm") || !strings.Contains(kvm, "-cpu host") || strings.Contains(kvm, "tsc_early_khz") {
+		t.Errorf("kvm args: %s", kvm)
+	}
+}
