@@ -193,6 +193,7 @@ func Run(ctx context.Context, opts Options) error {
 		"state_dir", layout.StateDir, "driver", driver.Name(), "why", reason)
 
 	go d.pruneLoop(ctx)
+	go d.vms.Watch(ctx, 2*time.Second)
 	srv := rpc.NewServer(d.methods(), d.authorize, mapError, log)
 	serveErr := srv.Serve(ctx, ln)
 

@@ -94,3 +94,14 @@ func (c *handleCache) taps() []string {
 	}
 	return out
 }
+
+// snapshot copies the cache.
+func (c *handleCache) snapshot() map[string]vmm.Handles {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]vmm.Handles, len(c.m))
+	for k, v := range c.m {
+		out[k] = v
+	}
+	return out
+}

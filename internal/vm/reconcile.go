@@ -3,6 +3,7 @@ package vm
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/banger-dev/banger/internal/model"
 )
@@ -21,7 +22,7 @@ func (s *Service) Reconcile(ctx context.Context) error {
 		if vm.State != model.StateStarting && vm.State != model.StateRunning && vm.State != model.StateStopping {
 			continue
 		}
-		if err := s.reconcileOne(ctx, vm); err != nil {
+		if err := s.reconcileOne(ctx, vm, false); err != nil {
 			s.log.Error("reconciling vm", "vm", vm.Name, "err", err)
 		}
 	}
@@ -29,8 +30,18 @@ func (s *Service) Reconcile(ctx context.Context) error {
 	return nil
 }
 
-func (s *Service) reconcileOne(ctx context.Context, vm model.VM) error {
+// reconcileOne settles one VM against its process. With onlyRunning (the
+// watcher, while lifecycle calls may be in flight) a VM that is no longer
+// running when its lock is taken is left to whoever changed it.
+func (s *Service) reconcileOne(ctx context.Context, vm model.VM, onlyRunning bool) error {
 	unlock := s.locks.Lock(vm.ID)
+	if fresh, err := s.store.GetVM(ctx, vm.ID); err == nil {
+		vm = fresh
+	}
+	if onlyRunning && vm.State != model.StateRunning {
+		unlock()
+		return nil
+	}
 	h, ok, err := s.handles.load(vm.ID)
 	if err != nil {
 		s.log.Warn("unreadable handles file", "vm", vm.Name, "err", err)
@@ -63,7 +74,7 @@ func (s *Service) reconcileOne(ctx context.Context, vm model.VM) error {
 	}
 	msg := ""
 	if vm.State == model.StateRunning {
-		msg = "vm process exited while the daemon was not running"
+		msg = "the vm's process exited"
 	}
 	s.log.Info("vm found dead", "vm", vm.Name, "was", vm.State)
 	return s.setState(ctx, &vm, model.StateStopped, msg)
@@ -72,3 +83,37 @@ func (s *Service) reconcileOne(ctx context.Context, vm model.VM) error {
 // LiveTaps lists the taps that running VMs hold; everything else banger
 // owns on the host is free to clean up.
 func (s *Service) LiveTaps() []string { return s.handles.taps() }
+
+// Watch notices VMs whose VMM exits while the daemon runs (a guest that
+// powers itself off, a crash, a kill) and tears them down as Reconcile
+// would at start-up, every interval until ctx ends.
+func (s *Service) Watch(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.reapDead(ctx)
+	}
+}
+
+// reapDead checks every VM with handles once.
+func (s *Service) reapDead(ctx context.Context) {
+	for id, h := range s.handles.snapshot() {
+		if s.driverNamed(h.Driver).Alive(h) {
+			continue
+		}
+		vm, err := s.store.GetVM(ctx, id)
+		if err != nil || vm.State != model.StateRunning {
+			// Boots and stops in flight own their VM; they settle it.
+			continue
+		}
+		s.log.Info("vm process exited", "vm", vm.Name, "pid", h.PID)
+		if err := s.reconcileOne(ctx, vm, true); err != nil {
+			s.log.Warn("tearing down exited vm", "vm", vm.Name, "err", err)
+		}
+	}
+}

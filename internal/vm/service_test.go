@@ -524,3 +524,35 @@ func TestVMKeepsItsDriver(t *testing.T) {
 		t.Fatalf("adopting a driver: %+v %v", got, err)
 	}
 }
+
+// A VM whose process exits while the daemon runs is noticed and torn down.
+func TestWatchReapsExitedVM(t *testing.T) {
+	h := newHarness(t, nil)
+	ctx := context.Background()
+	a := h.create(t, "a", false)
+	h.create(t, "b", false)
+	h.driver.Crash("a")
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go h.svc.Watch(wctx, 10*time.Millisecond)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got, _ := h.svc.Get(ctx, "a")
+		if got.State == model.StateStopped {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("crashed vm still %s", got.State)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, ok := h.svc.handles.get(a.ID); ok {
+		t.Fatal("handles kept for a dead vm")
+	}
+	if n := h.svc.host.(*fakeHost).heldTaps(); n != 1 {
+		t.Fatalf("%d taps held, want only b's", n)
+	}
+	if b, _ := h.svc.Get(ctx, "b"); b.State != model.StateRunning {
+		t.Fatalf("b is %s", b.State)
+	}
+}

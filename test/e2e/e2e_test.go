@@ -374,6 +374,24 @@ func TestDNSBetweenGuests(t *testing.T) {
 	if got != a.IP {
 		t.Fatalf("dns a.vm = %q, want %s", got, a.IP)
 	}
+
+	// A guest that powers itself off is noticed by the running daemon:
+	// stopped, its VMM gone and its tap released; a keeps running.
+	tap := w.handles(b).Tap
+	w.ok("vm", "ssh", "b", "--", "sh", "-c", "nohup sh -c 'sleep 1; poweroff' >/dev/null 2>&1 &")
+	deadline := time.Now().Add(90 * time.Second)
+	for w.show("b").State != "stopped" {
+		if time.Now().After(deadline) {
+			t.Fatalf("b powered itself off but is still %s", w.show("b").State)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if strings.Contains(w.links(), tap+":") {
+		t.Fatalf("b's tap %s left after it powered off", tap)
+	}
+	if got := w.show("a").State; got != "running" {
+		t.Fatalf("a is %s", got)
+	}
 }
 
 // gatewayOf is the .1 of a /24 guest address.
