@@ -314,6 +314,9 @@ func TestPersistenceAcrossRestart(t *testing.T) {
 	if out := w.ok("vm", "ssh", "a", "--", "hostname"); strings.TrimSpace(out) != "a" {
 		t.Fatalf("hostname: %q", out)
 	}
+	if r := w.banger("image", "delete", "debian-12"); r.code != 1 || !strings.Contains(r.stderr, "used by a vm") {
+		t.Fatalf("deleting an image in use: exit %d, %q", r.code, r.stderr)
+	}
 	w.ok("vm", "ssh", "a", "--", "sh", "-c", "echo kept > /work/w.txt && echo kept > /root/r.txt && sync")
 	var st struct {
 		CPUSeconds     float64 `json:"cpu_seconds"`
