@@ -72,8 +72,17 @@ func Build(ctx context.Context, w io.Writer, agentPath, modulesDir string) error
 
 // readModule returns a module's bytes and its name in the archive
 // (lib/modules/<path in modules.dep>), decompressing gzip.
+//
+// modules.dep comes from the image, so its paths are confined to the
+// modules directory: "../" and symlinks leading out of it are refused
+// rather than letting an image copy host files into a guest.
 func readModule(modulesDir, rel string) ([]byte, string, error) {
-	data, err := os.ReadFile(filepath.Join(modulesDir, filepath.FromSlash(rel)))
+	root, err := os.OpenRoot(modulesDir)
+	if err != nil {
+		return nil, "", fmt.Errorf("opening modules directory: %w", err)
+	}
+	defer root.Close()
+	data, err := root.ReadFile(filepath.FromSlash(rel))
 	if err != nil {
 		return nil, "", fmt.Errorf("reading module %s: %w", rel, err)
 	}

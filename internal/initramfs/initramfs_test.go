@@ -240,3 +240,26 @@ func TestRelPathAndName(t *testing.T) {
 		}
 	}
 }
+
+// An image's modules.dep must not pull host files into the guest.
+func TestModulePathsStayInTheModulesDir(t *testing.T) {
+	outside := filepath.Join(t.TempDir(), "secret.ko")
+	if err := os.WriteFile(outside, []byte("host secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, dep := range map[string]string{
+		"dotdot":  "../" + filepath.Base(filepath.Dir(outside)) + "/secret.ko",
+		"symlink": "kernel/link.ko",
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.MkdirAll(filepath.Join(dir, "kernel"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			_ = os.Symlink(outside, filepath.Join(dir, "kernel", "link.ko"))
+			if _, _, err := readModule(dir, dep); err == nil {
+				t.Fatalf("modules.dep path %q read a file outside the modules directory", dep)
+			}
+		})
+	}
+}
