@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/banger-dev/banger/internal/client"
 	"github.com/banger-dev/banger/internal/paths"
@@ -22,7 +23,18 @@ func (a *app) socketPath() string {
 	if a.socket != "" {
 		return a.socket
 	}
-	return paths.DefaultSocket()
+	own := paths.DefaultSocket()
+	// A user without a daemon of their own talks to the system daemon when
+	// one runs: that is how members of the banger group use banger.
+	if os.Getenv("BANGER_SOCKET") == "" && os.Geteuid() != 0 && !exists(own) && exists(paths.SystemSocket) {
+		return paths.SystemSocket
+	}
+	return own
+}
+
+func exists(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
 }
 
 // client returns a client for the daemon, starting the daemon first when

@@ -227,8 +227,15 @@ func lockStateDir(dir string) (*os.File, error) {
 func (d *Daemon) listen() (net.Listener, error) {
 	path := d.opts.Socket
 	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("creating socket directory: %w", err)
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("creating socket directory: %w", err)
+		}
+		// Group members must be able to reach the socket inside; the
+		// daemon's umask would make the directory 0750.
+		if err := os.Chmod(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("creating socket directory: %w", err)
+		}
 	}
 	// A directory someone else owns (say a pre-made /tmp/banger-UID) could
 	// let them swap the socket: refuse it.
@@ -302,7 +309,7 @@ func selectDriver(ctx context.Context, cfg config.Config, kernel, agent, probeCa
 		fc.Jailer = &firecracker.Jailer{Binary: cfg.JailerBinary, UID: cfg.JailerUID, GID: cfg.JailerGID, ChrootBase: cfg.JailerChrootBase}
 	}
 	if uid := os.Geteuid(); uid != 0 {
-		reason := fmt.Sprintf("bangerd runs as uid %d, but booting VMs needs root for the bridge, taps and nftables; run the daemon as root (sudo banger daemon start) and use it from the banger group", uid)
+		reason := fmt.Sprintf("bangerd runs as uid %d, but booting VMs needs root for the bridge, taps and nftables; start the daemon as root (sudo banger daemon start); members of its socket group then reach it from their own accounts", uid)
 		return drivers{def: vmm.None{Reason: reason}, all: []vmm.Driver{qemu.New("tcg"), fc}, reason: reason}
 	}
 	verdict, _ := kvmprobe.Probe(ctx, kernel, agent, probeCache)
