@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/banger-dev/banger/internal/api"
 )
@@ -25,9 +26,7 @@ func (a *app) vmCreateCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			p.Name = args[0]
-			if cmd.Flags().Changed("vcpus") {
-				p.VCPUs = &vcpus
-			}
+			setVCPUs(cmd, &p, vcpus)
 			c, err := a.client(ctx)
 			if err != nil {
 				return err
@@ -62,12 +61,25 @@ func (a *app) vmCreateCommand() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&p.Image, "image", "", "image name or reference (default: the daemon's default_image, debian-12)")
-	f.IntVar(&vcpus, "vcpus", 0, "number of vCPUs, 1–32 (default: default_vcpus, 2)")
-	f.StringVar(&p.Memory, "memory", "", "memory, e.g. 512M, 2G or 2048 (MiB) (default: default_memory, 1G)")
-	f.StringVar(&p.Disk, "disk", "", "size of the persistent /work disk, at least 1G (default: default_disk, 8G)")
+	machineFlags(f, &p, &vcpus)
 	f.BoolVar(&p.NoStart, "no-start", false, "create the VM without booting it")
 	f.BoolVarP(&detach, "detach", "d", false, "print the operation ID and return at once")
 	f.BoolVar(&asJSON, "json", false, "print the VM (or, with --detach, the VM and operation) as JSON")
 	return cmd
+}
+
+// machineFlags are the flags create and run share: what the VM is made of.
+func machineFlags(f *pflag.FlagSet, p *api.VMCreateParams, vcpus *int) {
+	f.StringVar(&p.Image, "image", "", "image name or reference (default: the daemon's default_image, debian-12)")
+	f.IntVar(vcpus, "vcpus", 0, "number of vCPUs, 1–32 (default: default_vcpus, 2)")
+	f.StringVar(&p.Memory, "memory", "", "memory, e.g. 512M, 2G or 2048 (MiB) (default: default_memory, 1G)")
+	f.StringVar(&p.Disk, "disk", "", "size of the persistent /work disk, at least 1G (default: default_disk, 8G)")
+}
+
+// setVCPUs sends --vcpus only when given, so an explicit 0 is refused by
+// the daemon instead of meaning "default".
+func setVCPUs(cmd *cobra.Command, p *api.VMCreateParams, vcpus int) {
+	if cmd.Flags().Changed("vcpus") {
+		p.VCPUs = &vcpus
+	}
 }

@@ -35,9 +35,7 @@ func (a *app) vmRunCommand() *cobra.Command {
 		},
 		RunE: func(cmd *cobra.Command, args []string) (err error) {
 			ctx := cmd.Context()
-			if cmd.Flags().Changed("vcpus") {
-				p.VCPUs = &vcpus
-			}
+			setVCPUs(cmd, &p, vcpus)
 			if p.Name == "" {
 				var b [3]byte
 				_, _ = rand.Read(b[:])
@@ -93,10 +91,7 @@ func (a *app) vmRunCommand() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&p.Name, "name", "", "name for the VM (default run-XXXXXX)")
-	f.StringVar(&p.Image, "image", "", "image name or reference (default: debian-12)")
-	f.IntVar(&vcpus, "vcpus", 0, "number of vCPUs, 1–32")
-	f.StringVar(&p.Memory, "memory", "", "memory, e.g. 512M or 2G")
-	f.StringVar(&p.Disk, "disk", "", "size of the /work disk")
+	machineFlags(f, &p, &vcpus)
 	f.BoolVar(&rm, "rm", false, "delete the VM afterwards, whatever happened")
 	return cmd
 }
