@@ -154,7 +154,12 @@ func Run(ctx context.Context, opts Options) error {
 		Layout: layout, CacheDir: cacheDir, Mirror: cfg.DebianMirror, ExtraPackages: cfg.DebianPackages,
 		AgentPath: agent,
 	}, st, catalog, ops, log)
-	hn := hostnet.New(hostnet.Config{Bridge: cfg.Bridge, Subnet: cfg.Subnet}, log)
+	hcfg := hostnet.Config{Bridge: cfg.Bridge, Subnet: cfg.Subnet}
+	if cfg.Jailer {
+		// The jailed Firecracker runs as jailer_uid and must open its tap.
+		hcfg.TapOwner = uint32(cfg.JailerUID)
+	}
+	hn := hostnet.New(hcfg, log)
 	d.hostnet = hn
 	netw := &network{Manager: hn, dns: dns.New(nil, log), life: ctx, log: log}
 	d.boot = boot.New(boot.Config{
