@@ -106,6 +106,13 @@ const (
 	OpCancelled = "cancelled"
 )
 
+// DaemonShutdownParams are daemon.shutdown's params. Teardown also removes
+// everything banger added to the host (bridge, taps, nftables table); it
+// is refused while any VM runs.
+type DaemonShutdownParams struct {
+	Teardown bool `json:"teardown,omitempty"`
+}
+
 // VMCreateParams are vm.create's params. Sizes are strings as the user typed
 // them ("512M", "2G", "2048"); the daemon parses and validates them so every
 // client gets the same rules. Empty fields take the daemon's defaults.

@@ -23,6 +23,7 @@ import (
 	"github.com/banger-dev/banger/internal/host/disk"
 	"github.com/banger-dev/banger/internal/model"
 	"github.com/banger-dev/banger/internal/paths"
+	"github.com/banger-dev/banger/internal/proc"
 	"github.com/banger-dev/banger/internal/vmm"
 )
 
@@ -205,7 +206,7 @@ func (h *Host) Ready(ctx context.Context, vm model.VM, hd vmm.Handles) error {
 	died := make(chan struct{})
 	go func() {
 		for ctx.Err() == nil {
-			if vmm.Exited(hd.PID) {
+			if proc.Exited(hd.PID) {
 				close(died)
 				cancel()
 				return

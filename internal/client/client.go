@@ -51,8 +51,8 @@ func (c *Client) Status(ctx context.Context) (api.DaemonStatus, error) {
 }
 
 // Shutdown is daemon.shutdown.
-func (c *Client) Shutdown(ctx context.Context) error {
-	return c.call(ctx, api.MethodDaemonShutdown, nil, nil)
+func (c *Client) Shutdown(ctx context.Context, teardown bool) error {
+	return c.call(ctx, api.MethodDaemonShutdown, api.DaemonShutdownParams{Teardown: teardown}, nil)
 }
 
 // VMCreate is vm.create.

@@ -14,6 +14,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -65,8 +67,11 @@ type Daemon struct {
 	driverReason string
 	kvm          kvmprobe.Verdict
 	started      time.Time
-	// shutdown asks Run to return; daemon.shutdown calls it.
-	shutdown context.CancelFunc
+	// shutdown asks Run to return; daemon.shutdown calls it. teardown
+	// asks it to remove banger's host networking on the way out.
+	shutdown  context.CancelFunc
+	teardown  atomic.Bool
+	netClosed sync.Once
 	// groupID is the socket group's ID when that group exists.
 	groupID  uint32
 	hasGroup bool
@@ -180,15 +185,7 @@ func Run(ctx context.Context, opts Options) error {
 	} else if len(pruned) > 0 {
 		log.Info("removed stale taps", "taps", pruned)
 	}
-	defer func() {
-		// Only the unused pool taps go; VMs keep theirs, and the bridge and
-		// NAT stay for them.
-		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		if err := hn.Close(closeCtx); err != nil {
-			log.Warn("releasing pool taps", "err", err)
-		}
-	}()
+	defer d.closeNetwork(context.WithoutCancel(ctx), hn)
 
 	ln, err := d.listen()
 	if err != nil {
@@ -205,9 +202,34 @@ func Run(ctx context.Context, opts Options) error {
 	// Work in flight is cancelled (a create rolls back); VMs keep running.
 	cancelOps()
 	ops.Drain()
+	// Host networking is settled before the socket goes, so a client that
+	// waits for the socket to vanish sees the host as the daemon left it.
+	d.closeNetwork(context.WithoutCancel(ctx), hn)
 	_ = os.Remove(opts.Socket)
 	log.Info("bangerd stopped")
 	return serveErr
+}
+
+// closeNetwork runs once on the way out. Asked to leave nothing behind, and
+// with still no VM holding a tap, it removes the bridge, taps and nftables
+// table; otherwise only the unused pool taps go (VMs keep theirs, and the
+// bridge and NAT stay for them).
+func (d *Daemon) closeNetwork(ctx context.Context, hn *hostnet.Manager) {
+	d.netClosed.Do(func() {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if d.teardown.Load() && len(d.vms.LiveTaps()) == 0 {
+			if err := hn.Teardown(ctx); err != nil {
+				d.log.Warn("removing host networking", "err", err)
+				return
+			}
+			d.log.Info("removed banger's bridge, taps and nftables table")
+			return
+		}
+		if err := hn.Close(ctx); err != nil {
+			d.log.Warn("releasing pool taps", "err", err)
+		}
+	})
 }
 
 // lockStateDir takes an exclusive lock on the state directory so that two

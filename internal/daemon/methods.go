@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/banger-dev/banger/internal/api"
@@ -62,8 +63,24 @@ func (d *Daemon) status(ctx context.Context, _ rpc.Caller, _ api.Empty) (api.Dae
 	}, nil
 }
 
-func (d *Daemon) shutdownMethod(_ context.Context, c rpc.Caller, _ api.Empty) (api.Empty, error) {
-	d.log.Info("shutdown requested", "uid", c.UID, "pid", c.PID)
+func (d *Daemon) shutdownMethod(ctx context.Context, c rpc.Caller, p api.DaemonShutdownParams) (api.Empty, error) {
+	if p.Teardown {
+		vms, err := d.vms.List(ctx)
+		if err != nil {
+			return api.Empty{}, err
+		}
+		var busy []string
+		for _, v := range vms {
+			if v.State == model.StateRunning || v.State.Transitional() {
+				busy = append(busy, v.Name)
+			}
+		}
+		if len(busy) > 0 {
+			return api.Empty{}, model.Errorf(model.ErrState, "%d vm(s) still run (%s); stop them before removing banger's host networking", len(busy), strings.Join(busy, ", "))
+		}
+		d.teardown.Store(true)
+	}
+	d.log.Info("shutdown requested", "uid", c.UID, "pid", c.PID, "teardown", p.Teardown)
 	// Answer first, then stop serving.
 	time.AfterFunc(50*time.Millisecond, d.shutdown)
 	return api.Empty{}, nil

@@ -24,11 +24,12 @@ var allowed = map[string][]string{
 	"internal/model":                   {},
 	"internal/api":                     {},
 	"internal/paths":                   {},
+	"internal/proc":                    {},
 	"internal/guest":                   {},
 	"internal/rpc":                     {"internal/api"},
 	"internal/client":                  {"internal/api", "internal/rpc"},
 	"internal/guestssh":                {},
-	"internal/cli":                     {"internal/api", "internal/client", "internal/guestssh", "internal/paths"},
+	"internal/cli":                     {"internal/api", "internal/client", "internal/guestssh", "internal/paths", "internal/proc"},
 	"internal/store":                   {"internal/model"},
 	"internal/op":                      {"internal/model"},
 	"internal/config":                  {"internal/model"},
@@ -36,12 +37,12 @@ var allowed = map[string][]string{
 	"internal/image":                   {"internal/host/run", "internal/initramfs", "internal/model", "internal/op", "internal/paths"},
 	"internal/vmm":                     {"internal/model"},
 	"internal/vmm/fakevmm":             {"internal/vmm", "internal/model"},
-	"internal/vmm/qemu":                {"internal/agentctl", "internal/guest", "internal/host/run", "internal/model", "internal/vmm"},
+	"internal/vmm/qemu":                {"internal/agentctl", "internal/guest", "internal/host/run", "internal/model", "internal/proc", "internal/vmm"},
 	"internal/vmm/firecracker/apispec": {},
 	"internal/vmm/firecracker/fctest":  {"internal/host/run", "internal/vmm/firecracker/apispec"},
 	"test/fakefirecracker":             {"internal/vmm/firecracker/apispec"},
 	"internal/kernel":                  {},
-	"internal/vmm/firecracker":         {"internal/agentctl", "internal/host/run", "internal/kernel", "internal/model", "internal/vmm"},
+	"internal/vmm/firecracker":         {"internal/agentctl", "internal/host/run", "internal/kernel", "internal/model", "internal/proc", "internal/vmm"},
 	"internal/agentctl":                {"internal/guest"},
 	"internal/host/run":                {},
 	"internal/host/disk":               {"internal/host/run"},
@@ -49,7 +50,7 @@ var allowed = map[string][]string{
 	"internal/host/dns":                {},
 	"internal/host/kvmprobe":           {"internal/host/run", "internal/initramfs"},
 	"internal/doctor":                  {"internal/host/run"},
-	"internal/boot":                    {"internal/agentctl", "internal/guest", "internal/guestssh", "internal/host/disk", "internal/model", "internal/paths", "internal/vmm"},
+	"internal/boot":                    {"internal/agentctl", "internal/guest", "internal/guestssh", "internal/host/disk", "internal/model", "internal/paths", "internal/proc", "internal/vmm"},
 	"internal/vm":                      {"internal/model", "internal/op", "internal/paths", "internal/vmm", "internal/image"},
 	"internal/daemon": {"internal/api", "internal/boot", "internal/config", "internal/guestssh", "internal/host/dns",
 		"internal/host/hostnet", "internal/host/run", "internal/image", "internal/model", "internal/op", "internal/paths",
@@ -65,7 +66,7 @@ var allowed = map[string][]string{
 }
 
 // stdlibOnly packages may import nothing outside the standard library.
-var stdlibOnly = map[string]bool{"internal/model": true, "internal/api": true, "internal/guest": true}
+var stdlibOnly = map[string]bool{"internal/model": true, "internal/api": true, "internal/guest": true, "internal/proc": true}
 
 // execAllowed are the only packages that may import os/exec (tests aside).
 var execAllowed = map[string]bool{"internal/host/run": true}

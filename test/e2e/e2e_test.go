@@ -305,6 +305,21 @@ func TestRunRemovesEverything(t *testing.T) {
 	if got := strings.Count(w.links(), "bgtap"); got > taps {
 		t.Fatalf("taps grew from %d to %d across vm run --rm:\n%s", taps, got, w.links())
 	}
+
+	// Everything banger added to the host can be removed: refused while a
+	// VM runs, then bridge, taps and the nftables table are gone.
+	w.ok("vm", "create", "keep")
+	if r := w.banger("daemon", "stop", "--teardown"); r.code != 1 || !strings.Contains(r.stderr, "keep") {
+		t.Fatalf("teardown with a running vm: exit %d, %q", r.code, r.stderr)
+	}
+	w.ok("vm", "delete", "--force", "keep")
+	w.ok("daemon", "stop", "--teardown")
+	if links := w.links(); strings.Contains(links, "banger0") || strings.Contains(links, "bgtap") {
+		t.Fatalf("links left after teardown:\n%s", links)
+	}
+	if out, _ := exec.Command("ip", "netns", "exec", w.ns, "nft", "list", "tables").CombinedOutput(); strings.Contains(string(out), "banger") {
+		t.Fatalf("nftables table left after teardown: %s", out)
+	}
 }
 
 // 2. Identity, and /work and the root overlay persist across stop/start.

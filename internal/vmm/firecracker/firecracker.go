@@ -26,6 +26,7 @@ import (
 	"github.com/banger-dev/banger/internal/host/run"
 	"github.com/banger-dev/banger/internal/kernel"
 	"github.com/banger-dev/banger/internal/model"
+	"github.com/banger-dev/banger/internal/proc"
 	"github.com/banger-dev/banger/internal/vmm"
 )
 
@@ -324,7 +325,7 @@ func (d *Driver) Stop(ctx context.Context, h vmm.Handles, timeout time.Duration)
 		if err != nil || h.ControlSocket == "" {
 			_ = call(graceCtx, client(h.Extra["api"]), Request{"PUT", "/actions", map[string]any{"action_type": "SendCtrlAltDel"}})
 		}
-		if vmm.WaitExit(graceCtx, h.PID) {
+		if proc.WaitExit(graceCtx, h.PID) {
 			return nil
 		}
 	}
@@ -333,7 +334,7 @@ func (d *Driver) Stop(ctx context.Context, h vmm.Handles, timeout time.Duration)
 	}
 	killCtx, killCancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer killCancel()
-	if !vmm.WaitExit(killCtx, h.PID) {
+	if !proc.WaitExit(killCtx, h.PID) {
 		return fmt.Errorf("firecracker %d survived SIGKILL", h.PID)
 	}
 	return nil
@@ -343,7 +344,7 @@ func (d *Driver) Stop(ctx context.Context, h vmm.Handles, timeout time.Duration)
 // firecracker serving this VM, not a reused PID): the VM's ID is on its
 // command line (--id), jailed or not.
 func (d *Driver) Alive(h vmm.Handles) bool {
-	args := vmm.Cmdline(h.PID)
+	args := proc.Cmdline(h.PID)
 	if len(args) == 0 || filepath.Base(args[0]) != filepath.Base(d.binary()) {
 		return false
 	}

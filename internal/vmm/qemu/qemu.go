@@ -22,6 +22,7 @@ import (
 	"github.com/banger-dev/banger/internal/guest"
 	"github.com/banger-dev/banger/internal/host/run"
 	"github.com/banger-dev/banger/internal/model"
+	"github.com/banger-dev/banger/internal/proc"
 	"github.com/banger-dev/banger/internal/vmm"
 )
 
@@ -177,7 +178,7 @@ func (d *Driver) Stop(ctx context.Context, h vmm.Handles, timeout time.Duration)
 	} else {
 		_ = qmpCommand(h.Extra["qmp"], "system_powerdown")
 	}
-	if vmm.WaitExit(graceCtx, h.PID) {
+	if proc.WaitExit(graceCtx, h.PID) {
 		return nil
 	}
 	if err := syscall.Kill(h.PID, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
@@ -185,7 +186,7 @@ func (d *Driver) Stop(ctx context.Context, h vmm.Handles, timeout time.Duration)
 	}
 	killCtx, killCancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer killCancel()
-	if !vmm.WaitExit(killCtx, h.PID) {
+	if !proc.WaitExit(killCtx, h.PID) {
 		return fmt.Errorf("qemu %d survived SIGKILL", h.PID)
 	}
 	return nil
@@ -194,7 +195,7 @@ func (d *Driver) Stop(ctx context.Context, h vmm.Handles, timeout time.Duration)
 // Alive reports whether h's QEMU still runs. The PID alone could have been
 // reused, so the process must also be QEMU with this VM's pidfile.
 func (d *Driver) Alive(h vmm.Handles) bool {
-	args := vmm.Cmdline(h.PID)
+	args := proc.Cmdline(h.PID)
 	return len(args) > 0 && filepath.Base(args[0]) == Binary && strings.Contains(strings.Join(args, " "), h.Extra["pidfile"])
 }
 
