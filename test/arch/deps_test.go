@@ -35,7 +35,7 @@ var allowed = map[string][]string{
 	"internal/config":                  {"internal/model"},
 	"internal/initramfs":               {},
 	"internal/image":                   {"internal/host/run", "internal/initramfs", "internal/model", "internal/op", "internal/paths"},
-	"internal/vmm":                     {"internal/model"},
+	"internal/vmm":                     {"internal/agentctl", "internal/model", "internal/proc"},
 	"internal/vmm/fakevmm":             {"internal/vmm", "internal/model"},
 	"internal/vmm/qemu":                {"internal/agentctl", "internal/guest", "internal/host/run", "internal/model", "internal/proc", "internal/vmm"},
 	"internal/vmm/firecracker/apispec": {},

@@ -19,7 +19,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/banger-dev/banger/internal/agentctl"
@@ -316,28 +315,9 @@ func (d *Driver) Stop(ctx context.Context, h vmm.Handles, timeout time.Duration)
 	if !d.Alive(h) {
 		return nil
 	}
-	graceCtx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	if timeout > 0 {
-		ackCtx, ackCancel := context.WithTimeout(graceCtx, 3*time.Second)
-		err := agentctl.Shutdown(ackCtx, agentctl.DialerFor(h.ControlSocket, h.ControlProto))
-		ackCancel()
-		if err != nil || h.ControlSocket == "" {
-			_ = call(graceCtx, client(h.Extra["api"]), Request{"PUT", "/actions", map[string]any{"action_type": "SendCtrlAltDel"}})
-		}
-		if proc.WaitExit(graceCtx, h.PID) {
-			return nil
-		}
-	}
-	if err := syscall.Kill(h.PID, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("killing firecracker %d: %w", h.PID, err)
-	}
-	killCtx, killCancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer killCancel()
-	if !proc.WaitExit(killCtx, h.PID) {
-		return fmt.Errorf("firecracker %d survived SIGKILL", h.PID)
-	}
-	return nil
+	return vmm.GracefulStop(ctx, "firecracker", h, timeout, func(ctx context.Context) {
+		_ = call(ctx, client(h.Extra["api"]), Request{"PUT", "/actions", map[string]any{"action_type": "SendCtrlAltDel"}})
+	})
 }
 
 // Alive reports whether h's Firecracker still runs (the PID must be a

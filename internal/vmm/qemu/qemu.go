@@ -15,10 +15,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
-	"github.com/banger-dev/banger/internal/agentctl"
 	"github.com/banger-dev/banger/internal/guest"
 	"github.com/banger-dev/banger/internal/host/run"
 	"github.com/banger-dev/banger/internal/model"
@@ -164,32 +162,9 @@ func (d *Driver) Stop(ctx context.Context, h vmm.Handles, timeout time.Duration)
 	if !d.Alive(h) {
 		return nil
 	}
-	graceCtx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	if timeout <= 0 {
-		// No grace wanted (a forced delete): straight to the kill.
-	} else if h.ControlSocket != "" {
-		ackCtx, ackCancel := context.WithTimeout(graceCtx, 3*time.Second)
-		err := agentctl.Shutdown(ackCtx, agentctl.UnixDialer(h.ControlSocket))
-		ackCancel()
-		if err != nil {
-			_ = qmpCommand(h.Extra["qmp"], "system_powerdown")
-		}
-	} else {
+	return vmm.GracefulStop(ctx, "qemu", h, timeout, func(context.Context) {
 		_ = qmpCommand(h.Extra["qmp"], "system_powerdown")
-	}
-	if proc.WaitExit(graceCtx, h.PID) {
-		return nil
-	}
-	if err := syscall.Kill(h.PID, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("killing qemu %d: %w", h.PID, err)
-	}
-	killCtx, killCancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer killCancel()
-	if !proc.WaitExit(killCtx, h.PID) {
-		return fmt.Errorf("qemu %d survived SIGKILL", h.PID)
-	}
-	return nil
+	})
 }
 
 // Alive reports whether h's QEMU still runs. The PID alone could have been
