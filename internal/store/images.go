@@ -48,20 +48,7 @@ func (s *Store) GetImage(ctx context.Context, name string) (model.Image, error) 
 
 // ListImages returns every image by name.
 func (s *Store) ListImages(ctx context.Context) ([]model.Image, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+imageColumns+` FROM images ORDER BY name`)
-	if err != nil {
-		return nil, fmt.Errorf("listing images: %w", err)
-	}
-	defer rows.Close()
-	var out []model.Image
-	for rows.Next() {
-		im, err := scanImage(rows)
-		if err != nil {
-			return nil, fmt.Errorf("reading image row: %w", err)
-		}
-		out = append(out, im)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, s.db, "images", scanImage, `SELECT `+imageColumns+` FROM images ORDER BY name`)
 }
 
 // DeleteImage removes an image unless a VM still uses it, checked in the

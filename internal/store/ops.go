@@ -60,20 +60,7 @@ func (s *Store) GetOp(ctx context.Context, id string) (model.Operation, error) {
 
 // ListOps returns every operation, newest first.
 func (s *Store) ListOps(ctx context.Context) ([]model.Operation, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+opColumns+` FROM operations ORDER BY created_at DESC`)
-	if err != nil {
-		return nil, fmt.Errorf("listing operations: %w", err)
-	}
-	defer rows.Close()
-	var out []model.Operation
-	for rows.Next() {
-		op, err := scanOp(rows)
-		if err != nil {
-			return nil, fmt.Errorf("reading operation row: %w", err)
-		}
-		out = append(out, op)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, s.db, "operations", scanOp, `SELECT `+opColumns+` FROM operations ORDER BY created_at DESC`)
 }
 
 // PruneOps deletes operations that finished before cutoff and reports how

@@ -77,23 +77,7 @@ func (s *Store) GetVM(ctx context.Context, ref string) (model.VM, error) {
 
 // ListVMs returns every VM, oldest first.
 func (s *Store) ListVMs(ctx context.Context) ([]model.VM, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+vmColumns+vmFrom+` ORDER BY v.created_at, v.name`)
-	if err != nil {
-		return nil, fmt.Errorf("listing vms: %w", err)
-	}
-	defer rows.Close()
-	var out []model.VM
-	for rows.Next() {
-		vm, err := scanVM(rows)
-		if err != nil {
-			return nil, fmt.Errorf("reading vm row: %w", err)
-		}
-		out = append(out, vm)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("listing vms: %w", err)
-	}
-	return out, nil
+	return queryAll(ctx, s.db, "vms", scanVM, `SELECT `+vmColumns+vmFrom+` ORDER BY v.created_at, v.name`)
 }
 
 // SetVMState records a VM's state and last error.
@@ -117,20 +101,11 @@ func (s *Store) DeleteVM(ctx context.Context, id string) error {
 
 // LeasedIPs returns every guest IP currently leased.
 func (s *Store) LeasedIPs(ctx context.Context) ([]string, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT ip FROM ip_leases`)
-	if err != nil {
-		return nil, fmt.Errorf("listing ip leases: %w", err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
+	return queryAll(ctx, s.db, "ip leases", func(r rowScanner) (string, error) {
 		var ip string
-		if err := rows.Scan(&ip); err != nil {
-			return nil, fmt.Errorf("reading ip lease: %w", err)
-		}
-		out = append(out, ip)
-	}
-	return out, rows.Err()
+		err := r.Scan(&ip)
+		return ip, err
+	}, `SELECT ip FROM ip_leases`)
 }
 
 func expectOne(res sql.Result, kind, id string) error {
