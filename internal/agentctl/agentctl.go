@@ -8,7 +8,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -165,6 +164,3 @@ func Shutdown(ctx context.Context, dial Dialer) error {
 	}
 	return nil
 }
-
-// ErrAgentGone means the channel closed before the expected message.
-var ErrAgentGone = errors.New("guest agent channel closed")

@@ -175,7 +175,7 @@ func (h *Host) writeConfigDisk(vm model.VM) error {
 	if err != nil {
 		return err
 	}
-	gw := gateway(h.cfg.Subnet)
+	gw := model.Gateway(h.cfg.Subnet)
 	img, err := guest.EncodeDisk(guest.Config{
 		Hostname:       vm.Name,
 		Address:        vm.IP + "/" + strconv.Itoa(h.cfg.Subnet.Bits()),
@@ -195,8 +195,6 @@ func (h *Host) writeConfigDisk(vm model.VM) error {
 	}
 	return nil
 }
-
-func gateway(subnet netip.Prefix) netip.Addr { return subnet.Masked().Addr().Next() }
 
 // Ready waits for the agent's ready message, then for SSH, failing early
 // (with the end of the console log) if the VMM process dies.

@@ -37,6 +37,3 @@ func macFor(ip netip.Addr) string {
 	b := ip.As4()
 	return fmt.Sprintf("02:fc:%02x:%02x:%02x:%02x", b[0], b[1], b[2], b[3])
 }
-
-// Gateway is the bridge's address in subnet: its first host.
-func Gateway(subnet netip.Prefix) netip.Addr { return subnet.Masked().Addr().Next() }

@@ -114,9 +114,6 @@ func New(cfg Config, store Store, driver vmm.Driver, host Host, ops *op.Registry
 	}
 }
 
-// Driver is the driver new VMs get.
-func (s *Service) Driver() vmm.Driver { return s.driver }
-
 // driverNamed is the driver a VM or its handles name. A VM created while
 // no driver was usable ("none") gets the default.
 func (s *Service) driverNamed(name string) vmm.Driver {

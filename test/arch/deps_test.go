@@ -46,7 +46,7 @@ var allowed = map[string][]string{
 	"internal/agentctl":                {"internal/guest"},
 	"internal/host/run":                {},
 	"internal/host/disk":               {"internal/host/run"},
-	"internal/host/hostnet":            {},
+	"internal/host/hostnet":            {"internal/model"},
 	"internal/host/dns":                {},
 	"internal/host/kvmprobe":           {"internal/host/run", "internal/initramfs"},
 	"internal/doctor":                  {"internal/host/run"},

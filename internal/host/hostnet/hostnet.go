@@ -28,6 +28,8 @@ import (
 	"syscall"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/banger-dev/banger/internal/model"
 )
 
 // Defaults for the zero values of Config.
@@ -111,7 +113,7 @@ func New(cfg Config, log *slog.Logger) *Manager {
 func (m *Manager) Config() Config { return m.cfg }
 
 // Gateway is the bridge's address: the subnet's first host address.
-func (m *Manager) Gateway() netip.Addr { return m.cfg.Subnet.Addr().Next() }
+func (m *Manager) Gateway() netip.Addr { return model.Gateway(m.cfg.Subnet) }
 
 // validate checks the configuration before anything touches the host.
 func (m *Manager) validate() error {

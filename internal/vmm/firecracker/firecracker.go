@@ -201,7 +201,7 @@ func (d *Driver) Start(ctx context.Context, spec vmm.Spec) (vmm.Handles, error) 
 	}()
 	h := vmm.Handles{Driver: d.Name(), PID: proc.Pid, ControlSocket: controlSocket,
 		ControlProto: agentctl.ProtoFirecrackerVsock,
-		Extra:        map[string]string{"api": f.api, "metrics": f.metrics, "dir": spec.Dir, "id": spec.VM.ID}}
+		Extra:        map[string]string{"api": f.api, "metrics": f.metrics, "id": spec.VM.ID}}
 	if d.Jailer != nil {
 		h.Extra["jail"] = d.jailDir(spec.VM.ID)
 	}

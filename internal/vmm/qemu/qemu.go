@@ -131,7 +131,7 @@ func (d *Driver) Start(ctx context.Context, spec vmm.Spec) (vmm.Handles, error) 
 		close(exited)
 	}()
 	h := vmm.Handles{Driver: d.Name(), PID: proc.Pid, ControlSocket: spec.ControlSocket,
-		Extra: map[string]string{"qmp": qmp, "pidfile": pidfile, "dir": spec.Dir}}
+		Extra: map[string]string{"qmp": qmp, "pidfile": pidfile}}
 
 	// QEMU creates its sockets before running the guest: when QMP answers,
 	// the command line was accepted.
