@@ -12,6 +12,8 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/pierrec/lz4/v4"
 	"github.com/ulikunitz/xz"
+
+	"github.com/banger-dev/banger/internal/testimage"
 )
 
 func TestRejectsNonBzImage(t *testing.T) {
@@ -23,13 +25,10 @@ func TestRejectsNonBzImage(t *testing.T) {
 // The Debian cloud kernel that banger builds is extracted for real when
 // the image cache has one (it does in CI: the e2e tests build it).
 func TestExtractDebianKernel(t *testing.T) {
-	kernels, _ := filepath.Glob("/var/cache/banger-test/*/vmlinuz")
-	if len(kernels) == 0 {
-		t.Skip("no cached debian-12 kernel; test/e2e builds one")
-	}
+	kernel := testimage.Kernel(t)
 	dir := t.TempDir()
 	k := filepath.Join(dir, "vmlinuz")
-	b, err := os.ReadFile(kernels[0])
+	b, err := os.ReadFile(kernel)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -56,13 +56,14 @@ var allowed = map[string][]string{
 		"internal/host/hostnet", "internal/host/run", "internal/image", "internal/model", "internal/op", "internal/paths",
 		"internal/rpc", "internal/store", "internal/vm", "internal/vmm", "internal/vmm/qemu",
 		"internal/vmm/firecracker", "internal/host/kvmprobe", "internal/doctor"},
-	"internal/agent":   {"internal/guest"},
-	"cmd/banger":       {"internal/cli"},
-	"cmd/bangerd":      {"internal/daemon", "internal/paths"},
-	"cmd/banger-agent": {"internal/agent"},
-	"test/arch":        {},
-	"test/integration": {},
-	"test/e2e":         {},
+	"internal/agent":     {"internal/guest"},
+	"cmd/banger":         {"internal/cli"},
+	"cmd/bangerd":        {"internal/daemon", "internal/paths"},
+	"cmd/banger-agent":   {"internal/agent"},
+	"test/arch":          {},
+	"test/integration":   {},
+	"test/e2e":           {"internal/testimage"},
+	"internal/testimage": {},
 }
 
 // stdlibOnly packages may import nothing outside the standard library.

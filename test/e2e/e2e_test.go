@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/banger-dev/banger/internal/testimage"
 )
 
 var (
@@ -47,10 +49,7 @@ func TestMain(m *testing.M) {
 		}
 		binDir = dir
 		defer os.RemoveAll(dir)
-		imageCache = os.Getenv("BANGER_E2E_IMAGE_CACHE")
-		if imageCache == "" {
-			imageCache = "/var/cache/banger-test"
-		}
+		imageCache = testimage.Cache()
 	}
 	code := m.Run()
 	if binDir != "" {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/banger-dev/banger/internal/agent"
+	"github.com/banger-dev/banger/internal/testimage"
 )
 
 // fakeHost is a host whose /dev/kvm is a plain file, whose sysfs is a
@@ -181,24 +182,11 @@ func TestCacheHitAndMiss(t *testing.T) {
 	probe(7, "corrupt cache")
 }
 
-// cachedKernel returns a Debian guest kernel from the image cache the e2e
-// tests fill, or "".
-func cachedKernel() string {
-	kernels, _ := filepath.Glob("/var/cache/banger-test/*/vmlinuz")
-	if len(kernels) == 0 {
-		return ""
-	}
-	return kernels[0]
-}
-
-// requireBoot skips unless real boots can run here; under CI=true a kernel
-// in the cache means they must.
+// requireBoot skips unless real boots can run here; under CI=true they
+// must (the end-to-end suite has cached a kernel by then).
 func requireBoot(t *testing.T) string {
 	t.Helper()
-	kernel := cachedKernel()
-	if kernel == "" {
-		t.Skip("no cached debian-12 kernel in /var/cache/banger-test (test/e2e builds one)")
-	}
+	kernel := testimage.Kernel(t)
 	why := ""
 	if os.Geteuid() != 0 {
 		why = "needs root"
@@ -207,7 +195,7 @@ func requireBoot(t *testing.T) string {
 	}
 	if why != "" {
 		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true and a kernel is cached, but the probe boot %s", why)
+			t.Fatalf("CI=true, but the probe boot %s", why)
 		}
 		t.Skip(why)
 	}
