@@ -37,6 +37,9 @@ func (d *Daemon) vmSSHInfo(ctx context.Context, _ rpc.Caller, p api.VMRef) (api.
 const maxLogChunk = 256 << 10
 
 func (d *Daemon) vmLogs(ctx context.Context, _ rpc.Caller, p api.VMLogsParams) (api.VMLogs, error) {
+	if p.Offset < 0 {
+		return api.VMLogs{}, model.Errorf(model.ErrInvalid, "offset %d is negative; give 0 or an offset a previous call returned as next", p.Offset)
+	}
 	v, err := d.vms.Get(ctx, p.Name)
 	if err != nil {
 		return api.VMLogs{}, err
@@ -47,7 +50,8 @@ func (d *Daemon) vmLogs(ctx context.Context, _ rpc.Caller, p api.VMLogsParams) (
 		return out, nil
 	}
 	if err != nil {
-		return api.VMLogs{}, fmt.Errorf("opening console log: %w", err)
+		d.log.Warn("opening console log", "vm", v.Name, "err", err)
+		return api.VMLogs{}, fmt.Errorf("opening the console log of vm %s failed (the daemon's log has the details)", v.Name)
 	}
 	defer f.Close()
 	limit := p.Max
@@ -57,7 +61,8 @@ func (d *Daemon) vmLogs(ctx context.Context, _ rpc.Caller, p api.VMLogsParams) (
 	buf := make([]byte, limit)
 	n, err := f.ReadAt(buf, p.Offset)
 	if err != nil && !errors.Is(err, io.EOF) {
-		return api.VMLogs{}, fmt.Errorf("reading console log: %w", err)
+		d.log.Warn("reading console log", "vm", v.Name, "err", err)
+		return api.VMLogs{}, fmt.Errorf("reading the console log of vm %s failed (the daemon's log has the details)", v.Name)
 	}
 	out.Data = string(buf[:n])
 	out.Next = p.Offset + int64(n)

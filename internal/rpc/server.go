@@ -13,11 +13,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
 	"runtime/debug"
 	"sync"
+	"time"
 
 	"github.com/banger-dev/banger/internal/api"
 )
@@ -60,8 +62,25 @@ type Server struct {
 	mapErr    func(error) *Error
 	log       *slog.Logger
 
-	wg sync.WaitGroup
+	wg    sync.WaitGroup
+	conns chan struct{} // one token per open connection
 }
+
+// Limits that keep one socket caller from starving the rest.
+const (
+	// MaxConns is how many connections are served at once; more are
+	// answered with an error and closed.
+	MaxConns = 256
+	// MaxInflight is how many requests of one connection run at once; the
+	// connection's next line is read only when one finishes.
+	MaxInflight = 32
+	// MaxBatch is the most requests one batch may hold.
+	MaxBatch = 64
+)
+
+// LineTimeout is how long a request line may take to arrive once its first
+// byte has (a variable so tests can shorten it).
+var LineTimeout = 30 * time.Second
 
 // NewServer makes a server. authorize decides whether a caller may use a
 // method of the given access; mapErr turns handler errors into JSON-RPC
@@ -73,7 +92,7 @@ func NewServer(methods map[string]Method, authorize func(Caller, Access) error, 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{methods: methods, authorize: authorize, mapErr: mapErr, log: log}
+	return &Server{methods: methods, authorize: authorize, mapErr: mapErr, log: log, conns: make(chan struct{}, MaxConns)}
 }
 
 // Serve accepts connections until ctx ends or ln fails. It returns after
@@ -86,22 +105,43 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		_ = ln.Close()
 	}()
 	defer s.wg.Wait()
+	var backoff time.Duration
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			return fmt.Errorf("accepting rpc connection: %w", err)
+			// Out of file descriptors and the like pass: back off and
+			// keep serving rather than exit and take the socket away.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Warn("accepting rpc connection; backing off", "err", err, "backoff", backoff)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
+			continue
 		}
+		backoff = 0
 		uc, ok := conn.(*net.UnixConn)
 		if !ok {
 			_ = conn.Close()
 			continue
 		}
+		select {
+		case s.conns <- struct{}{}:
+		default:
+			b, _ := json.Marshal(response{JSONRPC: "2.0", ID: nullID, Error: &Error{Code: api.CodeUnavailable, Message: fmt.Sprintf("the daemon is serving %d connections, its limit; try again", MaxConns)}})
+			_ = uc.SetWriteDeadline(time.Now().Add(time.Second))
+			_, _ = uc.Write(append(b, '\n'))
+			_ = uc.Close()
+			continue
+		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
+			defer func() { <-s.conns }()
 			s.serveConn(ctx, uc)
 		}()
 	}
@@ -134,19 +174,29 @@ func (s *Server) serveConn(ctx context.Context, conn *net.UnixConn) {
 		s.log.Warn("reading peer credentials", "err", err)
 		return
 	}
-	// Requests on one connection run concurrently. A caller hanging up does
-	// not cancel them (asynchronous work has op.cancel for that); the daemon
-	// shutting down unblocks the read loop.
+	// Requests on one connection run concurrently, up to MaxInflight. A
+	// caller hanging up does not cancel them (asynchronous work has
+	// op.cancel for that); the daemon shutting down unblocks the read loop.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var dmu sync.Mutex
+	setDeadline := func(t time.Time) {
+		dmu.Lock()
+		defer dmu.Unlock()
+		if ctx.Err() != nil {
+			t = aLongTimeAgo
+		}
+		_ = conn.SetReadDeadline(t)
+	}
 	go func() {
 		<-ctx.Done()
-		_ = conn.SetReadDeadline(aLongTimeAgo)
+		setDeadline(aLongTimeAgo)
 	}()
 
 	var (
 		wmu      sync.Mutex
 		inflight sync.WaitGroup
+		slots    = make(chan struct{}, MaxInflight)
 	)
 	write := func(v any) {
 		b, err := json.Marshal(v)
@@ -155,12 +205,21 @@ func (s *Server) serveConn(ctx context.Context, conn *net.UnixConn) {
 		}
 		wmu.Lock()
 		defer wmu.Unlock()
+		_ = conn.SetWriteDeadline(time.Now().Add(LineTimeout))
 		_, _ = conn.Write(append(b, '\n'))
 	}
-	sc := bufio.NewScanner(conn)
-	sc.Buffer(make([]byte, 64*1024), maxMessage)
-	for sc.Scan() {
-		line := bytes.TrimSpace(sc.Bytes())
+	br := bufio.NewReaderSize(conn, 64<<10)
+	for {
+		line, err := readLine(br, setDeadline)
+		if err != nil {
+			if errors.Is(err, errLineTooLong) {
+				write(response{JSONRPC: "2.0", ID: nullID, Error: &Error{Code: api.CodeInvalidRequest, Message: err.Error()}})
+			} else if errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil {
+				write(response{JSONRPC: "2.0", ID: nullID, Error: &Error{Code: api.CodeParseError, Message: fmt.Sprintf("parse error: a request line took longer than %s to arrive", LineTimeout)}})
+			}
+			break
+		}
+		line = bytes.TrimSpace(line)
 		if len(line) == 0 {
 			continue
 		}
@@ -169,20 +228,48 @@ func (s *Server) serveConn(ctx context.Context, conn *net.UnixConn) {
 			write(response{JSONRPC: "2.0", ID: nullID, Error: &Error{Code: api.CodeParseError, Message: "parse error: the message is not valid JSON"}})
 			continue
 		}
-		raw := json.RawMessage(bytes.Clone(line))
+		raw := json.RawMessage(line)
+		slots <- struct{}{}
 		inflight.Add(1)
 		go func() {
 			defer inflight.Done()
+			defer func() { <-slots }()
 			if out := s.handleMessage(ctx, caller, raw); out != nil {
 				write(out)
 			}
 		}()
 	}
-	if err := sc.Err(); err != nil && ctx.Err() == nil && !isClosed(err) {
-		write(response{JSONRPC: "2.0", ID: nullID, Error: &Error{Code: api.CodeParseError, Message: "parse error: " + err.Error()}})
-	}
 	// Let in-flight requests finish and answer before closing.
 	inflight.Wait()
+}
+
+var errLineTooLong = fmt.Errorf("invalid request: a message is longer than %d bytes", maxMessage)
+
+// readLine reads one request line. It waits for the line's first byte as
+// long as the connection stays open, then gives the rest LineTimeout.
+func readLine(br *bufio.Reader, setDeadline func(time.Time)) ([]byte, error) {
+	setDeadline(time.Time{})
+	if _, err := br.Peek(1); err != nil {
+		return nil, err
+	}
+	setDeadline(time.Now().Add(LineTimeout))
+	var line []byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		line = append(line, chunk...)
+		if len(line) > maxMessage {
+			return nil, errLineTooLong
+		}
+		if err == nil {
+			return line, nil
+		}
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			if errors.Is(err, io.EOF) && len(bytes.TrimSpace(line)) > 0 {
+				return line, nil
+			}
+			return nil, err
+		}
+	}
 }
 
 // handleMessage serves a single request or a batch; it returns what to
@@ -194,21 +281,17 @@ func (s *Server) handleMessage(ctx context.Context, c Caller, raw json.RawMessag
 		if err := json.Unmarshal(raw, &batch); err != nil || len(batch) == 0 {
 			return response{JSONRPC: "2.0", ID: nullID, Error: &Error{Code: api.CodeInvalidRequest, Message: "invalid request: empty or malformed batch"}}
 		}
-		out := make([]response, 0, len(batch))
-		var mu sync.Mutex
-		var wg sync.WaitGroup
-		for _, item := range batch {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if r, ok := s.handleOne(ctx, c, item); ok {
-					mu.Lock()
-					out = append(out, r)
-					mu.Unlock()
-				}
-			}()
+		if len(batch) > MaxBatch {
+			return response{JSONRPC: "2.0", ID: nullID, Error: &Error{Code: api.CodeInvalidRequest, Message: fmt.Sprintf("invalid request: a batch may hold at most %d requests, this one has %d", MaxBatch, len(batch))}}
 		}
-		wg.Wait()
+		// A batch's requests run one after another: a batch costs its
+		// connection one in-flight slot, like a single request.
+		out := make([]response, 0, len(batch))
+		for _, item := range batch {
+			if r, ok := s.handleOne(ctx, c, item); ok {
+				out = append(out, r)
+			}
+		}
 		if len(out) == 0 {
 			return nil
 		}
@@ -234,14 +317,16 @@ func (s *Server) handleOne(ctx context.Context, c Caller, raw json.RawMessage) (
 	if notification {
 		id = nullID
 	}
-	fail := func(e *Error) (response, bool) {
-		return response{JSONRPC: "2.0", ID: id, Error: e}, !notification
-	}
+	// An invalid request is answered even without an id (`{}`, `null`):
+	// only a well-formed notification goes unanswered.
 	if req.JSONRPC != "2.0" {
-		return fail(&Error{Code: api.CodeInvalidRequest, Message: `invalid request: "jsonrpc" must be "2.0"`})
+		return response{JSONRPC: "2.0", ID: id, Error: &Error{Code: api.CodeInvalidRequest, Message: `invalid request: "jsonrpc" must be "2.0"`}}, true
 	}
 	if req.Method == "" {
-		return fail(&Error{Code: api.CodeInvalidRequest, Message: `invalid request: "method" is missing`})
+		return response{JSONRPC: "2.0", ID: id, Error: &Error{Code: api.CodeInvalidRequest, Message: `invalid request: "method" is missing`}}, true
+	}
+	fail := func(e *Error) (response, bool) {
+		return response{JSONRPC: "2.0", ID: id, Error: e}, !notification
 	}
 	m, found := s.methods[req.Method]
 	if !found {

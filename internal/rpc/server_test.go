@@ -9,7 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/banger-dev/banger/internal/api"
 )
@@ -103,6 +105,10 @@ func TestFraming(t *testing.T) {
 		{"bad id type", `{"jsonrpc":"2.0","method":"echo","id":{}}`, api.CodeInvalidRequest},
 		{"request is a number", `42`, api.CodeInvalidRequest},
 		{"empty batch", `[]`, api.CodeInvalidRequest},
+		{"empty object", `{}`, api.CodeInvalidRequest},
+		{"null", `null`, api.CodeInvalidRequest},
+		{"id-less request without method", `{"jsonrpc":"2.0"}`, api.CodeInvalidRequest},
+		{"batch too big", "[" + strings.Repeat(`{"jsonrpc":"2.0","method":"echo","id":1},`, MaxBatch) + `{"jsonrpc":"2.0","method":"echo","id":1}]`, api.CodeInvalidRequest},
 		{"handler error goes through mapper", `{"jsonrpc":"2.0","method":"fail","id":1}`, api.CodeConflict},
 		{"handler panic", `{"jsonrpc":"2.0","method":"panic","id":1}`, api.CodeInternal},
 	}
@@ -192,5 +198,106 @@ func TestCallerInGroup(t *testing.T) {
 	}
 	if c.InGroup(40) {
 		t.Error("InGroup(40) = true")
+	}
+}
+
+// flakyListener fails its first Accepts the way a process out of file
+// descriptors does.
+type flakyListener struct {
+	net.Listener
+	fails int
+}
+
+func (l *flakyListener) Accept() (net.Conn, error) {
+	if l.fails > 0 {
+		l.fails--
+		return nil, &net.OpError{Op: "accept", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	return l.Listener.Accept()
+}
+
+func TestAbuseIsBounded(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "s.sock")
+	inner, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	methods := map[string]Method{
+		"echo":  {Handler: Typed(func(_ context.Context, _ Caller, p echoParams) (echoParams, error) { return p, nil })},
+		"block": {Handler: func(context.Context, Caller, json.RawMessage) (any, error) { <-release; return nil, nil }},
+	}
+	srv := NewServer(methods, nil, nil, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, &flakyListener{Listener: inner, fails: 5}) }()
+	defer func() {
+		close(release)
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}()
+	old := LineTimeout
+	LineTimeout = 300 * time.Millisecond
+	defer func() { LineTimeout = old }()
+
+	// Transient accept errors do not stop the server.
+	if resp := exchange(t, path, `{"jsonrpc":"2.0","method":"echo","params":{"text":"a"},"id":1}`); resp["result"] == nil {
+		t.Fatalf("after accept errors: %v", resp)
+	}
+
+	// A half-written line is cut off after LineTimeout with an error.
+	conn, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = conn.Write([]byte(`{"jsonrpc":"2.0",`))
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	line, err := bufio.NewReader(conn).ReadBytes('\n')
+	conn.Close()
+	if err != nil || !strings.Contains(string(line), "longer than") {
+		t.Fatalf("half line: %q, %v", line, err)
+	}
+
+	// Past MaxConns connections, new ones are refused with an error while
+	// the others keep their service.
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := 0; i < MaxConns; i++ {
+		c, err := net.Dial("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Make sure each is being served before the next.
+		if _, err := c.Write([]byte(`{"jsonrpc":"2.0","method":"echo","params":{"text":"x"},"id":1}` + "\n")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := bufio.NewReader(c).ReadBytes('\n'); err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		conns = append(conns, c)
+	}
+	resp := exchange(t, path, `{"jsonrpc":"2.0","method":"echo","params":{"text":"x"},"id":1}`)
+	if errCode(t, resp) != api.CodeUnavailable {
+		t.Fatalf("connection past the limit: %v", resp)
+	}
+	conns[0].Close()
+	conns = conns[1:]
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp := exchange(t, path, `{"jsonrpc":"2.0","method":"echo","params":{"text":"x"},"id":1}`)
+		if resp["result"] != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a freed connection slot was not reused: %v", resp)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
