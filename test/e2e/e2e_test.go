@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/banger-dev/banger/internal/image"
 	"github.com/banger-dev/banger/internal/testimage"
 )
 
@@ -50,6 +51,14 @@ func TestMain(m *testing.M) {
 		binDir = dir
 		defer os.RemoveAll(dir)
 		imageCache = testimage.Cache()
+		// The daemons under test run in namespaces with no route out, so
+		// the debian-12 image (which needs the mirror) is built here, in
+		// the host's namespace, into the cache their config names.
+		fmt.Fprintln(os.Stderr, "e2e: ensuring the debian-12 image in", imageCache)
+		if _, err := image.CachedDebian(context.Background(), imageCache, image.DebianOptions{}, nil); err != nil {
+			fmt.Fprintln(os.Stderr, "building the debian-12 image:", err)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	if binDir != "" {
@@ -169,7 +178,7 @@ func (w *world) banger(args ...string) result {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "ip", full...)
-	cmd.Env = append(os.Environ(), "PATH="+binDir+":"+os.Getenv("PATH"))
+	cmd.Env = append(os.Environ(), "PATH="+binDir+":"+os.Getenv("PATH"), "XDG_CACHE_HOME="+filepath.Join(w.dir, "cache"))
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
