@@ -25,6 +25,8 @@ import (
 	"github.com/banger-dev/banger/internal/paths"
 	"github.com/banger-dev/banger/internal/proc"
 	"github.com/banger-dev/banger/internal/vmm"
+
+	"github.com/banger-dev/banger/internal/atomicfile"
 )
 
 // Images resolves and prepares images.
@@ -109,10 +111,11 @@ func (h *Host) ensureDisks(ctx context.Context, vm model.VM) error {
 		if err != nil {
 			return err
 		}
-		if err := os.WriteFile(p+".pub", []byte(pub+"\n"), 0o644); err != nil {
+		// The private key goes last: its presence means the pair is whole.
+		if err := atomicfile.WriteFile(p+".pub", []byte(pub+"\n"), 0o644); err != nil {
 			return fmt.Errorf("writing host key: %w", err)
 		}
-		if err := os.WriteFile(p, []byte(priv), 0o600); err != nil {
+		if err := atomicfile.WriteFile(p, []byte(priv), 0o600); err != nil {
 			return fmt.Errorf("writing host key: %w", err)
 		}
 	}
@@ -190,7 +193,7 @@ func (h *Host) writeConfigDisk(vm model.VM) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(h.file(vm, "config.img"), img, 0o600); err != nil {
+	if err := atomicfile.WriteFile(h.file(vm, "config.img"), img, 0o600); err != nil {
 		return fmt.Errorf("writing config disk: %w", err)
 	}
 	return nil

@@ -29,6 +29,7 @@ import (
 	"github.com/banger-dev/banger/internal/image"
 	"github.com/banger-dev/banger/internal/op"
 	"github.com/banger-dev/banger/internal/paths"
+	"github.com/banger-dev/banger/internal/proc"
 	"github.com/banger-dev/banger/internal/rpc"
 	"github.com/banger-dev/banger/internal/store"
 	"github.com/banger-dev/banger/internal/vm"
@@ -96,6 +97,11 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	defer lock.Close()
+	// Another daemon (with another state directory) on this socket owns the
+	// host's VMs: decide that before touching anything on the host.
+	if err := socketFree(opts.Socket); err != nil {
+		return err
+	}
 
 	cfgPath, required := opts.ConfigPath, opts.ConfigPath != ""
 	if !required {
@@ -122,10 +128,16 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	defer st.Close()
-	if n, err := st.FailRunningOps(ctx, "interrupted: the daemon stopped while this operation ran"); err != nil {
+	interrupted, err := st.FailRunningOps(ctx, "interrupted: the daemon stopped while this operation ran")
+	if err != nil {
 		return err
-	} else if n > 0 {
-		log.Warn("operations interrupted by the previous daemon's exit", "count", n)
+	}
+	var unfinished []string // VMs whose create was interrupted
+	for _, o := range interrupted {
+		log.Warn("operation interrupted by the previous daemon's exit", "op", o.ID, "kind", o.Kind, "target", o.Target)
+		if o.Kind == vm.OpCreate {
+			unfinished = append(unfinished, o.Target)
+		}
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -175,12 +187,17 @@ func Run(ctx context.Context, opts Options) error {
 		DefaultVCPUs: cfg.DefaultVCPUs, DefaultMemoryMiB: cfg.DefaultMemoryMiB, DefaultDiskMiB: cfg.DefaultDiskMiB,
 		HostMemoryMiB: hostMemoryMiB(), StopTimeout: cfg.StopTimeout, Drivers: drv.all,
 	}, st, driver, d.boot, ops, catalog, log)
-	if err := d.vms.Reconcile(ctx); err != nil {
+	if err := d.vms.Reconcile(ctx, unfinished); err != nil {
 		return err
 	}
 	// Pool taps from a previous daemon that died are leaked otherwise; the
-	// taps of VMs that still run are kept.
-	if pruned, err := hn.PruneTaps(ctx, d.vms.LiveTaps()); err != nil {
+	// taps of VMs that still run are kept, and so is any tap a process
+	// holds open (a VMM whose handles were never written).
+	keep := d.vms.LiveTaps()
+	for tap := range proc.TapsInUse() {
+		keep = append(keep, tap)
+	}
+	if pruned, err := hn.PruneTaps(ctx, keep); err != nil {
 		log.Warn("pruning stale taps", "err", err)
 	} else if len(pruned) > 0 {
 		log.Info("removed stale taps", "taps", pruned)
@@ -249,6 +266,15 @@ func lockStateDir(dir string) (*os.File, error) {
 	return f, nil
 }
 
+// socketFree fails when a daemon answers on path.
+func socketFree(path string) error {
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return fmt.Errorf("another bangerd is already serving on %s", path)
+	}
+	return nil
+}
+
 // listen opens the socket: mode 0660, group-owned by the socket group when
 // it exists. A stale socket file from a dead daemon is replaced.
 func (d *Daemon) listen() (net.Listener, error) {
@@ -271,9 +297,8 @@ func (d *Daemon) listen() (net.Listener, error) {
 	} else if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() && st.Uid != 0 {
 		return nil, fmt.Errorf("socket directory %s belongs to uid %d, not to this user; remove it or choose another --socket", dir, st.Uid)
 	}
-	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-		c.Close()
-		return nil, fmt.Errorf("another bangerd is already serving on %s", path)
+	if err := socketFree(path); err != nil {
+		return nil, err
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("removing stale socket: %w", err)

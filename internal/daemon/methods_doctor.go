@@ -160,6 +160,7 @@ func (f *doctorFacts) Owned(ctx context.Context) (doctor.Owned, error) {
 		}
 		o.Running = append(o.Running, doctor.VMProcess{Name: v.Name, PID: h.PID, Alive: doctor.Alive(h.PID)})
 	}
+	o.StrayDirs = f.d.vms.Orphans(ctx)
 	if o.VMMs, err = f.VMMProcesses(f.d.layout.StateDir); err != nil {
 		return o, fmt.Errorf("finding VMM processes: %w", err)
 	}

@@ -108,6 +108,9 @@ type Owned struct {
 	// VMMs are VMM processes whose command line points into the state
 	// directory.
 	VMMs []Process
+	// StrayDirs are entries of the VMs directory that no VM record owns
+	// (start-up removes them; these it could not).
+	StrayDirs []string
 }
 
 // Facts is everything the checks look at.
@@ -156,7 +159,7 @@ const (
 	FixQEMU        = "apt-get install qemu-system-x86"
 	FixFirecracker = "download a release from github.com/firecracker-microvm/firecracker/releases and put firecracker (and jailer) on PATH"
 	FixMmdebstrap  = "apt-get install mmdebstrap"
-	FixOrphans     = "`banger vm delete --force NAME` for VMs you no longer want; kill the listed processes and delete unheld taps by hand (a future `banger doctor --clean` will)"
+	FixOrphans     = "`banger vm delete --force NAME` for VMs you no longer want; kill the listed processes, remove the listed directories and delete unheld taps by hand (a future `banger doctor --clean` will)"
 )
 
 // Disk thresholds for the state directory.
@@ -438,6 +441,9 @@ func (c *checker) owned(ctx context.Context) {
 		if !recorded[p.PID] {
 			problems = append(problems, fmt.Sprintf("VMM process %d belongs to no running VM (%s)", p.PID, shorten(p.Cmdline, 120)))
 		}
+	}
+	if len(o.StrayDirs) > 0 {
+		problems = append(problems, fmt.Sprintf("vm directories no VM owns: %s", strings.Join(o.StrayDirs, ", ")))
 	}
 	if extra := unheld[pooled:]; len(extra) > 0 {
 		problems = append(problems, fmt.Sprintf("tap(s) %s held by no VM (the pool keeps %d)", strings.Join(extra, ", "), o.PoolSize))

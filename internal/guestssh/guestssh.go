@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/banger-dev/banger/internal/atomicfile"
 )
 
 // User is the guest account banger logs in as.
@@ -37,7 +39,7 @@ func LoadOrCreateKey(path string) (ssh.Signer, error) {
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return nil, fmt.Errorf("creating key directory: %w", err)
 		}
-		if err := os.WriteFile(path, []byte(priv), 0o600); err != nil {
+		if err := atomicfile.WriteFile(path, []byte(priv), 0o600); err != nil {
 			return nil, fmt.Errorf("writing ssh key: %w", err)
 		}
 		b = []byte(priv)

@@ -19,6 +19,8 @@ import (
 	"github.com/banger-dev/banger/internal/model"
 	"github.com/banger-dev/banger/internal/op"
 	"github.com/banger-dev/banger/internal/paths"
+
+	"github.com/banger-dev/banger/internal/atomicfile"
 )
 
 // Store is what the image service needs from the database.
@@ -199,20 +201,11 @@ func (s *Service) Initramfs(ctx context.Context, im model.Image) (string, error)
 	}
 	// Built into a temporary file and renamed: concurrent builders write
 	// the same bytes and the last rename wins, so no lock is needed.
-	tmp, err := os.CreateTemp(dir, ".build-*")
+	err := atomicfile.WriteWith(path, 0o640, func(f *os.File) error {
+		return initramfs.Build(ctx, f, s.cfg.AgentPath, im.ModulesPath)
+	})
 	if err != nil {
-		return "", fmt.Errorf("creating initramfs: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := initramfs.Build(ctx, tmp, s.cfg.AgentPath, im.ModulesPath); err != nil {
-		tmp.Close()
 		return "", fmt.Errorf("building initramfs for %s: %w", im.Name, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return "", fmt.Errorf("writing initramfs: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return "", fmt.Errorf("installing initramfs: %w", err)
 	}
 	return path, nil
 }

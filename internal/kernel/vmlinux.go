@@ -11,11 +11,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/pierrec/lz4/v4"
 	"github.com/ulikunitz/xz"
+
+	"github.com/banger-dev/banger/internal/atomicfile"
 )
 
 // IsELF reports whether the file at path starts with the ELF magic.
@@ -49,22 +50,7 @@ func Vmlinux(image string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("extracting vmlinux from %s: %w", image, err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(image), ".vmlinux-*")
-	if err != nil {
-		return "", fmt.Errorf("writing vmlinux: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(elf); err != nil {
-		tmp.Close()
-		return "", fmt.Errorf("writing vmlinux: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return "", fmt.Errorf("writing vmlinux: %w", err)
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return "", fmt.Errorf("writing vmlinux: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), out); err != nil {
+	if err := atomicfile.WriteFile(out, elf, 0o644); err != nil {
 		return "", fmt.Errorf("installing vmlinux: %w", err)
 	}
 	return out, nil

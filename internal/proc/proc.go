@@ -53,3 +53,40 @@ func Cmdline(pid int) []string {
 	}
 	return strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
 }
+
+// TapsInUse returns the names of tun/tap interfaces that some process
+// holds open (the kernel lists the interface as "iff:" in the fdinfo of a
+// /dev/net/tun descriptor). A tap in this set belongs to a live VMM, even
+// one whose daemon died before it could record the VM's handles.
+func TapsInUse() map[string]bool {
+	out := map[string]bool{}
+	procs, err := os.ReadDir("/proc")
+	if err != nil {
+		return out
+	}
+	for _, p := range procs {
+		if _, err := strconv.Atoi(p.Name()); err != nil {
+			continue
+		}
+		dir := "/proc/" + p.Name() + "/fd"
+		fds, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, fd := range fds {
+			if target, err := os.Readlink(dir + "/" + fd.Name()); err != nil || target != "/dev/net/tun" {
+				continue
+			}
+			b, err := os.ReadFile("/proc/" + p.Name() + "/fdinfo/" + fd.Name())
+			if err != nil {
+				continue
+			}
+			for _, line := range strings.Split(string(b), "\n") {
+				if name, ok := strings.CutPrefix(line, "iff:"); ok {
+					out[strings.TrimSpace(name)] = true
+				}
+			}
+		}
+	}
+	return out
+}

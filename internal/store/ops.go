@@ -76,12 +76,15 @@ func (s *Store) PruneOps(ctx context.Context, cutoff time.Time) (int64, error) {
 // FailRunningOps marks every operation still recorded as running as failed
 // with reason. The daemon calls it at start-up: work in flight died with the
 // previous daemon process.
-func (s *Store) FailRunningOps(ctx context.Context, reason string) (int64, error) {
-	now := fmtTime(time.Now())
-	res, err := s.db.ExecContext(ctx, `UPDATE operations SET state = 'failed', error = ?, updated_at = ?, finished_at = ?
-		WHERE state = 'running'`, reason, now, now)
+func (s *Store) FailRunningOps(ctx context.Context, reason string) ([]model.Operation, error) {
+	running, err := queryAll(ctx, s.db, "operations", scanOp, `SELECT `+opColumns+` FROM operations WHERE state = 'running'`)
 	if err != nil {
-		return 0, fmt.Errorf("failing interrupted operations: %w", err)
+		return nil, err
 	}
-	return res.RowsAffected()
+	now := fmtTime(time.Now())
+	if _, err := s.db.ExecContext(ctx, `UPDATE operations SET state = 'failed', error = ?, updated_at = ?, finished_at = ?
+		WHERE state = 'running'`, reason, now, now); err != nil {
+		return nil, fmt.Errorf("failing interrupted operations: %w", err)
+	}
+	return running, nil
 }

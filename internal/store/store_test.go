@@ -193,14 +193,14 @@ func TestOps(t *testing.T) {
 	if got, _ := s.GetOp(ctx, "o2"); got.Phase != "waiting for ssh" || got.Done != 1 {
 		t.Fatalf("upsert not applied: %+v", got)
 	}
-	n, err := s.FailRunningOps(ctx, "interrupted")
-	if err != nil || n != 1 {
-		t.Fatalf("FailRunningOps = %d, %v", n, err)
+	failed, err := s.FailRunningOps(ctx, "interrupted")
+	if err != nil || len(failed) != 1 || failed[0].ID != "o2" {
+		t.Fatalf("FailRunningOps = %+v, %v", failed, err)
 	}
 	if got, _ := s.GetOp(ctx, "o2"); got.State != model.OpFailed || got.Error != "interrupted" || got.FinishedAt.IsZero() {
 		t.Fatalf("running op not failed: %+v", got)
 	}
-	n, err = s.PruneOps(ctx, time.Now().Add(-time.Minute))
+	n, err := s.PruneOps(ctx, time.Now().Add(-time.Minute))
 	if err != nil || n != 1 {
 		t.Fatalf("PruneOps = %d, %v; want 1 (only o1 finished long ago)", n, err)
 	}

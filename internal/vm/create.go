@@ -45,7 +45,7 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (model.VM, mode
 	s.inflightMu.Lock()
 	s.creating[vm.ID] = c
 	s.inflightMu.Unlock()
-	o := s.ops.Begin("vm.create", vm.Name, func(ctx context.Context, p *op.Progress) error {
+	o := s.ops.Begin(OpCreate, vm.Name, func(ctx context.Context, p *op.Progress) error {
 		defer func() {
 			s.inflightMu.Lock()
 			delete(s.creating, vm.ID)

@@ -11,6 +11,8 @@ import (
 
 	"github.com/banger-dev/banger/internal/paths"
 	"github.com/banger-dev/banger/internal/vmm"
+
+	"github.com/banger-dev/banger/internal/atomicfile"
 )
 
 // handleCache holds running VMs' transient handles in memory and mirrors
@@ -35,12 +37,7 @@ func (c *handleCache) put(id string, h vmm.Handles) error {
 	if err != nil {
 		return fmt.Errorf("encoding handles: %w", err)
 	}
-	path := c.layout.HandlesFile(id)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
-		return fmt.Errorf("writing handles file: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := atomicfile.WriteFile(c.layout.HandlesFile(id), append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("writing handles file: %w", err)
 	}
 	c.mu.Lock()

@@ -269,6 +269,10 @@ func (s *Service) Delete(ctx context.Context, ref string, force bool) error {
 		if _, err := s.ops.Wait(ctx, opID); err != nil {
 			return err
 		}
+		// The rollback deleted it: that is what was asked.
+		if _, err := s.store.GetVM(ctx, vm.ID); errors.Is(err, model.ErrNotFound) {
+			return nil
+		}
 	}
 	return s.remove(ctx, vm.ID, force)
 }
@@ -301,6 +305,8 @@ func (s *Service) remove(ctx context.Context, id string, force bool) error {
 	if err := s.handles.drop(id); err != nil {
 		return err
 	}
+	// Record first, files second: a delete killed in between leaves a
+	// directory no record owns, which the next start-up removes.
 	if err := s.store.DeleteVM(ctx, id); err != nil {
 		return err
 	}

@@ -2,18 +2,30 @@ package vm
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
+	"github.com/banger-dev/banger/internal/atomicfile"
 	"github.com/banger-dev/banger/internal/model"
 )
+
+// OpCreate is the kind of a VM's create operation; its target is the VM's
+// name.
+const OpCreate = "vm.create"
 
 // Reconcile makes the records match reality when the daemon starts. A VM
 // recorded as starting, running or stopping is looked up through its
 // handles file: if its process still runs the VM is running (its handles
 // go back into the cache); if not, whatever it held is released and it is
-// marked stopped. Stops that were in flight are finished.
-func (s *Service) Reconcile(ctx context.Context) error {
+// marked stopped. Stops that were in flight are finished. The VMs named in
+// unfinished were being created when the previous daemon died: their
+// creates are rolled back as a failed create is, so that a create either
+// succeeded or left nothing. Last, VM directories no record owns (a delete
+// or rollback that was interrupted) and half-written files are removed.
+func (s *Service) Reconcile(ctx context.Context, unfinished []string) error {
 	vms, err := s.store.ListVMs(ctx)
 	if err != nil {
 		return fmt.Errorf("reconciling vms: %w", err)
@@ -26,8 +38,62 @@ func (s *Service) Reconcile(ctx context.Context) error {
 			s.log.Error("reconciling vm", "vm", vm.Name, "err", err)
 		}
 	}
+	for _, name := range unfinished {
+		vm, err := s.store.GetVM(ctx, name)
+		if err != nil {
+			continue
+		}
+		s.log.Warn("rolling back a create the previous daemon did not finish", "vm", vm.Name, "id", vm.ID)
+		if err := s.remove(ctx, vm.ID, true); err != nil && !errors.Is(err, model.ErrNotFound) {
+			s.log.Error("rolling back interrupted create", "vm", vm.Name, "err", err)
+		}
+	}
+	s.sweepFiles(ctx)
 	s.publishRecords(ctx)
 	return nil
+}
+
+// sweepFiles removes VM directories without a record (and the tombstones
+// of deletes) and the temporary files of interrupted writes in the rest.
+// What it cannot remove, Orphans reports.
+func (s *Service) sweepFiles(ctx context.Context) {
+	entries, err := os.ReadDir(s.cfg.Layout.VMsDir())
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		dir := filepath.Join(s.cfg.Layout.VMsDir(), e.Name())
+		if _, err := s.store.GetVM(ctx, e.Name()); err == nil {
+			if removed, _ := atomicfile.CleanTemps(dir); len(removed) > 0 {
+				s.log.Info("removed half-written files", "dir", dir, "files", removed)
+			}
+			continue
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			s.log.Warn("removing a vm directory no record owns", "dir", dir, "err", err)
+			continue
+		}
+		s.log.Info("removed a vm directory no record owns", "dir", dir)
+	}
+}
+
+// Orphans lists the entries of the VMs directory that no VM record owns:
+// what an interrupted delete left and start-up could not remove.
+func (s *Service) Orphans(ctx context.Context) []string {
+	entries, err := os.ReadDir(s.cfg.Layout.VMsDir())
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range entries {
+		if _, err := s.store.GetVM(ctx, e.Name()); err != nil {
+			out = append(out, filepath.Join(s.cfg.Layout.VMsDir(), e.Name()))
+		}
+	}
+	return out
 }
 
 // reconcileOne settles one VM against its process. With onlyRunning (the

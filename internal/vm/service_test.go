@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -439,7 +440,7 @@ func TestReconcileAfterRestart(t *testing.T) {
 
 	// A new daemon process over the same state: both VMs still run.
 	svc2 := h.newService(t, h.driver)
-	if err := svc2.Reconcile(ctx); err != nil {
+	if err := svc2.Reconcile(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"a", "b"} {
@@ -454,7 +455,7 @@ func TestReconcileAfterRestart(t *testing.T) {
 	// a's process dies while no daemon runs; the next daemon marks it stopped.
 	h.driver.Crash("a")
 	svc3 := h.newService(t, h.driver)
-	if err := svc3.Reconcile(ctx); err != nil {
+	if err := svc3.Reconcile(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := svc3.Get(ctx, "a")
@@ -554,5 +555,49 @@ func TestWatchReapsExitedVM(t *testing.T) {
 	}
 	if b, _ := h.svc.Get(ctx, "b"); b.State != model.StateRunning {
 		t.Fatalf("b is %s", b.State)
+	}
+}
+
+// A create the previous daemon did not finish is rolled back at start-up,
+// and files no record owns (an interrupted delete, a half-written disk)
+// are removed.
+func TestReconcileRollsBackInterruptedCreatesAndSweeps(t *testing.T) {
+	h := newHarness(t, nil)
+	ctx := context.Background()
+	keep := h.create(t, "keep", true)
+	half := h.create(t, "half", true)
+	stray := filepath.Join(h.layout.VMsDir(), "0123456789abcdef")
+	tmp := filepath.Join(h.layout.VMDir(keep.ID), ".work.ext4.tmp-42")
+	for _, p := range []string{filepath.Join(stray, "work.ext4"), tmp} {
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	svc2 := h.newService(t, h.driver)
+	if err := svc2.Reconcile(ctx, []string{"half", "no-such-vm"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc2.Get(ctx, "half"); !errors.Is(err, model.ErrNotFound) {
+		t.Fatalf("the interrupted create is still recorded: %v", err)
+	}
+	if _, err := os.Stat(h.layout.VMDir(half.ID)); !os.IsNotExist(err) {
+		t.Fatalf("the interrupted create's directory remains: %v", err)
+	}
+	if ips, _ := h.store.LeasedIPs(ctx); len(ips) != 1 || ips[0] != keep.IP {
+		t.Fatalf("leases after the rollback: %v", ips)
+	}
+	if _, err := svc2.Get(ctx, "keep"); err != nil {
+		t.Fatalf("a finished create was rolled back: %v", err)
+	}
+	for _, p := range []string{stray, tmp} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Fatalf("%s survived the start-up sweep", p)
+		}
+	}
+	if o := svc2.Orphans(ctx); len(o) != 0 {
+		t.Fatalf("orphans after the sweep: %v", o)
 	}
 }

@@ -32,6 +32,8 @@ import (
 
 	"github.com/banger-dev/banger/internal/host/run"
 	"github.com/banger-dev/banger/internal/initramfs"
+
+	"github.com/banger-dev/banger/internal/atomicfile"
 )
 
 // Marker is the line the probe's /init writes to the console (the agent's
@@ -254,12 +256,7 @@ func writeCache(file string, v Verdict) error {
 	if err := os.MkdirAll(filepath.Dir(file), 0o750); err != nil {
 		return fmt.Errorf("writing the kvm verdict cache: %w", err)
 	}
-	tmp := fmt.Sprintf("%s.%d.tmp", file, os.Getpid())
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o640); err != nil {
-		return fmt.Errorf("writing the kvm verdict cache: %w", err)
-	}
-	if err := os.Rename(tmp, file); err != nil {
-		_ = os.Remove(tmp)
+	if err := atomicfile.WriteFile(file, append(b, '\n'), 0o640); err != nil {
 		return fmt.Errorf("writing the kvm verdict cache: %w", err)
 	}
 	return nil
