@@ -27,6 +27,10 @@ const (
 	MethodImageDelete = "image.delete"
 	MethodImagePull   = "image.pull"
 
+	MethodWorkspaceRecord = "workspace.record"
+	MethodWorkspaceShow   = "workspace.show"
+	MethodWorkspaceList   = "workspace.list"
+
 	MethodOpStatus = "op.status"
 	MethodOpCancel = "op.cancel"
 	MethodOpList   = "op.list"
@@ -222,4 +226,31 @@ type DoctorCheck struct {
 	Status string `json:"status"`
 	Detail string `json:"detail"`
 	Fix    string `json:"fix,omitempty"`
+}
+
+// Workspace is the daemon's record of a repository prepared into a VM:
+// what prepare sent, as git object IDs, and where the last export left its
+// branch. The CLI does the git work as the invoking user and records the
+// outcome here; the daemon never reads a repository.
+type Workspace struct {
+	VM           string     `json:"vm"`
+	Path         string     `json:"path"`
+	Repo         string     `json:"repo"`
+	Head         string     `json:"head"`
+	Branch       string     `json:"branch"`
+	IndexCommit  string     `json:"index_commit"`
+	IndexTree    string     `json:"index_tree"`
+	BaseCommit   string     `json:"base_commit"`
+	BaseTree     string     `json:"base_tree"`
+	ReadOnly     bool       `json:"readonly"`
+	ExportBranch string     `json:"export_branch,omitempty"`
+	ExportCommit string     `json:"export_commit,omitempty"`
+	PreparedAt   time.Time  `json:"prepared_at"`
+	ExportedAt   *time.Time `json:"exported_at,omitempty"`
+}
+
+// WorkspaceRef names a VM's workspace by its guest path.
+type WorkspaceRef struct {
+	VM   string `json:"vm"`
+	Path string `json:"path"`
 }

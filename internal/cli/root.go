@@ -92,7 +92,7 @@ func (a *app) rootCommand() *cobra.Command {
 	pf.StringVar(&a.configPath, "config", "", "config file for a daemon banger starts (default <state-dir>/config.toml)")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usagef(c, "%s", err) })
 
-	root.AddCommand(a.daemonCommand(), a.vmCommand(), a.imageCommand(), a.opCommand(), a.doctorCommand(), a.versionCommand(), a.completionCommand(root))
+	root.AddCommand(a.daemonCommand(), a.vmCommand(), a.imageCommand(), a.workspaceCommand(), a.opCommand(), a.doctorCommand(), a.versionCommand(), a.completionCommand(root))
 	return root
 }
 
@@ -131,6 +131,13 @@ func minArgs(n int, what string) cobra.PositionalArgs {
 		}
 		return nil
 	}
+}
+
+func rangeArgs(cmd *cobra.Command, args []string, lo, hi int, what string) error {
+	if len(args) < lo || len(args) > hi {
+		return usagef(cmd, "%q takes %s, got %d argument(s)", cmd.CommandPath(), what, len(args))
+	}
+	return nil
 }
 
 func noArgs(cmd *cobra.Command, args []string) error {

@@ -160,3 +160,21 @@ func (c *Client) Doctor(ctx context.Context) ([]api.DoctorCheck, error) {
 	var out []api.DoctorCheck
 	return out, c.call(ctx, api.MethodDoctor, nil, &out)
 }
+
+// WorkspaceRecord is workspace.record.
+func (c *Client) WorkspaceRecord(ctx context.Context, w api.Workspace) (api.Workspace, error) {
+	var out api.Workspace
+	return out, c.call(ctx, api.MethodWorkspaceRecord, w, &out)
+}
+
+// WorkspaceShow is workspace.show.
+func (c *Client) WorkspaceShow(ctx context.Context, vm, path string) (api.Workspace, error) {
+	var out api.Workspace
+	return out, c.call(ctx, api.MethodWorkspaceShow, api.WorkspaceRef{VM: vm, Path: path}, &out)
+}
+
+// WorkspaceList is workspace.list.
+func (c *Client) WorkspaceList(ctx context.Context, vm string) ([]api.Workspace, error) {
+	var out []api.Workspace
+	return out, c.call(ctx, api.MethodWorkspaceList, api.VMRef{Name: vm}, &out)
+}

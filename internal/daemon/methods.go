@@ -37,6 +37,10 @@ func (d *Daemon) methods() map[string]rpc.Method {
 		api.MethodImageDelete: member(rpc.Typed(d.imageDelete)),
 		api.MethodImagePull:   member(rpc.Typed(d.imagePull)),
 
+		api.MethodWorkspaceRecord: member(rpc.Typed(d.workspaceRecord)),
+		api.MethodWorkspaceShow:   member(rpc.Typed(d.workspaceShow)),
+		api.MethodWorkspaceList:   member(rpc.Typed(d.workspaceList)),
+
 		api.MethodOpStatus: member(rpc.Typed(d.opStatus)),
 		api.MethodOpCancel: member(rpc.Typed(d.opCancel)),
 		api.MethodOpList:   member(rpc.Typed(d.opList)),

@@ -147,6 +147,11 @@ func isUnique(err error) bool {
 	return false
 }
 
+func isForeignKey(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY
+}
+
 // queryAll runs a query and scans every row with scan; what names the rows
 // in errors.
 func queryAll[T any](ctx context.Context, db *sql.DB, what string, scan func(rowScanner) (T, error), query string, args ...any) ([]T, error) {

@@ -35,6 +35,9 @@ type Store interface {
 	DeleteVM(ctx context.Context, id string) error
 	LeasedIPs(ctx context.Context) ([]string, error)
 	GetImage(ctx context.Context, name string) (model.Image, error)
+	PutWorkspace(ctx context.Context, w model.Workspace) error
+	GetWorkspace(ctx context.Context, vmID, path string) (model.Workspace, error)
+	ListWorkspaces(ctx context.Context, vmID string) ([]model.Workspace, error)
 }
 
 // Host does the host-side work around a VM's lifecycle: the boot steps

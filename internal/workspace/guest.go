@@ -1,0 +1,123 @@
+package workspace
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"unicode"
+)
+
+// Guest runs commands in the VM. The CLI implements it over the VM's
+// pinned SSH connection; tests run the same scripts with a local shell.
+type Guest interface {
+	// Exec runs argv (quoted for the remote shell by the implementation)
+	// and returns its exit code.
+	Exec(ctx context.Context, argv []string, stdin io.Reader, stdout, stderr io.Writer) (int, error)
+}
+
+// LockPath is the guest file that serialises workspace operations on one VM.
+const LockPath = "/run/banger/workspace.lock"
+
+// GuestError is a failure in the guest that the host explains.
+type GuestError struct {
+	Code int
+	Msg  string
+}
+
+func (e *GuestError) Error() string { return e.Msg }
+
+// ErrGuestChanged means the guest changed a workspace that a prepare would
+// replace.
+var ErrGuestChanged = errors.New("the guest changed the workspace")
+
+// runScript runs a script in the guest: sh -c SCRIPT banger-workspace ARGS...
+func runScript(ctx context.Context, g Guest, script string, args []string, stdin io.Reader, stdout io.Writer) error {
+	var stderr bytes.Buffer
+	argv := append([]string{"sh", "-c", script, "banger-workspace"}, args...)
+	code, err := g.Exec(ctx, argv, stdin, stdout, &limited{w: &stderr, n: 8 << 10})
+	if err != nil {
+		return fmt.Errorf("running in the guest: %w", err)
+	}
+	if code != 0 {
+		return &GuestError{Code: code, Msg: fmt.Sprintf("the guest command failed (exit %d): %s", code, Sanitize(stderr.String()))}
+	}
+	return nil
+}
+
+// Sanitize makes guest output safe to print on the user's terminal: no
+// control characters (escape sequences), trimmed and bounded.
+func Sanitize(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\t' {
+			return r
+		}
+		if unicode.IsControl(r) || r == unicode.ReplacementChar {
+			return '?'
+		}
+		return r
+	}, strings.TrimSpace(s))
+	if len(s) > 2000 {
+		s = "…" + s[len(s)-2000:]
+	}
+	return s
+}
+
+// limited keeps the first n bytes written and drops the rest.
+type limited struct {
+	w io.Writer
+	n int
+}
+
+func (l *limited) Write(p []byte) (int, error) {
+	if l.n > 0 {
+		k := min(len(p), l.n)
+		_, _ = l.w.Write(p[:k])
+		l.n -= k
+	}
+	return len(p), nil
+}
+
+// Lease is the guest's workspace lock, held by an open session.
+type Lease struct {
+	stdin io.WriteCloser
+	done  chan error
+}
+
+// Lock takes the guest's workspace lock, waiting (up to ten minutes) for
+// another prepare or export on the same VM. The lock is released by Unlock
+// or when the connection drops, so a killed client never leaves it held.
+func Lock(ctx context.Context, g Guest) (*Lease, error) {
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	l := &Lease{stdin: inW, done: make(chan error, 1)}
+	go func() {
+		err := runScript(ctx, g, lockScript, []string{LockPath}, inR, outW)
+		outW.CloseWithError(io.EOF)
+		l.done <- err
+	}()
+	line, err := bufio.NewReader(outR).ReadString('\n')
+	go func() { _, _ = io.Copy(io.Discard, outR) }()
+	if err != nil || line != "locked\n" {
+		inW.Close()
+		rerr := <-l.done
+		var ge *GuestError
+		if errors.As(rerr, &ge) && ge.Code == exitNoGit {
+			return nil, errors.New("the guest has no flock (util-linux); install it in the image")
+		}
+		if rerr != nil {
+			return nil, fmt.Errorf("taking the guest's workspace lock: %w", rerr)
+		}
+		return nil, errors.New("taking the guest's workspace lock: the guest gave no answer")
+	}
+	return l, nil
+}
+
+// Unlock releases the lock.
+func (l *Lease) Unlock() {
+	l.stdin.Close()
+	<-l.done
+}
