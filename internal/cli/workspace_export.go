@@ -2,7 +2,6 @@ package cli
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"strings"
 	"time"
@@ -79,7 +78,7 @@ func (a *app) workspaceExportCommand() *cobra.Command {
 					}
 				}
 			case "patch":
-				var w io.Writer = a.streams.Out
+				w := a.streams.Out
 				var f *os.File
 				if arg != "" && arg != "-" {
 					if f, err = os.Create(arg); err != nil {

@@ -395,7 +395,3 @@ func Typed[P, R any](f func(ctx context.Context, c Caller, p P) (R, error)) Hand
 		return f(ctx, c, p)
 	}
 }
-
-func isClosed(err error) bool {
-	return errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrDeadlineExceeded)
-}

@@ -116,8 +116,9 @@ func Lock(ctx context.Context, g Guest) (*Lease, error) {
 	return l, nil
 }
 
-// Unlock releases the lock.
+// Unlock releases the lock. The session's own end is not an error worth
+// reporting: the lock is released either way.
 func (l *Lease) Unlock() {
 	l.stdin.Close()
-	<-l.done
+	_ = <-l.done
 }
