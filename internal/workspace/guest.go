@@ -84,7 +84,8 @@ func (l *limited) Write(p []byte) (int, error) {
 // Lease is the guest's workspace lock, held by an open session.
 type Lease struct {
 	stdin io.WriteCloser
-	done  chan error
+	done  chan struct{}
+	err   error // the session's end, set before done closes
 }
 
 // Lock takes the guest's workspace lock, waiting (up to ten minutes) for
@@ -93,17 +94,18 @@ type Lease struct {
 func Lock(ctx context.Context, g Guest) (*Lease, error) {
 	inR, inW := io.Pipe()
 	outR, outW := io.Pipe()
-	l := &Lease{stdin: inW, done: make(chan error, 1)}
+	l := &Lease{stdin: inW, done: make(chan struct{})}
 	go func() {
-		err := runScript(ctx, g, lockScript, []string{LockPath}, inR, outW)
+		l.err = runScript(ctx, g, lockScript, []string{LockPath}, inR, outW)
 		outW.CloseWithError(io.EOF)
-		l.done <- err
+		close(l.done)
 	}()
 	line, err := bufio.NewReader(outR).ReadString('\n')
 	go func() { _, _ = io.Copy(io.Discard, outR) }()
 	if err != nil || line != "locked\n" {
 		inW.Close()
-		rerr := <-l.done
+		<-l.done
+		rerr := l.err
 		var ge *GuestError
 		if errors.As(rerr, &ge) && ge.Code == exitNoGit {
 			return nil, errors.New("the guest has no flock (util-linux); install it in the image")
@@ -116,9 +118,9 @@ func Lock(ctx context.Context, g Guest) (*Lease, error) {
 	return l, nil
 }
 
-// Unlock releases the lock. The session's own end is not an error worth
-// reporting: the lock is released either way.
+// Unlock releases the lock and waits for the session to end (however it
+// ends, the lock is released).
 func (l *Lease) Unlock() {
 	l.stdin.Close()
-	_ = <-l.done
+	<-l.done
 }
