@@ -22,6 +22,10 @@ type CreateRequest struct {
 	Memory  string
 	Disk    string
 	NoStart bool
+	// Session, when set, ties the VM to the caller's session: the VM is
+	// deleted when it closes (and at the next start-up if the daemon
+	// stops first), whatever happened to the client.
+	Session <-chan struct{}
 }
 
 // Create validates req, reserves the VM (name, IP, record) and starts an
@@ -37,8 +41,12 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (model.VM, mode
 			return model.VM{}, model.Operation{}, err
 		}
 	}
+	vm.AutoRemove = req.Session != nil
 	if err := s.reserve(ctx, &vm); err != nil {
 		return model.VM{}, model.Operation{}, err
+	}
+	if req.Session != nil {
+		go s.removeWhenGone(ctx, vm, req.Session)
 	}
 
 	c := &creation{}
@@ -59,6 +67,27 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (model.VM, mode
 	s.log.Info("vm reserved", "vm", vm.Name, "id", vm.ID, "ip", vm.IP, "op", o.ID)
 	s.publishRecords(ctx)
 	return vm, o, nil
+}
+
+// removeWhenGone deletes an auto-remove VM when its session closes. If the
+// daemon stops first (life ends), the VM keeps its mark and the next
+// start-up deletes it.
+func (s *Service) removeWhenGone(life context.Context, vm model.VM, session <-chan struct{}) {
+	select {
+	case <-session:
+	case <-life.Done():
+		select {
+		case <-session:
+		default:
+			return
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(life), s.cfg.StopTimeout+time.Minute)
+	defer cancel()
+	s.log.Info("the session of an auto-remove vm ended; deleting it", "vm", vm.Name)
+	if err := s.Delete(ctx, vm.ID, true); err != nil && !errors.Is(err, model.ErrNotFound) {
+		s.log.Error("deleting auto-remove vm", "vm", vm.Name, "err", err)
+	}
 }
 
 // resolve fills defaults and validates every field.
@@ -168,6 +197,13 @@ func (s *Service) finishCreate(ctx context.Context, p *op.Progress, vm model.VM,
 		return nil
 	}
 	p.Phase("booting", 0)
-	_, err = s.start(ctx, vm.ID)
+	if _, err = s.start(ctx, vm.ID); err != nil && ctx.Err() == nil {
+		// A `vm stop` during the boot cancels it and leaves the VM
+		// stopped: the create itself succeeded, so nothing is rolled back.
+		if v, gerr := s.store.GetVM(ctx, vm.ID); gerr == nil && v.State == model.StateStopped {
+			s.log.Info("vm stopped while its create booted it", "vm", vm.Name)
+			return nil
+		}
+	}
 	return err
 }

@@ -601,3 +601,30 @@ func TestReconcileRollsBackInterruptedCreatesAndSweeps(t *testing.T) {
 		t.Fatalf("orphans after the sweep: %v", o)
 	}
 }
+
+// A stop during a create's boot cancels the boot and leaves the VM
+// stopped, not deleted.
+func TestStopDuringCreateLeavesVMStopped(t *testing.T) {
+	h := newHarness(t, nil)
+	entered := make(chan struct{})
+	h.driver.BeforeStart = func(ctx context.Context, _ vmm.Spec) error {
+		close(entered)
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	_, o, err := h.svc.Create(context.Background(), CreateRequest{Name: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-entered
+	vm, err := h.svc.Stop(context.Background(), "a")
+	if err != nil || vm.State != model.StateStopped {
+		t.Fatalf("stop during create: %+v, %v", vm, err)
+	}
+	if final := h.wait(t, o.ID); final.State != model.OpSucceeded {
+		t.Fatalf("create op after a stop: %+v", final)
+	}
+	if got, err := h.svc.Get(context.Background(), "a"); err != nil || got.State != model.StateStopped {
+		t.Fatalf("after the create: %+v, %v", got, err)
+	}
+}
