@@ -21,6 +21,14 @@ func main() {
 		agent.Init(version)  // never returns
 		return
 	}
+	if len(os.Args) >= 2 && os.Args[1] == "exec" {
+		o, err := agent.ParseExecArgs(os.Args[2:])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "banger-agent:", err)
+			os.Exit(2)
+		}
+		os.Exit(agent.Exec(o, os.Stderr))
+	}
 	if len(os.Args) != 2 {
 		usage()
 	}
@@ -39,6 +47,6 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: banger-agent serve | version\n(as PID 1 it boots the guest: it is the initramfs's /init)")
+	fmt.Fprintln(os.Stderr, "usage: banger-agent serve | version | exec [--env K=V]... [--workdir D] [--user U] -- CMD...\n(as PID 1 it boots the guest: it is the initramfs's /init)")
 	os.Exit(2)
 }

@@ -27,6 +27,10 @@ func (b *boot) writeFiles() error {
 	if err := writeGuestFiles(root, b.cfg); err != nil {
 		return err
 	}
+	if err := installExec(root); err != nil {
+		// SSH commands still run, only without the group signals.
+		b.log.Printf("installing the exec helper: %v", err)
+	}
 	if err := unix.Sethostname([]byte(b.cfg.Hostname)); err != nil {
 		return fmt.Errorf("setting the hostname: %w", err)
 	}

@@ -71,20 +71,22 @@ type DaemonStatus struct {
 
 // VM is a VM as the API shows it.
 type VM struct {
-	ID        string    `json:"id"`
-	Name      string    `json:"name"`
-	State     string    `json:"state"`
-	Image     string    `json:"image"`
-	VCPUs     int       `json:"vcpus"`
-	MemoryMiB int64     `json:"memory_mib"`
-	DiskMiB   int64     `json:"disk_mib"`
-	IP        string    `json:"ip"`
-	MAC       string    `json:"mac"`
-	Driver    string    `json:"driver"`
-	Dir       string    `json:"dir"`
-	LastError string    `json:"last_error,omitempty"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
+	ID        string `json:"id"`
+	Name      string `json:"name"`
+	State     string `json:"state"`
+	Image     string `json:"image"`
+	VCPUs     int    `json:"vcpus"`
+	MemoryMiB int64  `json:"memory_mib"`
+	DiskMiB   int64  `json:"disk_mib"`
+	IP        string `json:"ip"`
+	MAC       string `json:"mac"`
+	Driver    string `json:"driver"`
+	Dir       string `json:"dir"`
+	// AutoRemove says the VM goes when the session that made it ends.
+	AutoRemove bool      `json:"auto_remove,omitempty"`
+	LastError  string    `json:"last_error,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
 }
 
 // Operation is asynchronous work as the API shows it.
@@ -128,6 +130,9 @@ type VMCreateParams struct {
 	Memory  string `json:"memory,omitempty"`
 	Disk    string `json:"disk,omitempty"`
 	NoStart bool   `json:"no_start,omitempty"`
+	// AutoRemove ties the VM to the connection the create came on: the
+	// daemon deletes it when that connection closes (`vm run --rm`).
+	AutoRemove bool `json:"auto_remove,omitempty"`
 }
 
 // VMCreateResult is vm.create's result: the reserved VM and the operation

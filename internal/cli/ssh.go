@@ -3,12 +3,13 @@ package cli
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/term"
 
@@ -26,43 +27,66 @@ func dialVM(ctx context.Context, info api.SSHInfo) (*ssh.Client, error) {
 	return guestssh.Dial(ctx, info.Address, signer, info.HostKey)
 }
 
-// shellQuote joins argv into one command line for the remote shell,
-// quoting each word so it arrives exactly as given.
-func shellQuote(argv []string) string {
-	q := make([]string, len(argv))
-	for i, a := range argv {
-		if a != "" && strings.Trim(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,+@%") == "" {
-			q[i] = a
-			continue
+// shellQuote joins argv into one command line for the remote shell.
+func shellQuote(argv []string) string { return guestssh.Quote(argv) }
+
+// execFlags are the options of a guest command that `vm ssh` and `vm run`
+// share.
+type execFlags struct {
+	tty         bool
+	interactive bool
+	env         []string
+	workdir     string
+	user        string
+}
+
+func (e *execFlags) add(f *pflag.FlagSet) {
+	f.BoolVarP(&e.tty, "tty", "t", false, "give the command a terminal (size, TERM, resize, Ctrl-C as on a local terminal)")
+	f.BoolVarP(&e.interactive, "interactive", "i", false, "keep stdin open (it always is; accepted for docker users)")
+	f.StringArrayVarP(&e.env, "env", "e", nil, "set KEY=VALUE in the command's environment (repeatable)")
+	f.StringVarP(&e.workdir, "workdir", "w", "", "run the command in this guest directory")
+	f.StringVarP(&e.user, "user", "u", "", "run the command as this guest user (name or uid)")
+}
+
+func (e *execFlags) check(cmd *cobra.Command) error {
+	for _, kv := range e.env {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			return usagef(cmd, "--env %q is not KEY=VALUE", kv)
 		}
-		q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
 	}
-	return strings.Join(q, " ")
+	return nil
 }
 
 // runRemote runs argv in the VM and returns its exit code, streaming the
-// caller's stdin/stdout/stderr.
-func (a *app) runRemote(ctx context.Context, c *ssh.Client, argv []string) (int, error) {
-	var stdin io.Reader
-	if a.streams.In != nil {
-		if f, ok := a.streams.In.(*os.File); !ok || !term.IsTerminal(int(f.Fd())) {
-			stdin = a.streams.In
-		}
-	}
-	return guestssh.Run(ctx, c, shellQuote(argv), stdin, a.streams.Out, a.streams.Err)
-}
-
-// interactiveShell runs a login shell on a terminal, with the local
-// terminal in raw mode and window-size changes forwarded.
-func (a *app) interactiveShell(c *ssh.Client) (int, error) {
+// caller's stdin/stdout/stderr. SIGINT, SIGTERM and SIGHUP reach the
+// command (its whole process group); with --tty it gets a terminal.
+func (a *app) runRemote(ctx context.Context, c *ssh.Client, argv []string, e execFlags) (int, error) {
 	sess, err := c.NewSession()
 	if err != nil {
 		return -1, fmt.Errorf("opening ssh session: %w", err)
 	}
 	defer sess.Close()
+	x := guestssh.Exec{Argv: argv, Env: e.env, Dir: e.workdir, User: e.user, TTY: e.tty}
+	if e.tty {
+		restore, err := a.startTerminal(sess)
+		if err != nil {
+			return -1, err
+		}
+		defer restore()
+	} else {
+		sess.Stdin = a.streams.In
+		sess.Stdout, sess.Stderr = a.streams.Out, a.streams.Err
+	}
+	return guestssh.RunForwarding(ctx, sess, x.CommandLine())
+}
+
+// startTerminal requests a PTY the size of the local terminal, puts the
+// local terminal in raw mode and forwards window-size changes. It returns
+// the function that restores the terminal.
+func (a *app) startTerminal(sess *ssh.Session) (func(), error) {
 	in, ok := a.streams.In.(*os.File)
 	if !ok || !term.IsTerminal(int(in.Fd())) {
-		return -1, fmt.Errorf("an interactive shell needs a terminal; to run a command use `banger vm ssh NAME -- CMD`")
+		return nil, fmt.Errorf("--tty needs a terminal on stdin; drop -t to pipe input")
 	}
 	fd := int(in.Fd())
 	w, h, err := term.GetSize(fd)
@@ -74,16 +98,14 @@ func (a *app) interactiveShell(c *ssh.Client) (int, error) {
 		termName = "xterm-256color"
 	}
 	if err := sess.RequestPty(termName, h, w, ssh.TerminalModes{ssh.ECHO: 1}); err != nil {
-		return -1, fmt.Errorf("requesting a terminal: %w", err)
+		return nil, fmt.Errorf("requesting a terminal: %w", err)
 	}
 	old, err := term.MakeRaw(fd)
 	if err != nil {
-		return -1, fmt.Errorf("setting terminal raw mode: %w", err)
+		return nil, fmt.Errorf("setting terminal raw mode: %w", err)
 	}
-	defer func() { _ = term.Restore(fd, old) }()
 	winch := make(chan os.Signal, 1)
 	signal.Notify(winch, syscall.SIGWINCH)
-	defer signal.Stop(winch)
 	go func() {
 		for range winch {
 			if w, h, err := term.GetSize(fd); err == nil {
@@ -92,6 +114,29 @@ func (a *app) interactiveShell(c *ssh.Client) (int, error) {
 		}
 	}()
 	sess.Stdin, sess.Stdout, sess.Stderr = in, a.streams.Out, a.streams.Err
+	return func() {
+		signal.Stop(winch)
+		close(winch)
+		_ = term.Restore(fd, old)
+	}, nil
+}
+
+// interactiveShell runs a login shell on a terminal.
+func (a *app) interactiveShell(c *ssh.Client) (int, error) {
+	sess, err := c.NewSession()
+	if err != nil {
+		return -1, fmt.Errorf("opening ssh session: %w", err)
+	}
+	defer sess.Close()
+	in, ok := a.streams.In.(*os.File)
+	if !ok || !term.IsTerminal(int(in.Fd())) {
+		return -1, fmt.Errorf("an interactive shell needs a terminal; to run a command use `banger vm ssh NAME -- CMD`")
+	}
+	restore, err := a.startTerminal(sess)
+	if err != nil {
+		return -1, err
+	}
+	defer restore()
 	if err := sess.Shell(); err != nil {
 		return -1, fmt.Errorf("starting shell: %w", err)
 	}

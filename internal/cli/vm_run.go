@@ -6,8 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
-	"os/signal"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -21,12 +19,18 @@ func (a *app) vmRunCommand() *cobra.Command {
 		p     api.VMCreateParams
 		vcpus int
 		rm    bool
+		e     execFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "run [flags] -- CMD...",
 		Short: "Create and boot a VM, run a command in it, and exit with its status",
+		Long: "Creates a VM, boots it, runs CMD in it (its words are its argv, as for `vm ssh`)\n" +
+			"and exits with CMD's status. With --rm the VM belongs to this command: the daemon\n" +
+			"deletes it when the command ends, however it ends (exit, Ctrl-C, SIGTERM, SIGHUP,\n" +
+			"a broken pipe, or banger being killed).",
 		Example: "  banger vm run -- uname -a\n" +
-			"  banger vm run --rm --memory 2G -- sh -c 'nproc; free -m'",
+			"  banger vm run --rm --memory 2G -- sh -c 'nproc; free -m'\n" +
+			"  banger vm run --rm -it -- bash",
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return usagef(cmd, "give the command to run after --: banger vm run -- CMD...")
@@ -35,6 +39,9 @@ func (a *app) vmRunCommand() *cobra.Command {
 		},
 		RunE: func(cmd *cobra.Command, args []string) (err error) {
 			ctx := cmd.Context()
+			if err := e.check(cmd); err != nil {
+				return err
+			}
 			setVCPUs(cmd, &p, vcpus)
 			if p.Name == "" {
 				var b [3]byte
@@ -45,9 +52,23 @@ func (a *app) vmRunCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := c.VMCreate(ctx, p)
-			if err != nil {
+			var res api.VMCreateResult
+			if rm {
+				// The VM is tied to this connection: if banger dies in any
+				// way, the kernel closes it and the daemon deletes the VM.
+				sess, err := c.Session(ctx)
+				if err != nil {
+					return err
+				}
+				defer sess.Close()
+				p.AutoRemove = true
+				if res, err = sess.VMCreate(ctx, p); err != nil {
+					return err
+				}
+			} else if res, err = c.VMCreate(ctx, p); err != nil {
 				return err
+			} else {
+				defer fmt.Fprintf(a.streams.Err, "banger: vm %s stays; remove it with `banger vm delete --force %s` (or use --rm)\n", p.Name, p.Name)
 			}
 			if rm {
 				// Whatever happens from here on, the VM goes.
@@ -76,10 +97,9 @@ func (a *app) vmRunCommand() *cobra.Command {
 				return err
 			}
 			defer sc.Close()
-			// Ctrl-C ends the remote command; the deferred --rm still runs.
-			rctx, stop := signal.NotifyContext(ctx, os.Interrupt)
-			defer stop()
-			code, err := a.runRemote(rctx, sc, args)
+			// Ctrl-C, SIGTERM and SIGHUP go to the remote command; the
+			// deferred --rm still runs when it has ended.
+			code, err := a.runRemote(ctx, sc, args, e)
 			if err != nil {
 				return err
 			}
@@ -93,6 +113,7 @@ func (a *app) vmRunCommand() *cobra.Command {
 	f.StringVar(&p.Name, "name", "", "name for the VM (default run-XXXXXX)")
 	machineFlags(f, &p, &vcpus)
 	f.BoolVar(&rm, "rm", false, "delete the VM afterwards, whatever happened")
+	e.add(f)
 	return cmd
 }
 

@@ -31,7 +31,11 @@ func New(socket string) *Client {
 }
 
 func (c *Client) call(ctx context.Context, method string, params, result any) error {
-	err := c.rpc.Call(ctx, method, params, result)
+	return c.explain(c.rpc.Call(ctx, method, params, result))
+}
+
+// explain turns failures to reach the socket into what to do about them.
+func (c *Client) explain(err error) error {
 	var rerr *rpc.Error
 	switch {
 	case err == nil, errors.As(err, &rerr):
@@ -177,4 +181,27 @@ func (c *Client) WorkspaceShow(ctx context.Context, vm, path string) (api.Worksp
 func (c *Client) WorkspaceList(ctx context.Context, vm string) ([]api.Workspace, error) {
 	var out []api.Workspace
 	return out, c.call(ctx, api.MethodWorkspaceList, api.VMRef{Name: vm}, &out)
+}
+
+// Session is one connection kept open for calls whose effects last as long
+// as it does: a VM created on it with AutoRemove is deleted by the daemon
+// when the session closes, including when this process dies.
+type Session struct{ conn *rpc.Conn }
+
+// Session opens a session.
+func (c *Client) Session(ctx context.Context) (*Session, error) {
+	conn, err := rpc.Dial(ctx, c.Socket)
+	if err != nil {
+		return nil, c.explain(err)
+	}
+	return &Session{conn: conn}, nil
+}
+
+// Close ends the session.
+func (s *Session) Close() error { return s.conn.Close() }
+
+// VMCreate is vm.create on the session.
+func (s *Session) VMCreate(ctx context.Context, p api.VMCreateParams) (api.VMCreateResult, error) {
+	var out api.VMCreateResult
+	return out, s.conn.Call(ctx, api.MethodVMCreate, p, &out)
 }

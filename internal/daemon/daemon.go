@@ -70,7 +70,10 @@ type Daemon struct {
 	started      time.Time
 	// shutdown asks Run to return; daemon.shutdown calls it. teardown
 	// asks it to remove banger's host networking on the way out.
-	shutdown  context.CancelFunc
+	shutdown context.CancelFunc
+	// life ends when the daemon stops serving: what outlives a request
+	// (a VM tied to its client's session) watches it.
+	life      context.Context
 	teardown  atomic.Bool
 	netClosed sync.Once
 	// groupID is the socket group's ID when that group exists.
@@ -154,7 +157,7 @@ func Run(ctx context.Context, opts Options) error {
 	driver, reason := drv.def, drv.reason
 	d := &Daemon{
 		opts: opts, cfg: cfg, layout: layout, log: log, store: st, ops: ops,
-		driver: driver, driverReason: reason, kvm: drv.kvm, started: time.Now(), shutdown: cancel,
+		driver: driver, driverReason: reason, kvm: drv.kvm, started: time.Now(), shutdown: cancel, life: ctx,
 	}
 	d.groupID, d.hasGroup = config.GroupID(cfg.SocketGroup)
 

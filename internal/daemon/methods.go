@@ -90,10 +90,12 @@ func (d *Daemon) shutdownMethod(ctx context.Context, c rpc.Caller, p api.DaemonS
 	return api.Empty{}, nil
 }
 
-func (d *Daemon) vmCreate(ctx context.Context, _ rpc.Caller, p api.VMCreateParams) (api.VMCreateResult, error) {
-	v, o, err := d.vms.Create(ctx, vm.CreateRequest{
-		Name: p.Name, Image: p.Image, VCPUs: p.VCPUs, Memory: p.Memory, Disk: p.Disk, NoStart: p.NoStart,
-	})
+func (d *Daemon) vmCreate(ctx context.Context, c rpc.Caller, p api.VMCreateParams) (api.VMCreateResult, error) {
+	req := vm.CreateRequest{Name: p.Name, Image: p.Image, VCPUs: p.VCPUs, Memory: p.Memory, Disk: p.Disk, NoStart: p.NoStart}
+	if p.AutoRemove {
+		req.Session = c.Gone
+	}
+	v, o, err := d.vms.Create(d.life, req)
 	if err != nil {
 		return api.VMCreateResult{}, err
 	}
@@ -167,6 +169,7 @@ func (d *Daemon) wireVM(v model.VM) api.VM {
 		ID: v.ID, Name: v.Name, State: string(v.State), Image: v.Image, VCPUs: v.VCPUs,
 		MemoryMiB: v.MemoryMiB, DiskMiB: v.DiskMiB, IP: v.IP, MAC: v.MAC, Driver: v.Driver,
 		Dir: d.vms.Dir(v), LastError: v.LastError, CreatedAt: v.CreatedAt, UpdatedAt: v.UpdatedAt,
+		AutoRemove: v.AutoRemove,
 	}
 }
 

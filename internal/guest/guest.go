@@ -28,6 +28,10 @@ const ConfigMagic = "BANGER-GUEST-CONFIG-1\n"
 // then zeros.
 const ConfigDiskSize = 1 << 20
 
+// ExecPath is where the agent puts a copy of itself in the guest's root at
+// every boot; SSH sessions run their commands through `ExecPath exec`.
+const ExecPath = "/usr/local/lib/banger/banger-agent"
+
 // PortName is the virtio-serial port (QEMU) carrying the control channel.
 const PortName = "org.banger.agent"
 

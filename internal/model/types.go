@@ -22,9 +22,12 @@ type VM struct {
 	State     State
 	LastError string
 	// Driver names the VMM the VM was created with; a VM keeps its driver.
-	Driver    string
-	CreatedAt time.Time
-	UpdatedAt time.Time
+	Driver string
+	// AutoRemove marks a VM that lives only as long as the client session
+	// that created it (`vm run --rm`).
+	AutoRemove bool
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
 }
 
 // Image is a bootable image registered in the store.

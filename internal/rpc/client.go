@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"sync"
 	"sync/atomic"
 )
 
@@ -28,7 +29,11 @@ func (c *Client) Call(ctx context.Context, method string, params, result any) er
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(aLongTimeAgo) })
 	defer stop()
 
-	id := c.next.Add(1)
+	return roundTrip(ctx, conn, json.NewDecoder(conn), c.next.Add(1), method, params, result)
+}
+
+// roundTrip writes one request and reads its response.
+func roundTrip(ctx context.Context, conn net.Conn, dec *json.Decoder, id int64, method string, params, result any) error {
 	req := struct {
 		JSONRPC string `json:"jsonrpc"`
 		Method  string `json:"method"`
@@ -47,7 +52,7 @@ func (c *Client) Call(ctx context.Context, method string, params, result any) er
 		Error  *Error          `json:"error"`
 		ID     int64           `json:"id"`
 	}
-	if err := json.NewDecoder(conn).Decode(&resp); err != nil {
+	if err := dec.Decode(&resp); err != nil {
 		return callErr(ctx, method, err)
 	}
 	if resp.Error != nil {
@@ -69,4 +74,37 @@ func callErr(ctx context.Context, method string, err error) error {
 		return fmt.Errorf("calling %s: %w", method, ctx.Err())
 	}
 	return fmt.Errorf("calling %s: %w", method, err)
+}
+
+// Conn is one connection for several calls in turn. Whatever the server
+// ties to a connection lasts as long as it stays open, and ends when it is
+// closed, including by the kernel when the process dies.
+type Conn struct {
+	conn net.Conn
+	dec  *json.Decoder
+	mu   sync.Mutex
+	next int64
+}
+
+// Dial opens a connection to the server at path.
+func Dial(ctx context.Context, path string) (*Conn, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to %s: %w", path, err)
+	}
+	return &Conn{conn: conn, dec: json.NewDecoder(conn)}, nil
+}
+
+// Close hangs up.
+func (c *Conn) Close() error { return c.conn.Close() }
+
+// Call sends one request on the connection and waits for its answer.
+func (c *Conn) Call(ctx context.Context, method string, params, result any) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.next++
+	stop := context.AfterFunc(ctx, func() { _ = c.conn.SetDeadline(aLongTimeAgo) })
+	defer stop()
+	return roundTrip(ctx, c.conn, c.dec, c.next, method, params, result)
 }

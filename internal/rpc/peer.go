@@ -20,6 +20,10 @@ type Caller struct {
 	UID    uint32
 	GID    uint32
 	Groups []uint32
+	// Gone is closed when the caller hangs up the connection the request
+	// came on (not when the daemon shuts down): what a caller ties to its
+	// connection, such as a `vm run --rm` VM, ends then.
+	Gone <-chan struct{} `json:"-"`
 }
 
 // InGroup reports whether the caller's primary or supplementary groups

@@ -174,6 +174,8 @@ func (s *Server) serveConn(ctx context.Context, conn *net.UnixConn) {
 		s.log.Warn("reading peer credentials", "err", err)
 		return
 	}
+	gone := make(chan struct{})
+	caller.Gone = gone
 	// Requests on one connection run concurrently, up to MaxInflight. A
 	// caller hanging up does not cancel them (asynchronous work has
 	// op.cancel for that); the daemon shutting down unblocks the read loop.
@@ -216,6 +218,9 @@ func (s *Server) serveConn(ctx context.Context, conn *net.UnixConn) {
 				write(response{JSONRPC: "2.0", ID: nullID, Error: &Error{Code: api.CodeInvalidRequest, Message: err.Error()}})
 			} else if errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil {
 				write(response{JSONRPC: "2.0", ID: nullID, Error: &Error{Code: api.CodeParseError, Message: fmt.Sprintf("parse error: a request line took longer than %s to arrive", LineTimeout)}})
+			}
+			if ctx.Err() == nil {
+				close(gone) // the caller hung up (or broke the framing)
 			}
 			break
 		}

@@ -301,3 +301,52 @@ func TestAbuseIsBounded(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// Caller.Gone closes when the caller hangs up, so work can be tied to a
+// connection; calls on one Conn share it.
+func TestCallerGoneOnHangup(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "s.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hung := make(chan struct{})
+	calls := 0
+	methods := map[string]Method{
+		"tie": {Handler: func(_ context.Context, c Caller, _ json.RawMessage) (any, error) {
+			calls++
+			if calls == 1 {
+				go func() { <-c.Gone; close(hung) }()
+			}
+			return calls, nil
+		}},
+	}
+	srv := NewServer(methods, nil, nil, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	defer func() { cancel(); <-done }()
+
+	conn, err := Dial(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	for want := 1; want <= 2; want++ {
+		if err := conn.Call(context.Background(), "tie", nil, &n); err != nil || n != want {
+			t.Fatalf("call %d on one connection: %d, %v", want, n, err)
+		}
+	}
+	select {
+	case <-hung:
+		t.Fatal("Gone closed while the connection is open")
+	case <-time.After(100 * time.Millisecond):
+	}
+	conn.Close()
+	select {
+	case <-hung:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Gone did not close when the caller hung up")
+	}
+}

@@ -48,6 +48,18 @@ func (s *Service) Reconcile(ctx context.Context, unfinished []string) error {
 			s.log.Error("rolling back interrupted create", "vm", vm.Name, "err", err)
 		}
 	}
+	// Sessions do not outlive a daemon: every auto-remove VM's is gone.
+	if vms, err = s.store.ListVMs(ctx); err == nil {
+		for _, vm := range vms {
+			if !vm.AutoRemove {
+				continue
+			}
+			s.log.Info("deleting an auto-remove vm whose session ended with the previous daemon", "vm", vm.Name)
+			if err := s.remove(ctx, vm.ID, true); err != nil && !errors.Is(err, model.ErrNotFound) {
+				s.log.Error("deleting auto-remove vm", "vm", vm.Name, "err", err)
+			}
+		}
+	}
 	s.sweepFiles(ctx)
 	s.publishRecords(ctx)
 	return nil

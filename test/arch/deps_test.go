@@ -28,7 +28,7 @@ var allowed = map[string][]string{
 	"internal/guest":                   {},
 	"internal/rpc":                     {"internal/api"},
 	"internal/client":                  {"internal/api", "internal/rpc"},
-	"internal/guestssh":                {"internal/atomicfile"},
+	"internal/guestssh":                {"internal/atomicfile", "internal/guest"},
 	"internal/cli":                     {"internal/api", "internal/client", "internal/guestssh", "internal/paths", "internal/proc", "internal/workspace"},
 	"internal/workspace":               {"internal/host/run", "internal/model"},
 	"internal/store":                   {"internal/model"},

@@ -1,0 +1,110 @@
+package guestssh
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/banger-dev/banger/internal/guest"
+)
+
+// Quote joins argv into one command line for the remote shell, quoting
+// each word so that it arrives exactly as given: the words after `--` are
+// the command's argv, never re-split or expanded by a shell.
+func Quote(argv []string) string {
+	q := make([]string, len(argv))
+	for i, a := range argv {
+		if a != "" && strings.Trim(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,+@%") == "" {
+			q[i] = a
+			continue
+		}
+		q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	return strings.Join(q, " ")
+}
+
+// Exec is how a command runs in a guest.
+type Exec struct {
+	Argv []string
+	Env  []string // KEY=VALUE
+	Dir  string
+	User string
+	// TTY gives the command a terminal; the terminal then delivers signals.
+	TTY bool
+}
+
+// CommandLine is the remote command line for e. Without a TTY it runs the
+// command through the agent's exec helper (own process group, signals to
+// the whole group, ended when the client goes away), falling back to a
+// plain exec in guests that lack the helper.
+func (e Exec) CommandLine() string {
+	var opts []string
+	for _, kv := range e.Env {
+		opts = append(opts, "--env", kv)
+	}
+	if e.Dir != "" {
+		opts = append(opts, "--workdir", e.Dir)
+	}
+	if e.User != "" {
+		opts = append(opts, "--user", e.User)
+	}
+	plain := e.Argv
+	if e.User != "" {
+		plain = append([]string{"runuser", "-u", e.User, "--"}, plain...)
+	}
+	if len(e.Env) > 0 {
+		plain = append(append([]string{"env"}, e.Env...), plain...)
+	}
+	fallback := "exec " + Quote(plain)
+	if e.Dir != "" {
+		fallback = "cd " + Quote([]string{e.Dir}) + " && " + fallback
+	}
+	if e.TTY {
+		return fallback
+	}
+	h := Quote([]string{guest.ExecPath})
+	return "if [ -x " + h + " ]; then exec " + h + " exec " + Quote(append(append(opts, "--"), e.Argv...)) + "; fi; " + fallback
+}
+
+// RunForwarding runs cmd in a session, forwarding SIGINT, SIGTERM and
+// SIGHUP that this process receives to the remote command, and returns
+// the remote exit status (128+signal for a command a signal ended, as a
+// shell reports it). ctx ending sends SIGTERM and closes the session.
+func RunForwarding(ctx context.Context, sess *ssh.Session, cmd string) (int, error) {
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	if err := sess.Start(cmd); err != nil {
+		return -1, fmt.Errorf("starting remote command: %w", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- sess.Wait() }()
+	for {
+		select {
+		case err := <-done:
+			return ExitCode(err)
+		case s := <-sigs:
+			_ = sess.Signal(sshSignal(s))
+		case <-ctx.Done():
+			_ = sess.Signal(ssh.SIGTERM)
+			_ = sess.Close()
+			<-done
+			return -1, ctx.Err()
+		}
+	}
+}
+
+func sshSignal(s os.Signal) ssh.Signal {
+	switch s {
+	case syscall.SIGINT:
+		return ssh.SIGINT
+	case syscall.SIGHUP:
+		return ssh.SIGHUP
+	}
+	return ssh.SIGTERM
+}
