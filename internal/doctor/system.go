@@ -1,14 +1,13 @@
 package doctor
 
 import (
-	"bytes"
+	"github.com/banger-dev/banger/internal/proc"
+
 	"context"
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -100,69 +99,18 @@ func (System) FreeBytes(dir string) (uint64, error) {
 	return st.Bavail * uint64(st.Bsize), nil
 }
 
-// vmmNames are the programs that run banger's guests.
-var vmmNames = []string{"qemu-system-x86_64", "firecracker", "jailer"}
-
 // VMMProcesses lists the VMM processes (QEMU, Firecracker, jailer) whose
 // command line names a path inside stateDir: banger's, alive or orphaned.
 func (s System) VMMProcesses(stateDir string) ([]Process, error) {
-	entries, err := os.ReadDir(s.proc())
-	if err != nil {
+	if _, err := os.Stat(s.proc()); err != nil {
 		return nil, fmt.Errorf("listing processes: %w", err)
 	}
-	prefix := filepath.Clean(stateDir) + string(filepath.Separator)
 	var out []Process
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid <= 0 {
-			continue
-		}
-		raw, err := os.ReadFile(filepath.Join(s.proc(), e.Name(), "cmdline"))
-		if err != nil || len(raw) == 0 {
-			continue // gone, or a kernel thread
-		}
-		argv := strings.Split(string(bytes.TrimRight(raw, "\x00")), "\x00")
-		if !isVMM(argv[0]) || !mentions(argv[1:], prefix) {
-			continue
-		}
-		out = append(out, Process{PID: pid, Cmdline: strings.Join(argv, " ")})
+	for _, p := range proc.VMMsIn(s.proc(), filepath.Clean(stateDir)) {
+		out = append(out, Process{PID: p.PID, Cmdline: p.Cmdline})
 	}
 	return out, nil
 }
 
-func isVMM(arg0 string) bool {
-	base := filepath.Base(arg0)
-	for _, n := range vmmNames {
-		if base == n {
-			return true
-		}
-	}
-	return false
-}
-
-// mentions reports whether an argument holds a path under prefix, alone
-// or inside a QEMU option list ("file=/state/...,format=raw").
-func mentions(args []string, prefix string) bool {
-	for _, a := range args {
-		for i := 0; i < len(a); {
-			j := strings.Index(a[i:], prefix)
-			if j < 0 {
-				break
-			}
-			if at := i + j; at == 0 || strings.ContainsRune("=,:", rune(a[at-1])) {
-				return true
-			}
-			i += j + 1
-		}
-	}
-	return false
-}
-
-// Alive reports whether a process with pid exists.
-func Alive(pid int) bool {
-	if pid <= 0 {
-		return false
-	}
-	err := unix.Kill(pid, 0)
-	return err == nil || errors.Is(err, unix.EPERM)
-}
+// Alive reports whether a process with pid runs (a zombie does not).
+func Alive(pid int) bool { return proc.Alive(pid) }

@@ -90,3 +90,111 @@ func TapsInUse() map[string]bool {
 	}
 	return out
 }
+
+// Alive reports whether pid runs: it exists and is not a zombie.
+func Alive(pid int) bool { return pid > 0 && !Exited(pid) }
+
+// Process is a process and its command line.
+type Process struct {
+	PID     int
+	Cmdline string
+}
+
+// vmmNames are the programs that run banger's guests.
+var vmmNames = []string{"qemu-system-x86_64", "firecracker", "jailer"}
+
+// VMMs lists the live VMM processes (QEMU, Firecracker, jailer) whose
+// command line names a path under dir: a VM's directory identifies its
+// VMM even when no handles file says which process it is.
+func VMMs(dir string) []Process { return VMMsIn("/proc", dir) }
+
+// VMMsIn is VMMs over a procfs mounted at root (tests use a fake one).
+func VMMsIn(root, dir string) []Process {
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return nil
+	}
+	prefix := strings.TrimSuffix(dir, "/") + "/"
+	var out []Process
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid <= 0 {
+			continue
+		}
+		raw, err := os.ReadFile(root + "/" + e.Name() + "/cmdline")
+		if err != nil || len(raw) == 0 {
+			continue // gone, or a kernel thread
+		}
+		argv := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
+		if !isVMM(argv[0]) || !mentions(argv[1:], prefix) {
+			continue
+		}
+		if root == "/proc" && Exited(pid) {
+			continue
+		}
+		out = append(out, Process{PID: pid, Cmdline: strings.Join(argv, " ")})
+	}
+	return out
+}
+
+func isVMM(arg0 string) bool {
+	base := arg0[strings.LastIndexByte(arg0, '/')+1:]
+	for _, n := range vmmNames {
+		if base == n {
+			return true
+		}
+	}
+	return false
+}
+
+// mentions reports whether an argument holds a path under prefix, alone
+// or inside a QEMU option list ("file=/state/...,format=raw").
+func mentions(args []string, prefix string) bool {
+	for _, a := range args {
+		for i := 0; i < len(a); {
+			j := strings.Index(a[i:], prefix)
+			if j < 0 {
+				break
+			}
+			if at := i + j; at == 0 || strings.ContainsRune("=,:", rune(a[at-1])) {
+				return true
+			}
+			i += j + 1
+		}
+	}
+	return false
+}
+
+// Usage is a process's CPU time and resident memory.
+type Usage struct {
+	CPUSeconds float64
+	RSSBytes   int64
+}
+
+// Stat reads pid's CPU time (user + system) and resident set size.
+func Stat(pid int) (Usage, error) {
+	var u Usage
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return u, err
+	}
+	// Fields after the parenthesised command name; utime and stime are the
+	// 14th and 15th fields of the line, in clock ticks (100 per second).
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) > 12 {
+		ut, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		u.CPUSeconds = float64(ut+st) / 100
+	}
+	status, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err == nil {
+		for _, line := range strings.Split(string(status), "\n") {
+			if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+				kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+				u.RSSBytes = kb * 1024
+			}
+		}
+	}
+	return u, nil
+}

@@ -305,6 +305,7 @@ func (s *Service) remove(ctx context.Context, id string, force bool) error {
 	if err := s.handles.drop(id); err != nil {
 		return err
 	}
+	s.killStrays(ctx, vm, 0)
 	// Record first, files second: a delete killed in between leaves a
 	// directory no record owns, which the next start-up removes.
 	if err := s.store.DeleteVM(ctx, id); err != nil {

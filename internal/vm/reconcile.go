@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/banger-dev/banger/internal/atomicfile"
 	"github.com/banger-dev/banger/internal/model"
+	"github.com/banger-dev/banger/internal/proc"
 )
 
 // OpCreate is the kind of a VM's create operation; its target is the VM's
@@ -32,6 +34,9 @@ func (s *Service) Reconcile(ctx context.Context, unfinished []string) error {
 	}
 	for _, vm := range vms {
 		if vm.State != model.StateStarting && vm.State != model.StateRunning && vm.State != model.StateStopping {
+			// Not running by the record: any VMM naming its directory is
+			// a leftover (a boot killed before it recorded anything).
+			s.killStrays(ctx, vm, 0)
 			continue
 		}
 		if err := s.reconcileOne(ctx, vm, false); err != nil {
@@ -139,6 +144,10 @@ func (s *Service) reconcileOne(ctx context.Context, vm model.VM, onlyRunning boo
 		return s.setState(ctx, &vm, model.StateRunning, "")
 	}
 	defer unlock()
+	// A boot killed between spawning its VMM and writing the handles file
+	// leaves a VMM no handles name: its command line names the VM's
+	// directory, which is what finds it.
+	s.killStrays(ctx, vm, h.PID)
 	if ok {
 		if err := d.Cleanup(ctx, h); err != nil {
 			s.log.Warn("cleaning up after dead vm", "vm", vm.Name, "err", err)
@@ -156,6 +165,21 @@ func (s *Service) reconcileOne(ctx context.Context, vm model.VM, onlyRunning boo
 	}
 	s.log.Info("vm found dead", "vm", vm.Name, "was", vm.State)
 	return s.setState(ctx, &vm, model.StateStopped, msg)
+}
+
+// killStrays kills every VMM process whose command line names vm's
+// directory, except keep (the VM's known, live process).
+func (s *Service) killStrays(ctx context.Context, vm model.VM, keep int) {
+	for _, p := range proc.VMMs(s.Dir(vm)) {
+		if p.PID == keep && keep > 0 {
+			continue
+		}
+		s.log.Warn("killing a VMM no handles record", "vm", vm.Name, "pid", p.PID)
+		_ = syscall.Kill(p.PID, syscall.SIGKILL)
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		proc.WaitExit(wctx, p.PID)
+		cancel()
+	}
 }
 
 // LiveTaps lists the taps that running VMs hold; everything else banger

@@ -5,6 +5,8 @@
 package vmm
 
 import (
+	"github.com/banger-dev/banger/internal/proc"
+
 	"context"
 	"fmt"
 	"os"
@@ -126,32 +128,11 @@ type StatsReader interface {
 // ProcessStats fills CPU time and resident memory of the VMM process from
 // /proc, which is the same for every driver.
 func ProcessStats(pid int) (Stats, error) {
-	var st Stats
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	u, err := proc.Stat(pid)
 	if err != nil {
-		return st, fmt.Errorf("reading vmm process stats: %w", err)
+		return Stats{}, fmt.Errorf("reading vmm process stats: %w", err)
 	}
-	// Fields after the parenthesised command name; utime and stime are the
-	// 14th and 15th fields of the line, in clock ticks (100 per second on
-	// Linux).
-	s := string(b)
-	rest := s[strings.LastIndexByte(s, ')')+2:]
-	f := strings.Fields(rest)
-	if len(f) > 12 {
-		ut, _ := strconv.ParseInt(f[11], 10, 64)
-		stt, _ := strconv.ParseInt(f[12], 10, 64)
-		st.CPUSeconds = float64(ut+stt) / 100
-	}
-	status, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err == nil {
-		for _, line := range strings.Split(string(status), "\n") {
-			if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-				kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-				st.MemoryRSSBytes = kb * 1024
-			}
-		}
-	}
-	return st, nil
+	return Stats{CPUSeconds: u.CPUSeconds, MemoryRSSBytes: u.RSSBytes}, nil
 }
 
 // TapStats reads a tap's host-side counters and turns them to the guest's
