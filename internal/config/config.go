@@ -50,7 +50,7 @@ type File struct {
 // Defaults are the values used for keys the file leaves out.
 var Defaults = File{
 	SocketGroup:   "banger",
-	Subnet:        "172.16.0.0/24",
+	Subnet:        model.DefaultSubnetStr,
 	DefaultImage:  "debian-12",
 	DefaultVCPUs:  2,
 	DefaultMemory: "1G",
@@ -58,11 +58,11 @@ var Defaults = File{
 	StopTimeout:   "15s",
 	OpRetention:   "1h",
 	LogLevel:      "info",
-	Bridge:        "banger0",
+	Bridge:        model.DefaultBridge,
 	VMM:           "auto",
 	OverlaySize:   "8G",
 	BootTimeout:   "180s",
-	DebianMirror:  "http://deb.debian.org/debian",
+	DebianMirror:  model.DefaultDebianMirror,
 
 	FirecrackerBinary: "firecracker",
 	JailerBinary:      "jailer",
@@ -132,12 +132,12 @@ func (f File) parse() (Config, error) {
 		FirecrackerBinary: f.FirecrackerBinary, Jailer: f.Jailer, JailerBinary: f.JailerBinary,
 		JailerUID: f.JailerUID, JailerGID: f.JailerGID, JailerChrootBase: f.JailerChrootBase}
 	var err error
-	if c.Subnet, err = netip.ParsePrefix(f.Subnet); err != nil || !c.Subnet.Addr().Is4() {
-		return Config{}, fmt.Errorf("subnet %q is not an IPv4 CIDR such as 172.16.0.0/24", f.Subnet)
+	if c.Subnet, err = netip.ParsePrefix(f.Subnet); err != nil {
+		return Config{}, fmt.Errorf("subnet %q is not an IPv4 CIDR such as %s", f.Subnet, model.DefaultSubnetStr)
 	}
 	c.Subnet = c.Subnet.Masked()
-	if b := c.Subnet.Bits(); b < 16 || b > 29 {
-		return Config{}, fmt.Errorf("subnet %s: prefix length must be between /16 and /29", c.Subnet)
+	if err := model.ValidateSubnet(c.Subnet); err != nil {
+		return Config{}, err
 	}
 	if err := model.ValidateImageRef(c.DefaultImage); err != nil {
 		return Config{}, fmt.Errorf("default_image: %w", err)

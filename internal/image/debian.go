@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/banger-dev/banger/internal/host/run"
+	"github.com/banger-dev/banger/internal/model"
 )
 
 // debianBuilderVersion names the build steps. Bump it whenever BuildDebian
@@ -24,7 +25,7 @@ const debianBuilderVersion = 1
 
 // Defaults for DebianOptions.
 const (
-	DefaultDebianMirror = "http://deb.debian.org/debian"
+	DefaultDebianMirror = model.DefaultDebianMirror
 	DefaultDebianSuite  = "bookworm"
 )
 

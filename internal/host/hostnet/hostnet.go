@@ -34,14 +34,14 @@ import (
 
 // Defaults for the zero values of Config.
 const (
-	DefaultBridge    = "banger0"
+	DefaultBridge    = model.DefaultBridge
 	DefaultTable     = "banger"
 	DefaultTapPrefix = "bgtap"
 	DefaultPoolSize  = 2
 )
 
 // DefaultSubnet is used when Config.Subnet is the zero Prefix.
-var DefaultSubnet = netip.MustParsePrefix("172.16.0.0/24")
+var DefaultSubnet = model.DefaultSubnet
 
 // ipForwardPath is the sysctl Ensure sets to 1 (per network namespace).
 const ipForwardPath = "/proc/sys/net/ipv4/ip_forward"
@@ -129,11 +129,8 @@ func (m *Manager) validate() error {
 	if m.isTap(c.Bridge) {
 		return fmt.Errorf("invalid bridge name %q: it looks like one of banger's taps (prefix %q)", c.Bridge, c.TapPrefix)
 	}
-	if !c.Subnet.Addr().Is4() {
-		return fmt.Errorf("invalid subnet %s: only IPv4 subnets are supported", c.Subnet)
-	}
-	if c.Subnet.Bits() > 30 || c.Subnet.Bits() < 8 {
-		return fmt.Errorf("invalid subnet %s: the prefix length must be between 8 and 30", c.Subnet)
+	if err := model.ValidateSubnet(c.Subnet); err != nil {
+		return fmt.Errorf("invalid host network: %w", err)
 	}
 	if c.Table == "" || len(c.Table) > 255 || strings.ContainsAny(c.Table, " \t\n") {
 		return fmt.Errorf("invalid nftables table name %q", c.Table)
