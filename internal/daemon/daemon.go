@@ -66,6 +66,7 @@ type Daemon struct {
 	// driverReason says why this driver was chosen; kvm is the probe's
 	// verdict behind it.
 	driverReason string
+	notRoot      bool
 	kvm          kvmprobe.Verdict
 	started      time.Time
 	// shutdown asks Run to return; daemon.shutdown calls it. teardown
@@ -157,7 +158,7 @@ func Run(ctx context.Context, opts Options) error {
 	driver, reason := drv.def, drv.reason
 	d := &Daemon{
 		opts: opts, cfg: cfg, layout: layout, log: log, store: st, ops: ops,
-		driver: driver, driverReason: reason, kvm: drv.kvm, started: time.Now(), shutdown: cancel, life: ctx,
+		driver: driver, driverReason: reason, notRoot: drv.notRoot, kvm: drv.kvm, started: time.Now(), shutdown: cancel, life: ctx,
 	}
 	d.groupID, d.hasGroup = config.GroupID(cfg.SocketGroup)
 
@@ -346,7 +347,9 @@ type drivers struct {
 	def    vmm.Driver
 	all    []vmm.Driver
 	reason string
-	kvm    kvmprobe.Verdict
+	// notRoot says no driver runs because the daemon is not root.
+	notRoot bool
+	kvm     kvmprobe.Verdict
 }
 
 // selectDriver picks the default driver from config (or BANGER_VMM):
@@ -365,7 +368,7 @@ func selectDriver(ctx context.Context, cfg config.Config, kernel, agent, probeCa
 	}
 	if uid := os.Geteuid(); uid != 0 {
 		reason := fmt.Sprintf("bangerd runs as uid %d, but booting VMs needs root for the bridge, taps and nftables; start the daemon as root (sudo banger daemon start); members of its socket group then reach it from their own accounts", uid)
-		return drivers{def: vmm.None{Reason: reason}, all: []vmm.Driver{qemu.New("tcg"), fc}, reason: reason}
+		return drivers{def: vmm.None{Reason: reason}, all: []vmm.Driver{qemu.New("tcg"), fc}, reason: reason, notRoot: true}
 	}
 	verdict, _ := kvmprobe.Probe(ctx, kernel, agent, probeCache)
 	accel, accelWhy := "tcg", "TCG, because "+verdict.Reason

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 
 	"github.com/banger-dev/banger/internal/api"
@@ -44,7 +43,9 @@ type doctorFacts struct {
 	invErr  error
 }
 
-func (f *doctorFacts) Driver() (string, string) { return f.d.driver.Name(), f.d.driverReason }
+func (f *doctorFacts) Driver() (string, string, bool) {
+	return f.d.driver.Name(), f.d.driverReason, f.d.notRoot
+}
 
 // KVM runs the probe (its boot verdict is cached) on the default image's
 // kernel, or any local image's, since the daemon's start-up verdict may
@@ -94,7 +95,7 @@ func (f *doctorFacts) Network(ctx context.Context) doctor.Network {
 	switch {
 	case err == nil:
 		return doctor.Network{}
-	case strings.HasPrefix(err.Error(), "listing links"):
+	case errors.Is(err, hostnet.ErrLinks):
 		return doctor.Network{LinksErr: err}
 	default:
 		return doctor.Network{NFTErr: err}

@@ -115,8 +115,9 @@ type Owned struct {
 
 // Facts is everything the checks look at.
 type Facts interface {
-	// Driver is the VMM driver the daemon chose ("none" if none) and why.
-	Driver() (name, reason string)
+	// Driver is the VMM driver the daemon chose ("none" if none) and why;
+	// notRoot says none runs because the daemon is not root.
+	Driver() (name, reason string, notRoot bool)
 	// KVM probes (or recalls) whether KVM can run guests.
 	KVM(ctx context.Context) KVM
 	// Binary finds a program on PATH and, when versionArgs are given, runs
@@ -206,13 +207,13 @@ func (c *checker) add(name string, s Status, detail, fix string) {
 }
 
 func (c *checker) driver() {
-	name, reason := c.f.Driver()
+	name, reason, notRoot := c.f.Driver()
 	if name != "none" && name != "" {
 		c.add(NameDriver, OK, name+": "+reason, "")
 		return
 	}
 	fix := "install a VMM: " + FixQEMU + " (or Firecracker on a host with working KVM)"
-	if strings.Contains(reason, "needs root") || strings.Contains(reason, "uid") {
+	if notRoot {
 		fix = "run the daemon as root: banger daemon stop; sudo banger daemon start"
 	}
 	c.add(NameDriver, Fail, "no VM driver can run guests: "+reason, fix)
@@ -225,7 +226,7 @@ func (c *checker) kvm(ctx context.Context) KVM {
 		return v
 	}
 	detail := v.Reason
-	if name, _ := c.f.Driver(); name == "qemu" {
+	if name, _, _ := c.f.Driver(); name == "qemu" {
 		detail += "; using QEMU with TCG"
 	}
 	var fix string

@@ -14,6 +14,7 @@ import (
 // check passes.
 type fakeFacts struct {
 	driver, reason string
+	notRoot        bool
 	kvm            KVM
 	bins           map[string]Binary
 	tun            error
@@ -50,7 +51,7 @@ func healthy() *fakeFacts {
 	}
 }
 
-func (f *fakeFacts) Driver() (string, string)                    { return f.driver, f.reason }
+func (f *fakeFacts) Driver() (string, string, bool)              { return f.driver, f.reason, f.notRoot }
 func (f *fakeFacts) KVM(context.Context) KVM                     { return f.kvm }
 func (f *fakeFacts) Tun() error                                  { return f.tun }
 func (f *fakeFacts) Network(context.Context) Network             { return f.net }
@@ -167,7 +168,7 @@ func TestSituations(t *testing.T) {
 		{
 			name: "daemon not root",
 			change: func(f *fakeFacts) {
-				f.driver, f.reason = "none", "bangerd runs as uid 1000, but booting VMs needs root"
+				f.driver, f.reason, f.notRoot = "none", "bangerd runs as uid 1000, but booting VMs needs root", true
 			},
 			want:  map[string]Status{NameDriver: Fail},
 			check: NameDriver, detail: "uid 1000", fix: "sudo banger daemon start",

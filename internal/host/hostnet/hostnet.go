@@ -285,13 +285,17 @@ func ensureIPForward() error {
 	return nil
 }
 
+// ErrLinks marks a failure to list network links (rather than nftables
+// tables), so callers can say which half of the host they cannot read.
+var ErrLinks = errors.New("listing links")
+
 // Inventory lists what banger owns on the host: the bridge if present,
 // the taps named TapPrefix+N, and whether banger's nftables table exists.
 func (m *Manager) Inventory(ctx context.Context) (Inventory, error) {
 	var inv Inventory
 	links, err := linkList()
 	if err != nil {
-		return inv, fmt.Errorf("listing links: %w", err)
+		return inv, fmt.Errorf("%w: %w", ErrLinks, err)
 	}
 	for _, l := range links {
 		name := l.Attrs().Name
