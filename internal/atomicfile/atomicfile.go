@@ -7,6 +7,7 @@ package atomicfile
 
 import (
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,7 +27,20 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 // WriteWith creates path atomically: write fills the temporary file (it
 // may also run a program on f.Name()), which is then synced and renamed
 // into place with mode perm.
-func WriteWith(path string, perm os.FileMode, write func(f *os.File) error) (err error) {
+func WriteWith(path string, perm os.FileMode, write func(f *os.File) error) error {
+	return put(path, perm, write, false)
+}
+
+// CreateWith is WriteWith that never replaces: it fails with an error
+// matching fs.ErrExist when path exists, before or by the time it is done.
+func CreateWith(path string, perm os.FileMode, write func(f *os.File) error) error {
+	if _, err := os.Lstat(path); err == nil {
+		return fmt.Errorf("creating %s: %w", path, fs.ErrExist)
+	}
+	return put(path, perm, write, true)
+}
+
+func put(path string, perm os.FileMode, write func(f *os.File) error, exclusive bool) (err error) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
@@ -53,7 +67,15 @@ func WriteWith(path string, perm os.FileMode, write func(f *os.File) error) (err
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("closing %s: %w", path, err)
 	}
-	if err := os.Rename(f.Name(), path); err != nil {
+	if exclusive {
+		// A hard link fails if path appeared meanwhile; the temporary
+		// name goes either way.
+		err := os.Link(f.Name(), path)
+		os.Remove(f.Name())
+		if err != nil {
+			return fmt.Errorf("creating %s: %w", path, err)
+		}
+	} else if err := os.Rename(f.Name(), path); err != nil {
 		return fmt.Errorf("renaming into %s: %w", path, err)
 	}
 	// The rename is durable once the directory is synced.

@@ -2,6 +2,7 @@ package atomicfile
 
 import (
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -46,5 +47,19 @@ func TestCleanTemps(t *testing.T) {
 	removed, err := CleanTemps(dir)
 	if err != nil || len(removed) != 1 || removed[0] != ".work.ext4.tmp-123" {
 		t.Fatalf("removed %v, %v", removed, err)
+	}
+}
+
+func TestCreateWithNeverReplaces(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "disk")
+	write := func(f *os.File) error { _, err := f.Write([]byte("new")); return err }
+	if err := CreateWith(p, 0o600, write); err != nil {
+		t.Fatal(err)
+	}
+	if err := CreateWith(p, 0o600, write); !errors.Is(err, fs.ErrExist) {
+		t.Fatalf("second create: %v, want ErrExist", err)
+	}
+	if entries, _ := os.ReadDir(filepath.Dir(p)); len(entries) != 1 {
+		t.Fatalf("files left: %v", entries)
 	}
 }

@@ -17,9 +17,9 @@ import (
 // CreateExt4 makes a sparse file of sizeMiB at path and formats it ext4
 // with label. The disk is made under a temporary name and renamed into
 // place when formatted, so path is a whole disk or absent, even when the
-// daemon and mkfs are killed halfway.
+// daemon and mkfs are killed halfway. An existing disk is never replaced.
 func CreateExt4(ctx context.Context, path string, sizeMiB int64, label string) error {
-	return atomicfile.WriteWith(path, 0o600, func(f *os.File) error {
+	return atomicfile.CreateWith(path, 0o600, func(f *os.File) error {
 		if err := f.Truncate(sizeMiB << 20); err != nil {
 			return fmt.Errorf("sizing disk: %w", err)
 		}
