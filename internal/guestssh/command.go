@@ -93,7 +93,9 @@ func RunForwarding(ctx context.Context, sess *ssh.Session, cmd string) (int, err
 		case <-ctx.Done():
 			_ = sess.Signal(ssh.SIGTERM)
 			_ = sess.Close()
-			<-done
+			if err := <-done; err != nil {
+				return -1, fmt.Errorf("remote command ended by %w: %w", ctx.Err(), err)
+			}
 			return -1, ctx.Err()
 		}
 	}
