@@ -29,6 +29,13 @@ func main() {
 		}
 		os.Exit(agent.Exec(o, os.Stderr))
 	}
+	if len(os.Args) == 4 && os.Args[1] == "kill" {
+		if err := agent.Kill(os.Args[2], os.Args[3]); err != nil {
+			fmt.Fprintln(os.Stderr, "banger-agent:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if len(os.Args) != 2 {
 		usage()
 	}
@@ -47,6 +54,6 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: banger-agent serve | version | exec [--env K=V]... [--workdir D] [--user U] -- CMD...\n(as PID 1 it boots the guest: it is the initramfs's /init)")
+	fmt.Fprintln(os.Stderr, "usage: banger-agent serve | version | exec [--env K=V]... [--workdir D] [--user U] [--token T] -- CMD... | kill TOKEN SIGNAL\n(as PID 1 it boots the guest: it is the initramfs's /init)")
 	os.Exit(2)
 }

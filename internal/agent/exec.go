@@ -19,10 +19,48 @@ import (
 
 // ExecOptions shape the command of an SSH session.
 type ExecOptions struct {
-	Env     []string // KEY=VALUE, on top of the session's environment
-	Dir     string   // working directory ("" keeps the session's)
-	User    string   // user name or uid ("" keeps the session's)
+	Env  []string // KEY=VALUE, on top of the session's environment
+	Dir  string   // working directory ("" keeps the session's)
+	User string   // user name or uid ("" keeps the session's)
+	// Token names the command for `banger-agent kill TOKEN SIGNAL`, the
+	// way the host signals it when the guest's sshd refuses SSH signal
+	// requests (OpenSSH before 9.5 does).
+	Token   string
 	Command []string
+}
+
+// execDir holds one file per running command with a token: its process
+// group.
+const execDir = "/run/banger/exec"
+
+// validToken is 8 to 64 lowercase hex digits or letters.
+func validToken(t string) bool {
+	if len(t) < 8 || len(t) > 64 {
+		return false
+	}
+	return strings.Trim(t, "abcdefghijklmnopqrstuvwxyz0123456789") == ""
+}
+
+// Kill sends a signal (a name such as INT or TERM) to the process group of
+// the command running with token.
+func Kill(token, sig string) error {
+	if !validToken(token) {
+		return fmt.Errorf("kill: bad token %q", token)
+	}
+	signals := map[string]syscall.Signal{"INT": syscall.SIGINT, "TERM": syscall.SIGTERM, "HUP": syscall.SIGHUP, "QUIT": syscall.SIGQUIT, "KILL": syscall.SIGKILL}
+	s, ok := signals[strings.TrimPrefix(sig, "SIG")]
+	if !ok {
+		return fmt.Errorf("kill: unknown signal %q", sig)
+	}
+	b, err := os.ReadFile(filepath.Join(execDir, token))
+	if err != nil {
+		return fmt.Errorf("kill: no command with that token: %w", err)
+	}
+	pgid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pgid <= 1 {
+		return fmt.Errorf("kill: bad process group in %s", token)
+	}
+	return syscall.Kill(-pgid, s)
 }
 
 // ParseExecArgs reads `exec [--env K=V]... [--workdir D] [--user U] -- CMD...`.
@@ -38,7 +76,7 @@ func ParseExecArgs(args []string) (ExecOptions, error) {
 				return o, errors.New("exec: no command after --")
 			}
 			return o, nil
-		case (a == "--env" || a == "--workdir" || a == "--user") && len(args) > 0:
+		case (a == "--env" || a == "--workdir" || a == "--user" || a == "--token") && len(args) > 0:
 			v := args[0]
 			args = args[1:]
 			switch a {
@@ -51,6 +89,11 @@ func ParseExecArgs(args []string) (ExecOptions, error) {
 				o.Dir = v
 			case "--user":
 				o.User = v
+			case "--token":
+				if !validToken(v) {
+					return o, fmt.Errorf("exec: bad token %q", v)
+				}
+				o.Token = v
 			}
 		default:
 			return o, fmt.Errorf("exec: unexpected %q", a)
@@ -98,6 +141,13 @@ func Exec(o ExecOptions, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "banger: starting %s: %v\n", o.Command[0], err)
 		return 126
+	}
+	if o.Token != "" {
+		f := filepath.Join(execDir, o.Token)
+		if err := os.MkdirAll(execDir, 0o700); err == nil {
+			_ = os.WriteFile(f, []byte(strconv.Itoa(p.Pid)+"\n"), 0o600)
+			defer os.Remove(f)
+		}
 	}
 	done := make(chan struct{})
 	go func() {

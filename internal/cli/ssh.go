@@ -77,7 +77,7 @@ func (a *app) runRemote(ctx context.Context, c *ssh.Client, argv []string, e exe
 		sess.Stdin = a.streams.In
 		sess.Stdout, sess.Stderr = a.streams.Out, a.streams.Err
 	}
-	return guestssh.RunForwarding(ctx, sess, x.CommandLine())
+	return guestssh.RunForwarding(ctx, c, sess, x)
 }
 
 // startTerminal requests a PTY the size of the local terminal, puts the

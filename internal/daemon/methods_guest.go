@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"time"
 
 	"github.com/banger-dev/banger/internal/api"
 	"github.com/banger-dev/banger/internal/guestssh"
@@ -16,12 +17,13 @@ import (
 )
 
 func (d *Daemon) vmSSHInfo(ctx context.Context, _ rpc.Caller, p api.VMRef) (api.SSHInfo, error) {
-	v, err := d.vms.Get(ctx, p.Name)
+	// A VM that is still being created or booted is waited for, as long
+	// as a boot may take.
+	wctx, cancel := context.WithTimeout(ctx, d.cfg.BootTimeout+30*time.Second)
+	defer cancel()
+	v, err := d.vms.WaitRunning(wctx, p.Name)
 	if err != nil {
 		return api.SSHInfo{}, err
-	}
-	if v.State != model.StateRunning {
-		return api.SSHInfo{}, model.Errorf(model.ErrState, "vm %s is %s; start it with `banger vm start %s`", v.Name, v.State, v.Name)
 	}
 	hostKey, err := d.boot.HostKey(v)
 	if err != nil {

@@ -2,6 +2,8 @@ package guestssh
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/signal"
@@ -36,6 +38,15 @@ type Exec struct {
 	User string
 	// TTY gives the command a terminal; the terminal then delivers signals.
 	TTY bool
+	// Token names the command so that RunForwarding can signal it.
+	Token string
+}
+
+// NewToken makes a command token.
+func NewToken() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // CommandLine is the remote command line for e. Without a TTY it runs the
@@ -52,6 +63,9 @@ func (e Exec) CommandLine() string {
 	}
 	if e.User != "" {
 		opts = append(opts, "--user", e.User)
+	}
+	if e.Token != "" {
+		opts = append(opts, "--token", e.Token)
 	}
 	plain := e.Argv
 	if e.User != "" {
@@ -71,11 +85,17 @@ func (e Exec) CommandLine() string {
 	return "if [ -x " + h + " ]; then exec " + h + " exec " + Quote(append(append(opts, "--"), e.Argv...)) + "; fi; " + fallback
 }
 
-// RunForwarding runs cmd in a session, forwarding SIGINT, SIGTERM and
-// SIGHUP that this process receives to the remote command, and returns
-// the remote exit status (128+signal for a command a signal ended, as a
-// shell reports it). ctx ending sends SIGTERM and closes the session.
-func RunForwarding(ctx context.Context, sess *ssh.Session, cmd string) (int, error) {
+// RunForwarding runs e in sess, forwarding SIGINT, SIGTERM and SIGHUP that
+// this process receives to the remote command, and returns the remote exit
+// status (128+signal for a command a signal ended, as a shell reports it).
+// A signal goes both as an SSH signal request and, because sshd before
+// OpenSSH 9.5 refuses those, through `banger-agent kill` in a second
+// session over c. ctx ending sends SIGTERM and closes the session.
+func RunForwarding(ctx context.Context, c *ssh.Client, sess *ssh.Session, e Exec) (int, error) {
+	if !e.TTY && e.Token == "" {
+		e.Token = NewToken()
+	}
+	cmd := e.CommandLine()
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
@@ -89,7 +109,16 @@ func RunForwarding(ctx context.Context, sess *ssh.Session, cmd string) (int, err
 		case err := <-done:
 			return ExitCode(err)
 		case s := <-sigs:
-			_ = sess.Signal(sshSignal(s))
+			sig := sshSignal(s)
+			_ = sess.Signal(sig)
+			if e.Token != "" {
+				go func() {
+					if k, err := c.NewSession(); err == nil {
+						_ = k.Run(Quote([]string{guest.ExecPath, "kill", e.Token, string(sig)}))
+						k.Close()
+					}
+				}()
+			}
 		case <-ctx.Done():
 			_ = sess.Signal(ssh.SIGTERM)
 			_ = sess.Close()
