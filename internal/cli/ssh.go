@@ -7,6 +7,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -77,7 +78,13 @@ func (a *app) runRemote(ctx context.Context, c *ssh.Client, argv []string, e exe
 		sess.Stdin = a.streams.In
 		sess.Stdout, sess.Stderr = a.streams.Out, a.streams.Err
 	}
-	return guestssh.RunForwarding(ctx, c, sess, x)
+	// A VM that dies under the command ends it within seconds.
+	gone := guestssh.KeepAlive(c, 2*time.Second, 3)
+	code, err := guestssh.RunForwarding(ctx, c, sess, x)
+	if gone() {
+		return -1, guestssh.ErrGuestGone
+	}
+	return code, err
 }
 
 // startTerminal requests a PTY the size of the local terminal, puts the

@@ -4,11 +4,15 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -138,4 +142,53 @@ func sshSignal(s os.Signal) ssh.Signal {
 		return ssh.SIGHUP
 	}
 	return ssh.SIGTERM
+}
+
+// ErrGuestGone means the guest stopped answering keepalives.
+var ErrGuestGone = errors.New("the vm stopped answering (it was stopped, deleted or crashed)")
+
+// KeepAlive probes c every interval and closes it when misses probes in a
+// row go unanswered, so a session on a VM that died ends within seconds
+// instead of waiting for TCP to give up. It returns a function that stops
+// probing and reports whether the guest was declared gone.
+func KeepAlive(c *ssh.Client, interval time.Duration, misses int) func() bool {
+	stop := make(chan struct{})
+	var gone atomic.Bool
+	go func() {
+		missed := 0
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+			reply := make(chan error, 1)
+			go func() {
+				_, _, err := c.SendRequest("keepalive@openssh.com", true, nil)
+				reply <- err
+			}()
+			select {
+			case err := <-reply:
+				if err == nil {
+					missed = 0
+					continue
+				}
+			case <-time.After(interval):
+			case <-stop:
+				return
+			}
+			if missed++; missed >= misses {
+				gone.Store(true)
+				c.Close()
+				return
+			}
+		}
+	}()
+	var once sync.Once
+	return func() bool {
+		once.Do(func() { close(stop) })
+		return gone.Load()
+	}
 }

@@ -149,7 +149,24 @@ func TestRunRmLifetimesAndSignals(t *testing.T) {
 	if r := w.banger("vm", "prune", "--all"); r.code != 2 || !strings.Contains(r.stderr, "--force") {
 		t.Fatalf("prune --all without a terminal or --force: exit %d, %q", r.code, r.stderr)
 	}
-	w.ok("vm", "stop", "stays")
+	// A VM that dies under a command ends the client within seconds.
+	cmd, out = w.start("vm", "ssh", "stays", "--", "sh", "-c", "echo ready; sleep 300")
+	waitLine(t, out, "ready")
+	_ = syscall.Kill(w.handles(w.show("stays")).PID, syscall.SIGKILL)
+	died := time.Now()
+	if code := exitCode(cmd.Wait()); code != 1 {
+		t.Fatalf("vm ssh on a vm that died: exit %d, want 1", code)
+	}
+	if d := time.Since(died); d > 20*time.Second {
+		t.Fatalf("vm ssh took %s to notice its vm died", d)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for w.show("stays").State != "stopped" {
+		if time.Now().After(deadline) {
+			t.Fatalf("the dead vm is still %s", w.show("stays").State)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 	if out := w.ok("vm", "prune"); out != "stays\n" {
 		t.Fatalf("prune of a stopped vm: %q", out)
 	}
