@@ -107,8 +107,9 @@ func ParseExecArgs(args []string) (ExecOptions, error) {
 // that the session receives (sshd delivers the client's signals to us)
 // passed to the whole group, and ended (HUP, then KILL two seconds later)
 // when the session's output goes away, that is when the client hung up.
-// It returns the status a shell would report: the exit code, or 128 plus
-// the signal that killed the command.
+// When the command exits, the rest of its group gets SIGHUP. It returns
+// the status a shell would report: the exit code, or 128 plus the signal
+// that killed the command.
 func Exec(o ExecOptions, stderr io.Writer) int {
 	path, err := lookPath(o.Command[0])
 	if err != nil {
@@ -163,6 +164,11 @@ func Exec(o ExecOptions, stderr io.Writer) int {
 	go watchHangup(p.Pid, done)
 	st, err := p.Wait()
 	close(done)
+	// What the command left running in its group goes with it (SIGHUP, as
+	// a terminal's hang-up would): otherwise a background child holding
+	// the session's output keeps the client waiting. setsid, or nohup with
+	// the output redirected, keeps something running on purpose.
+	_ = syscall.Kill(-p.Pid, syscall.SIGHUP)
 	if err != nil {
 		fmt.Fprintf(stderr, "banger: waiting for %s: %v\n", o.Command[0], err)
 		return 126

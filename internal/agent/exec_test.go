@@ -3,6 +3,8 @@ package agent
 import (
 	"bytes"
 	"os"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -46,5 +48,27 @@ func TestExecStatusAndSignals(t *testing.T) {
 	}
 	if time.Since(start) > 10*time.Second {
 		t.Fatal("sleep was not interrupted")
+	}
+}
+
+// A background child the command leaves behind does not keep the session
+// open: it gets SIGHUP when the command exits.
+func TestExecEndsLeftovers(t *testing.T) {
+	var errb bytes.Buffer
+	pidFile := t.TempDir() + "/pid"
+	if got := Exec(ExecOptions{Command: []string{"sh", "-c", `sleep 30 & echo $! > ` + pidFile + `; exit 4`}}, &errb); got != 4 {
+		t.Fatalf("got %d", got)
+	}
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	deadline := time.Now().Add(5 * time.Second)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("background child %d survived its command", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
