@@ -1,0 +1,207 @@
+package e2e
+
+import (
+	"bufio"
+	"encoding/json"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// killDaemon SIGKILLs the daemon, and with children also every process of
+// its group (as a cgroup or process-group kill does: a mkfs it runs dies
+// with it; VMMs run in their own sessions and survive).
+func (w *world) killDaemon(children bool) {
+	w.t.Helper()
+	pid := w.daemonPID()
+	if children {
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+	}
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+	waitGone(w.t, pid)
+}
+
+// invariants checks that the records are truthful and nothing is left
+// that no record owns: every VM dir has a record, every VMM belongs to a
+// VM recorded running, every tap to such a VM or to the pool, and a VM
+// can be created, booted and deleted again.
+func (w *world) invariants(what string) {
+	t := w.t
+	t.Helper()
+	vms := w.listQuiet()
+	byID := map[string]vmJSON{}
+	for _, v := range vms {
+		byID[v.ID] = v
+		if v.State == "starting" || v.State == "stopping" {
+			t.Fatalf("%s: vm %s left in transitional state %s", what, v.Name, v.State)
+		}
+	}
+	entries, _ := os.ReadDir(filepath.Join(w.stateDir, "vms"))
+	for _, e := range entries {
+		if _, ok := byID[e.Name()]; !ok {
+			t.Fatalf("%s: vm directory %s has no record", what, e.Name())
+		}
+		for _, f := range listDir(filepath.Join(w.stateDir, "vms", e.Name())) {
+			if strings.Contains(f, ".tmp-") {
+				t.Fatalf("%s: half-written file %s left", what, f)
+			}
+		}
+	}
+	running := map[int]bool{}
+	held := map[string]bool{}
+	for _, v := range vms {
+		if v.State == "running" {
+			h := w.handles(v)
+			running[h.PID] = true
+			held[h.Tap] = true
+		}
+	}
+	for _, pid := range w.vmmPIDs() {
+		if !running[pid] {
+			t.Fatalf("%s: VMM %d belongs to no running vm (vms %+v)", what, pid, vms)
+		}
+	}
+	pooled := 0
+	for _, line := range strings.Split(w.links(), "\n") {
+		if i := strings.Index(line, "bgtap"); i >= 0 {
+			name := strings.TrimRight(strings.Fields(line[i:])[0], ":@")
+			if !held[name] {
+				pooled++
+			}
+		}
+	}
+	if pooled > 2 {
+		t.Fatalf("%s: %d taps held by no vm (the pool keeps 2):\n%s", what, pooled, w.links())
+	}
+}
+
+func listDir(dir string) []string {
+	entries, _ := os.ReadDir(dir)
+	var out []string
+	for _, e := range entries {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+// The daemon is killed with SIGKILL at named points of create, start and
+// delete, with and without its children; every time, the restarted daemon
+// leaves the records truthful and nothing unowned, and work goes on.
+func TestFaultSweep(t *testing.T) {
+	w := newWorld(t)
+	w.ok("daemon", "start")
+
+	// create: right after --detach returns (the disks are being made).
+	for _, children := range []bool{false, true} {
+		w.ok("vm", "create", "k1", "--detach")
+		w.killDaemon(children)
+		w.invariants("kill after create --detach")
+		if vms := w.listQuiet(); len(vms) != 0 {
+			t.Fatalf("an interrupted create left %+v", vms)
+		}
+	}
+
+	// create: just after the VMM was spawned (its handles not yet written).
+	w.ok("vm", "create", "k2", "--detach")
+	waitFor(t, "a VMM for k2", func() bool { return len(w.vmmPIDs()) > 0 })
+	w.killDaemon(false)
+	w.invariants("kill just after the VMM spawned")
+
+	// start: the same, on an existing stopped VM.
+	w.ok("vm", "create", "k3", "--no-start")
+	go w.banger("vm", "start", "k3")
+	waitFor(t, "a VMM for k3", func() bool { return len(w.vmmPIDs()) > 0 })
+	w.killDaemon(true)
+	w.invariants("kill during start")
+	if v := w.show("k3"); v.State != "stopped" && v.State != "running" {
+		t.Fatalf("k3 after a kill during start: %s", v.State)
+	}
+
+	// delete: a few milliseconds in.
+	w.ok("vm", "create", "k4")
+	go w.banger("vm", "delete", "--force", "k4")
+	time.Sleep(300 * time.Millisecond)
+	w.killDaemon(false)
+	w.invariants("kill during delete")
+
+	// A second daemon on the same socket with another state dir touches
+	// nothing: k4 (if it survived) or a fresh VM keeps its tap.
+	w.ok("vm", "create", "live")
+	live := w.show("live")
+	tap := w.handles(live).Tap
+	second := exec.Command("ip", "netns", "exec", w.ns, filepath.Join(binDir, "bangerd"),
+		"--socket", w.socket, "--state-dir", filepath.Join(w.dir, "other"), "--config", w.config)
+	if out, err := second.CombinedOutput(); err == nil || !strings.Contains(string(out), "another bangerd") {
+		t.Fatalf("a second daemon on the socket: %v\n%s", err, out)
+	}
+	if !strings.Contains(w.links(), tap+":") && !strings.Contains(w.links(), tap+"@") {
+		t.Fatalf("a second daemon removed running vm's tap %s:\n%s", tap, w.links())
+	}
+	if out := w.ok("vm", "ssh", "live", "--", "echo", "ok"); out != "ok\n" {
+		t.Fatalf("live vm after the second daemon: %q", out)
+	}
+
+	// Socket abuse, bounded: {} and null are answered, a half line times
+	// out without blocking others, and the daemon keeps serving.
+	for _, msg := range []string{`{}`, `null`} {
+		if resp := rawCall(t, w.socket, msg); !strings.Contains(resp, `"code":-32600`) {
+			t.Fatalf("%s answered %q", msg, resp)
+		}
+	}
+	var conns []net.Conn
+	for i := 0; i < 300; i++ {
+		c, err := net.Dial("unix", w.socket)
+		if err != nil {
+			break
+		}
+		conns = append(conns, c)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	w.ok("vm", "list")
+
+	// And the system still works end to end.
+	w.ok("vm", "create", "after")
+	w.ok("vm", "delete", "--force", "after")
+	w.invariants("after the sweep")
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within 3 minutes", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// rawCall sends one raw line on the socket and returns the answer line.
+func rawCall(t *testing.T, socket, line string) string {
+	t.Helper()
+	c, err := net.Dial("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write([]byte(line + "\n")); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		t.Fatalf("no answer to %s: %v", line, err)
+	}
+	var v map[string]any
+	if json.Unmarshal([]byte(resp), &v) != nil {
+		t.Fatalf("answer to %s is not JSON: %q", line, resp)
+	}
+	return resp
+}
