@@ -208,9 +208,6 @@ func generate(ctx context.Context, repo string, files, commits int, env []string
 	written := 0
 	for c := 0; c < commits; c++ {
 		fmt.Fprintf(w, "commit refs/heads/main\ncommitter Bench <bench@example.com> %d +0000\ndata <<EOF\ncommit %d\nEOF\n", 1700000000+c, c)
-		if c > 0 {
-			fmt.Fprintf(w, "from refs/heads/main^0\n")
-		}
 		// Each commit adds new files until the tree is full, and edits an
 		// older one, so history holds real deltas.
 		for k := 0; k < perCommit && written < files; k++ {
@@ -227,12 +224,13 @@ func generate(ctx context.Context, repo string, files, commits int, env []string
 			fmt.Fprintf(w, "M 100644 inline README\ndata 7\nbench\n\n")
 		}
 	}
-	if err := w.Flush(); err != nil {
-		return err
-	}
+	werr := w.Flush()
 	pw.Close()
 	if err := <-errc; err != nil {
 		return err
+	}
+	if werr != nil {
+		return werr
 	}
 	for _, argv := range [][]string{
 		{"git", "-C", repo, "repack", "-adq"},

@@ -29,7 +29,7 @@ var allowed = map[string][]string{
 	"internal/rpc":                     {"internal/api"},
 	"internal/client":                  {"internal/api", "internal/rpc"},
 	"internal/guestssh":                {"internal/atomicfile", "internal/guest"},
-	"internal/cli":                     {"internal/api", "internal/client", "internal/guestssh", "internal/paths", "internal/proc", "internal/workspace"},
+	"internal/cli":                     {"internal/api", "internal/atomicfile", "internal/client", "internal/guestssh", "internal/paths", "internal/proc", "internal/workspace"},
 	"internal/workspace":               {"internal/host/run", "internal/model"},
 	"internal/store":                   {"internal/model"},
 	"internal/op":                      {"internal/model"},

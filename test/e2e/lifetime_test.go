@@ -149,6 +149,15 @@ func TestRunRmLifetimesAndSignals(t *testing.T) {
 	if r := w.banger("vm", "prune", "--all"); r.code != 2 || !strings.Contains(r.stderr, "--force") {
 		t.Fatalf("prune --all without a terminal or --force: exit %d, %q", r.code, r.stderr)
 	}
+	// Plain OpenSSH reaches the VM with the config banger prints.
+	cfgFile := filepath.Join(w.dir, "ssh_config")
+	if err := os.WriteFile(cfgFile, []byte(w.ok("vm", "ssh-config", "stays")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("ip", "netns", "exec", w.ns, "ssh", "-F", cfgFile, "-o", "BatchMode=yes", "stays.vm", "hostname").CombinedOutput(); err != nil || string(out) != "stays\n" {
+		t.Fatalf("ssh with banger's ssh-config: %v\n%s", err, out)
+	}
+
 	// A VM that dies under a command ends the client within seconds.
 	cmd, out = w.start("vm", "ssh", "stays", "--", "sh", "-c", "echo ready; sleep 300")
 	waitLine(t, out, "ready")
