@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os/user"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -25,15 +26,15 @@ type File struct {
 	Subnet        string `toml:"subnet"`
 	DefaultImage  string `toml:"default_image"`
 	DefaultVCPUs  int    `toml:"default_vcpus"`
-	DefaultMemory string `toml:"default_memory"`
-	DefaultDisk   string `toml:"default_disk"`
+	DefaultMemory Size   `toml:"default_memory"`
+	DefaultDisk   Size   `toml:"default_disk"`
 	StopTimeout   string `toml:"stop_timeout"`
 	OpRetention   string `toml:"op_retention"`
 	LogLevel      string `toml:"log_level"`
 
 	Bridge         string   `toml:"bridge"`
 	VMM            string   `toml:"vmm"`
-	OverlaySize    string   `toml:"overlay_size"`
+	OverlaySize    Size     `toml:"overlay_size"`
 	BootTimeout    string   `toml:"boot_timeout"`
 	DebianMirror   string   `toml:"debian_mirror"`
 	DebianPackages []string `toml:"debian_packages"`
@@ -99,6 +100,58 @@ type Config struct {
 	JailerChrootBase  string
 }
 
+// Size is a size as the user wrote it: a string ("2G", "512M") or a bare
+// number of MiB (2048), as README promises.
+type Size string
+
+// UnmarshalTOML accepts a string or a number.
+func (s *Size) UnmarshalTOML(v any) error {
+	switch x := v.(type) {
+	case string:
+		*s = Size(x)
+	case int64:
+		*s = Size(strconv.FormatInt(x, 10))
+	case float64:
+		*s = Size(strconv.FormatFloat(x, 'f', -1, 64))
+	default:
+		return fmt.Errorf("a size must be a string such as \"2G\" or a number of MiB, not %T", v)
+	}
+	return nil
+}
+
+// suggestKey is the known key closest to an unknown one, if any is close.
+func suggestKey(unknown string) string {
+	best, bestD := "", 4
+	t := reflect.TypeOf(File{})
+	for i := 0; i < t.NumField(); i++ {
+		k := t.Field(i).Tag.Get("toml")
+		if d := editDistance(unknown, k); d < bestD {
+			best, bestD = k, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
+
 // Load reads path. A missing file is not an error unless required (the user
 // named it explicitly); every key is checked and unknown keys are refused so
 // a typo never passes silently.
@@ -116,7 +169,11 @@ func Load(path string, required bool) (Config, error) {
 			for i, k := range und {
 				keys[i] = k.String()
 			}
-			return Config{}, fmt.Errorf("config %s: unknown key(s) %s; see README.md for the keys banger reads", path, strings.Join(keys, ", "))
+			msg := fmt.Sprintf("config %s: unknown key(s) %s", path, strings.Join(keys, ", "))
+			if s := suggestKey(keys[0]); s != "" {
+				msg += fmt.Sprintf("; did you mean %q?", s)
+			}
+			return Config{}, errors.New(msg + "; see README.md for the keys banger reads")
 		}
 	}
 	c, err := f.parse()
@@ -145,13 +202,13 @@ func (f File) parse() (Config, error) {
 	if err := model.ValidateVCPUs(c.DefaultVCPUs); err != nil {
 		return Config{}, fmt.Errorf("default_vcpus: %w", err)
 	}
-	if c.DefaultMemoryMiB, err = model.ParseSize("default_memory", f.DefaultMemory); err != nil {
+	if c.DefaultMemoryMiB, err = model.ParseSize("default_memory", string(f.DefaultMemory)); err != nil {
 		return Config{}, err
 	}
 	if err := model.ValidateMemory(c.DefaultMemoryMiB, 0); err != nil {
 		return Config{}, fmt.Errorf("default_memory: %w", err)
 	}
-	if c.DefaultDiskMiB, err = model.ParseSize("default_disk", f.DefaultDisk); err != nil {
+	if c.DefaultDiskMiB, err = model.ParseSize("default_disk", string(f.DefaultDisk)); err != nil {
 		return Config{}, err
 	}
 	if err := model.ValidateDisk(c.DefaultDiskMiB); err != nil {
@@ -180,7 +237,7 @@ func (f File) parse() (Config, error) {
 	if c.Jailer && !filepath.IsAbs(c.JailerChrootBase) {
 		return Config{}, fmt.Errorf("jailer_chroot_base %q must be an absolute path", c.JailerChrootBase)
 	}
-	if c.OverlayMiB, err = model.ParseSize("overlay_size", f.OverlaySize); err != nil {
+	if c.OverlayMiB, err = model.ParseSize("overlay_size", string(f.OverlaySize)); err != nil {
 		return Config{}, err
 	}
 	if err := model.ValidateDisk(c.OverlayMiB); err != nil {

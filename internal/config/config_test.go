@@ -86,3 +86,21 @@ func TestGroupID(t *testing.T) {
 		t.Fatal("a missing group was found")
 	}
 }
+
+func TestBareNumberSizesAndDidYouMean(t *testing.T) {
+	dir := t.TempDir()
+	p := dir + "/c.toml"
+	if err := os.WriteFile(p, []byte("default_memory = 2048\ndefault_disk = \"4G\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(p, true)
+	if err != nil || c.DefaultMemoryMiB != 2048 || c.DefaultDiskMiB != 4096 {
+		t.Fatalf("bare number: %+v, %v", c, err)
+	}
+	if err := os.WriteFile(p, []byte("default_memroy = \"1G\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(p, true); err == nil || !strings.Contains(err.Error(), `did you mean "default_memory"`) {
+		t.Fatalf("typo: %v", err)
+	}
+}
