@@ -149,6 +149,13 @@ func TestRunRmLifetimesAndSignals(t *testing.T) {
 	if r := w.banger("vm", "prune", "--all"); r.code != 2 || !strings.Contains(r.stderr, "--force") {
 		t.Fatalf("prune --all without a terminal or --force: exit %d, %q", r.code, r.stderr)
 	}
+	if out := w.ok("vm", "list", "-q", "--filter", "state=running"); out != "stays\n" {
+		t.Fatalf("vm list -q --filter state=running: %q", out)
+	}
+	if out := w.ok("vm", "list", "--format", "{{.Name}}:{{.State}}"); out != "stays:running\n" {
+		t.Fatalf("vm list --format: %q", out)
+	}
+
 	// Plain OpenSSH reaches the VM with the config banger prints.
 	cfgFile := filepath.Join(w.dir, "ssh_config")
 	if err := os.WriteFile(cfgFile, []byte(w.ok("vm", "ssh-config", "stays")), 0o600); err != nil {
