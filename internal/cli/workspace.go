@@ -91,21 +91,6 @@ func fromBase(vm string, b workspace.Base, prepared time.Time, exported *time.Ti
 	}
 }
 
-// lockedRecord takes the guest's workspace lock and then reads the
-// daemon's record, so that what it says is current for the whole command.
-func (a *app) lockedRecord(ctx context.Context, t *wsTarget, g workspace.Guest) (*workspace.Lease, api.Workspace, error) {
-	l, err := workspace.Lock(ctx, g)
-	if err != nil {
-		return nil, api.Workspace{}, err
-	}
-	rec, err := t.client.WorkspaceShow(ctx, t.vm, t.path)
-	if err != nil {
-		l.Unlock()
-		return nil, api.Workspace{}, err
-	}
-	return l, rec, nil
-}
-
 func short(oid string) string {
 	if len(oid) > 12 {
 		return oid[:12]

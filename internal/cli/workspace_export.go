@@ -55,11 +55,13 @@ func (a *app) workspaceExportCommand() *cobra.Command {
 			}
 			defer sc.Close()
 			g := sshGuest{sc}
-			lease, rec, err := a.lockedRecord(ctx, t, g)
+			// The guest-side lock is taken by the export script itself;
+			// the branch moves only by compare-and-swap, so two exports
+			// cannot both win.
+			rec, err := t.client.WorkspaceShow(ctx, t.vm, t.path)
 			if err != nil {
 				return err
 			}
-			defer lease.Unlock()
 			base := toBase(rec)
 			opts := workspace.ExportOptions{Message: message}
 			var res workspace.ExportResult

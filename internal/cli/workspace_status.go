@@ -45,12 +45,11 @@ func (a *app) workspaceStatusCommand() *cobra.Command {
 			}
 			defer sc.Close()
 			g := sshGuest{sc}
-			lease, rec, err := a.lockedRecord(ctx, t, g)
+			rec, err := t.client.WorkspaceShow(ctx, t.vm, t.path)
 			if err != nil {
 				return err
 			}
 			st, err := workspace.GetStatus(ctx, g, t.repo, toBase(rec))
-			lease.Unlock()
 			if err != nil {
 				return err
 			}

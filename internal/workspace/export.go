@@ -35,7 +35,8 @@ func fetch(ctx context.Context, g Guest, r *Repo, b *Base, msg string, intoRepo 
 	pr, pw := io.Pipe()
 	errc := make(chan error, 1)
 	go func() {
-		err := runScript(ctx, g, exportScript, []string{b.Path, msg, b.Head, b.BaseCommit, b.IndexCommit}, nil, pw)
+		// The lock covers the snapshot and the pack: one session, no lease.
+		err := runScript(ctx, g, lockWrap, []string{LockPath, exportScript, "banger-workspace", b.Path, msg, b.Head, b.BaseCommit, b.IndexCommit}, nil, pw)
 		pw.CloseWithError(io.EOF)
 		errc <- err
 	}()

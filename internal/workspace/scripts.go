@@ -26,6 +26,16 @@ const lockScript = `command -v flock >/dev/null 2>&1 || exit 10
 mkdir -p "$(dirname "$1")"
 exec flock -w 600 "$1" sh -c 'echo locked; exec cat >/dev/null'`
 
+// lockWrap runs a script under the guest's workspace lock, for commands
+// that need it only while that one script runs (export, status).
+//
+//	$1 lock file, $2 script, $3 $0 of the script, then its arguments
+const lockWrap = `command -v flock >/dev/null 2>&1 || exit 10
+mkdir -p "$(dirname "$1")"
+l=$1
+shift
+exec flock -w 600 "$l" sh -c "$@"`
+
 // stateFunc prints "HEAD INDEX-TREE WORKTREE-TREE" of the repository in
 // the current directory without writing to it (a temporary index and
 // object directory).
@@ -103,9 +113,12 @@ if [ -n "$remote" ]; then
 fi
 git update-ref refs/banger/base "$base"
 git update-ref refs/banger/index "$index"
+# The worktree from the base tree, recording each file's stat data as it
+# is written (-u), then the staged tree as the index: read-tree -m keeps
+# the stat data of every entry that matches, so nothing is hashed again.
 git read-tree "$base"
-git checkout-index -a -f
-git read-tree "$index"
+git checkout-index -a -f -u
+git read-tree -m "$index"
 git update-index -q --refresh >/dev/null 2>&1 || true
 cd /
 if mountpoint -q "$dir" 2>/dev/null; then umount "$dir"; fi
