@@ -9,18 +9,33 @@ import (
 func (a *app) vmStatsCommand() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:               "stats NAME...",
-		Short:             "Show CPU, memory, disk and network counters of running VMs",
-		Args:              minArgs(1, "at least one VM name"),
+		Use:               "stats [NAME...]",
+		Short:             "Show CPU, memory, disk and network counters of running VMs (all of them without names)",
 		ValidArgsFunction: a.completeVMNames,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.client(cmd.Context())
 			if err != nil {
 				return err
 			}
+			names := args
+			vms, err := c.VMList(cmd.Context())
+			if err != nil {
+				return err
+			}
+			state := map[string]string{}
+			for _, v := range vms {
+				state[v.Name] = v.State
+				if len(args) == 0 && v.State == "running" {
+					names = append(names, v.Name)
+				}
+			}
 			tw := newTable(a.streams.Out, "NAME", "CPU TIME", "MEM (RSS/LIMIT)", "DISK READ", "DISK WRITE", "NET RX", "NET TX")
 			var all []any
-			for _, name := range args {
+			for _, name := range names {
+				if s, ok := state[name]; ok && s != "running" {
+					fmt.Fprintf(a.streams.Err, "banger: vm %s is %s; it has no counters\n", name, s)
+					continue
+				}
 				st, err := c.VMStats(cmd.Context(), name)
 				if err != nil {
 					return err
