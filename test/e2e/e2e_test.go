@@ -173,6 +173,15 @@ type result struct {
 
 // banger runs the CLI inside the namespace.
 func (w *world) banger(args ...string) result {
+	r, err := w.run(args...)
+	if err != nil {
+		w.t.Fatalf("running banger %v: %v", args, err)
+	}
+	return r
+}
+
+// run is banger without the test's failure, for use in other goroutines.
+func (w *world) run(args ...string) (result, error) {
 	full := append([]string{"netns", "exec", w.ns, filepath.Join(binDir, "banger"),
 		"--socket", w.socket, "--state-dir", w.stateDir, "--config", w.config}, args...)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
@@ -187,9 +196,9 @@ func (w *world) banger(args ...string) result {
 	if errors.As(err, &ee) {
 		code = ee.ExitCode()
 	} else if err != nil {
-		w.t.Fatalf("running banger %v: %v", args, err)
+		return result{}, err
 	}
-	return result{out.String(), errb.String(), code}
+	return result{out.String(), errb.String(), code}, nil
 }
 
 func (w *world) ok(args ...string) string {

@@ -114,7 +114,7 @@ func TestFaultSweep(t *testing.T) {
 
 	// start: the same, on an existing stopped VM.
 	w.ok("vm", "create", "k3", "--no-start")
-	go w.banger("vm", "start", "k3")
+	go func() { _, _ = w.run("vm", "start", "k3") }()
 	waitFor(t, "a VMM for k3", func() bool { return len(w.vmmPIDs()) > 0 })
 	w.killDaemon(true)
 	w.invariants("kill during start")
@@ -124,7 +124,7 @@ func TestFaultSweep(t *testing.T) {
 
 	// delete: a few milliseconds in.
 	w.ok("vm", "create", "k4")
-	go w.banger("vm", "delete", "--force", "k4")
+	go func() { _, _ = w.run("vm", "delete", "--force", "k4") }()
 	time.Sleep(300 * time.Millisecond)
 	w.killDaemon(false)
 	w.invariants("kill during delete")
