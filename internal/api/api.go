@@ -140,6 +140,9 @@ type VMCreateParams struct {
 type VMCreateResult struct {
 	VM        VM        `json:"vm"`
 	Operation Operation `json:"operation"`
+	// Warnings are things the caller should know, such as disks that may
+	// outgrow the free space.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // VMRef names one VM by name or ID.

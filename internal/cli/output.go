@@ -100,3 +100,10 @@ func printOp(w io.Writer, o api.Operation) {
 	}
 	tw.Flush()
 }
+
+// warn prints the daemon's warnings on stderr.
+func (a *app) warn(warnings []string) {
+	for _, w := range warnings {
+		fmt.Fprintf(a.streams.Err, "banger: warning: %s\n", w)
+	}
+}

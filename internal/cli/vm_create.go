@@ -35,6 +35,7 @@ func (a *app) vmCreateCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			a.warn(res.Warnings)
 			if detach {
 				if asJSON {
 					return printJSON(a.streams.Out, res)

@@ -70,6 +70,7 @@ func (a *app) vmRunCommand() *cobra.Command {
 			} else {
 				defer fmt.Fprintf(a.streams.Err, "banger: vm %s stays; remove it with `banger vm delete --force %s` (or use --rm)\n", p.Name, p.Name)
 			}
+			a.warn(res.Warnings)
 			if rm {
 				// Whatever happens from here on, the VM goes.
 				defer func() {

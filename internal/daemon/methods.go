@@ -99,7 +99,7 @@ func (d *Daemon) vmCreate(ctx context.Context, c rpc.Caller, p api.VMCreateParam
 	if err != nil {
 		return api.VMCreateResult{}, err
 	}
-	return api.VMCreateResult{VM: d.wireVM(v), Operation: wireOp(o)}, nil
+	return api.VMCreateResult{VM: d.wireVM(v), Operation: wireOp(o), Warnings: d.vms.SpaceWarnings(v, d.cfg.OverlayMiB)}, nil
 }
 
 func (d *Daemon) vmList(ctx context.Context, _ rpc.Caller, _ api.Empty) ([]api.VM, error) {

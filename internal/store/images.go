@@ -23,7 +23,7 @@ func scanImage(r rowScanner) (model.Image, error) {
 
 // InsertImage registers an image; a name clash is model.ErrConflict.
 func (s *Store) InsertImage(ctx context.Context, im model.Image) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO images (`+imageColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := s.exec(ctx, `INSERT INTO images (`+imageColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		im.Name, im.KernelPath, im.InitrdPath, im.RootfsPath, im.ModulesPath, im.Source, im.Digest, im.SizeBytes, fmtTime(im.CreatedAt))
 	if isUnique(err) {
 		return model.Errorf(model.ErrConflict, "image name %q is already in use", im.Name)
@@ -54,7 +54,7 @@ func (s *Store) ListImages(ctx context.Context) ([]model.Image, error) {
 // DeleteImage removes an image unless a VM still uses it, checked in the
 // same statement so a concurrent create cannot slip between check and delete.
 func (s *Store) DeleteImage(ctx context.Context, name string) error {
-	res, err := s.db.ExecContext(ctx,
+	res, err := s.exec(ctx,
 		`DELETE FROM images WHERE name = ? AND NOT EXISTS (SELECT 1 FROM vms WHERE image = ?)`, name, name)
 	if err != nil {
 		return fmt.Errorf("deleting image %s: %w", name, err)

@@ -33,7 +33,7 @@ func (s *Store) PutOp(ctx context.Context, op model.Operation) error {
 	if !op.FinishedAt.IsZero() {
 		finished = fmtTime(op.FinishedAt)
 	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO operations
+	_, err := s.exec(ctx, `INSERT INTO operations
 		(id, kind, target, state, phase, done, total, error, created_at, updated_at, finished_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET state = excluded.state, phase = excluded.phase, done = excluded.done,
@@ -66,7 +66,7 @@ func (s *Store) ListOps(ctx context.Context) ([]model.Operation, error) {
 // PruneOps deletes operations that finished before cutoff and reports how
 // many went.
 func (s *Store) PruneOps(ctx context.Context, cutoff time.Time) (int64, error) {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM operations WHERE finished_at IS NOT NULL AND finished_at < ?`, fmtTime(cutoff))
+	res, err := s.exec(ctx, `DELETE FROM operations WHERE finished_at IS NOT NULL AND finished_at < ?`, fmtTime(cutoff))
 	if err != nil {
 		return 0, fmt.Errorf("pruning operations: %w", err)
 	}
@@ -82,7 +82,7 @@ func (s *Store) FailRunningOps(ctx context.Context, reason string) ([]model.Oper
 		return nil, err
 	}
 	now := fmtTime(time.Now())
-	if _, err := s.db.ExecContext(ctx, `UPDATE operations SET state = 'failed', error = ?, updated_at = ?, finished_at = ?
+	if _, err := s.exec(ctx, `UPDATE operations SET state = 'failed', error = ?, updated_at = ?, finished_at = ?
 		WHERE state = 'running'`, reason, now, now); err != nil {
 		return nil, fmt.Errorf("failing interrupted operations: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -23,7 +24,53 @@ var migrationFS embed.FS
 
 // Store is the database handle. It is safe for concurrent use.
 type Store struct {
-	db *sql.DB
+	db      *sql.DB
+	reserve string // a file deleted to make room when the disk is full
+}
+
+// ReserveBytes is the size of the space the store keeps in reserve beside
+// the database: when a write fails because the filesystem is full, the
+// reserve is deleted and the write tried again, so that stopping and
+// deleting VMs (which is how a user frees space) keep working. The next
+// Open makes it again.
+const ReserveBytes = 16 << 20
+
+// exec runs a write, releasing the reserve once if the disk is full.
+func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	res, err := s.db.ExecContext(ctx, query, args...)
+	if isFull(err) && s.releaseReserve() {
+		res, err = s.db.ExecContext(ctx, query, args...)
+	}
+	return res, err
+}
+
+func (s *Store) releaseReserve() bool {
+	return s.reserve != "" && os.Remove(s.reserve) == nil
+}
+
+func isFull(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_FULL
+}
+
+// makeReserve writes the reserve file (real blocks, not a sparse file)
+// if it is missing; on a disk already full it makes what it can.
+func makeReserve(path string) {
+	if fi, err := os.Stat(path); err == nil && fi.Size() >= ReserveBytes {
+		return
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	zeros := make([]byte, 1<<20)
+	for n := 0; n < ReserveBytes; n += len(zeros) {
+		if _, err := f.Write(zeros); err != nil {
+			return
+		}
+	}
+	_ = f.Sync()
 }
 
 // Open opens (creating if needed) the database at path, in WAL mode with
@@ -41,7 +88,8 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("opening database %s: %w", path, err)
 	}
 	db.SetMaxOpenConns(8)
-	s := &Store{db: db}
+	s := &Store{db: db, reserve: path + ".reserve"}
+	makeReserve(s.reserve)
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("migrating database %s: %w", path, err)

@@ -67,7 +67,7 @@ func TestMigrateFromEmptyAndRerun(t *testing.T) {
 func TestRefusesNewerSchema(t *testing.T) {
 	ctx := context.Background()
 	s, path := openTemp(t)
-	if _, err := s.db.ExecContext(ctx, "PRAGMA user_version = 999"); err != nil {
+	if _, err := s.exec(ctx, "PRAGMA user_version = 999"); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()

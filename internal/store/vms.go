@@ -82,7 +82,7 @@ func (s *Store) ListVMs(ctx context.Context) ([]model.VM, error) {
 
 // SetVMState records a VM's state and last error.
 func (s *Store) SetVMState(ctx context.Context, id string, state model.State, lastErr string) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE vms SET state = ?, last_error = ?, updated_at = ? WHERE id = ?`,
+	res, err := s.exec(ctx, `UPDATE vms SET state = ?, last_error = ?, updated_at = ? WHERE id = ?`,
 		string(state), lastErr, fmtTime(time.Now()), id)
 	if err != nil {
 		return fmt.Errorf("updating vm %s state: %w", id, err)
@@ -92,7 +92,7 @@ func (s *Store) SetVMState(ctx context.Context, id string, state model.State, la
 
 // DeleteVM removes a VM; its IP lease goes with it.
 func (s *Store) DeleteVM(ctx context.Context, id string) error {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM vms WHERE id = ?`, id)
+	res, err := s.exec(ctx, `DELETE FROM vms WHERE id = ?`, id)
 	if err != nil {
 		return fmt.Errorf("deleting vm %s: %w", id, err)
 	}
@@ -122,7 +122,7 @@ func expectOne(res sql.Result, kind, id string) error {
 // SetVMDriver records the driver a VM runs with. A VM created while no
 // driver was usable adopts one at its first start and keeps it.
 func (s *Store) SetVMDriver(ctx context.Context, id, driver string) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE vms SET driver = ?, updated_at = ? WHERE id = ?`, driver, fmtTime(time.Now()), id)
+	res, err := s.exec(ctx, `UPDATE vms SET driver = ?, updated_at = ? WHERE id = ?`, driver, fmtTime(time.Now()), id)
 	if err != nil {
 		return fmt.Errorf("updating vm %s driver: %w", id, err)
 	}

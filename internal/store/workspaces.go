@@ -33,7 +33,7 @@ func (s *Store) PutWorkspace(ctx context.Context, w model.Workspace) error {
 	if !w.ExportedAt.IsZero() {
 		exported = fmtTime(w.ExportedAt)
 	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO workspaces (`+wsColumns+`)
+	_, err := s.exec(ctx, `INSERT INTO workspaces (`+wsColumns+`)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (vm_id, path) DO UPDATE SET repo = excluded.repo, head = excluded.head, branch = excluded.branch,
 			index_commit = excluded.index_commit, index_tree = excluded.index_tree, base_commit = excluded.base_commit,

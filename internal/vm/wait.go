@@ -2,6 +2,8 @@ package vm
 
 import (
 	"context"
+	"fmt"
+	"syscall"
 	"time"
 
 	"github.com/banger-dev/banger/internal/model"
@@ -36,4 +38,21 @@ func (s *Service) WaitRunning(ctx context.Context, ref string) (model.VM, error)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// SpaceWarnings says when a VM's sparse disks (root layer and work disk)
+// could outgrow the free space of the state directory's filesystem: a
+// guest that fills them there pauses on I/O errors.
+func (s *Service) SpaceWarnings(vm model.VM, overlayMiB int64) []string {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(s.cfg.Layout.VMsDir(), &st); err != nil {
+		if err := syscall.Statfs(s.cfg.Layout.StateDir, &st); err != nil {
+			return nil
+		}
+	}
+	free := int64(st.Bavail) * int64(st.Bsize) >> 20
+	if need := vm.DiskMiB + overlayMiB; need > free {
+		return []string{fmt.Sprintf("vm %s's disks may grow to %d MiB but only %d MiB are free on the state directory's filesystem; a guest that fills them will stall", vm.Name, need, free)}
+	}
+	return nil
 }
