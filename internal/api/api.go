@@ -83,10 +83,12 @@ type VM struct {
 	Driver    string `json:"driver"`
 	Dir       string `json:"dir"`
 	// AutoRemove says the VM goes when the session that made it ends.
-	AutoRemove bool      `json:"auto_remove,omitempty"`
-	LastError  string    `json:"last_error,omitempty"`
-	CreatedAt  time.Time `json:"created_at"`
-	UpdatedAt  time.Time `json:"updated_at"`
+	AutoRemove bool `json:"auto_remove,omitempty"`
+	// Paused, for a running VM, says why its VMM holds it paused.
+	Paused    string    `json:"paused,omitempty"`
+	LastError string    `json:"last_error,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // Operation is asynchronous work as the API shows it.

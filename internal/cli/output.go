@@ -66,6 +66,9 @@ func printVM(w io.Writer, v api.VM) {
 	row(tw, "Name:", v.Name)
 	row(tw, "ID:", v.ID)
 	row(tw, "State:", v.State)
+	if v.Paused != "" {
+		row(tw, "Paused:", v.Paused)
+	}
 	if v.LastError != "" {
 		row(tw, "Last error:", v.LastError)
 	}

@@ -68,7 +68,11 @@ func (a *app) vmListCommand() *cobra.Command {
 			}
 			tw := newTable(a.streams.Out, "NAME", "STATE", "IMAGE", "VCPUS", "MEMORY", "DISK", "IP", "CREATED")
 			for _, v := range vms {
-				row(tw, v.Name, v.State, v.Image, v.VCPUs, mib(v.MemoryMiB), mib(v.DiskMiB), v.IP, ago(v.CreatedAt))
+				state := v.State
+				if v.Paused != "" {
+					state += " (paused)"
+				}
+				row(tw, v.Name, state, v.Image, v.VCPUs, mib(v.MemoryMiB), mib(v.DiskMiB), v.IP, ago(v.CreatedAt))
 			}
 			return tw.Flush()
 		},

@@ -169,7 +169,7 @@ func (d *Daemon) wireVM(v model.VM) api.VM {
 		ID: v.ID, Name: v.Name, State: string(v.State), Image: v.Image, VCPUs: v.VCPUs,
 		MemoryMiB: v.MemoryMiB, DiskMiB: v.DiskMiB, IP: v.IP, MAC: v.MAC, Driver: v.Driver,
 		Dir: d.vms.Dir(v), LastError: v.LastError, CreatedAt: v.CreatedAt, UpdatedAt: v.UpdatedAt,
-		AutoRemove: v.AutoRemove,
+		AutoRemove: v.AutoRemove, Paused: d.vms.Paused(context.Background(), v),
 	}
 }
 

@@ -319,6 +319,27 @@ func (s *Service) remove(ctx context.Context, id string, force bool) error {
 	return nil
 }
 
+// Paused says why the VMM paused a running VM by itself ("" if it did
+// not, or cannot tell).
+func (s *Service) Paused(ctx context.Context, vm model.VM) string {
+	if vm.State != model.StateRunning {
+		return ""
+	}
+	h, ok := s.handles.get(vm.ID)
+	if !ok {
+		return ""
+	}
+	r, ok := s.driverNamed(h.Driver).(vmm.PauseReader)
+	if !ok {
+		return ""
+	}
+	why, err := r.Paused(ctx, h)
+	if err != nil {
+		return ""
+	}
+	return why
+}
+
 // Stats reads a running VM's resource counters from its driver.
 func (s *Service) Stats(ctx context.Context, ref string) (model.VM, vmm.Stats, error) {
 	vm, err := s.store.GetVM(ctx, ref)

@@ -120,6 +120,14 @@ type Stats struct {
 	NetTxBytes     int64   `json:"net_tx_bytes"`
 }
 
+// PauseReader is implemented by drivers that can tell when the VMM has
+// paused a running guest by itself, and why ("" when it runs): QEMU stops
+// a guest whose disk write failed (io-error), for example when the host's
+// filesystem is full.
+type PauseReader interface {
+	Paused(ctx context.Context, h Handles) (string, error)
+}
+
 // StatsReader is implemented by drivers that can report Stats.
 type StatsReader interface {
 	Stats(ctx context.Context, h Handles) (Stats, error)

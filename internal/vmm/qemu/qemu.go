@@ -239,6 +239,29 @@ func (d *Driver) Stats(_ context.Context, h vmm.Handles) (vmm.Stats, error) {
 	return st, nil
 }
 
+// Paused reports why QEMU holds the guest paused, or "" when it runs.
+func (d *Driver) Paused(_ context.Context, h vmm.Handles) (string, error) {
+	reply, err := qmpQuery(h.Extra["qmp"], "query-status")
+	if err != nil {
+		return "", err
+	}
+	var st struct {
+		Running bool   `json:"running"`
+		Status  string `json:"status"`
+	}
+	if err := json.Unmarshal(reply, &st); err != nil {
+		return "", fmt.Errorf("decoding qmp query-status: %w", err)
+	}
+	switch {
+	case st.Running:
+		return "", nil
+	case st.Status == "io-error":
+		return "io-error: a disk write failed, usually because the host's filesystem is full; free space there, then `banger vm restart`", nil
+	default:
+		return st.Status, nil
+	}
+}
+
 // qmpQuery runs a QMP command and returns its "return" value.
 func qmpQuery(sock, command string) (json.RawMessage, error) {
 	c, err := net.DialTimeout("unix", sock, 2*time.Second)
