@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -210,5 +211,31 @@ func TestOps(t *testing.T) {
 	}
 	if _, err := s.GetOp(ctx, "o1"); !errors.Is(err, model.ErrNotFound) {
 		t.Fatalf("pruned op: want ErrNotFound, got %v", err)
+	}
+}
+
+func TestGetVMByIDPrefix(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "b.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	now := time.Now()
+	for i, id := range []string{"abcd111111111111", "abcd222222222222"} {
+		vm := model.VM{ID: id, Name: fmt.Sprintf("v%d", i), Image: "debian-12", VCPUs: 1, MemoryMiB: 512, DiskMiB: 1024,
+			IP: fmt.Sprintf("172.16.0.%d", i+2), MAC: fmt.Sprintf("02:00:00:00:00:0%d", i+2), State: model.StateStopped, Driver: "qemu", CreatedAt: now, UpdatedAt: now}
+		if err := s.InsertVM(ctx, vm); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if vm, err := s.GetVM(ctx, "abcd1"); err != nil || vm.Name != "v0" {
+		t.Fatalf("unique prefix: %+v, %v", vm, err)
+	}
+	if _, err := s.GetVM(ctx, "abcd"); !errors.Is(err, model.ErrConflict) {
+		t.Fatalf("ambiguous prefix: %v", err)
+	}
+	if _, err := s.GetVM(ctx, "abc"); !errors.Is(err, model.ErrNotFound) {
+		t.Fatalf("too short a prefix: %v", err)
 	}
 }

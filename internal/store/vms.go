@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/banger-dev/banger/internal/model"
@@ -62,10 +63,22 @@ func (s *Store) InsertVM(ctx context.Context, vm model.VM) error {
 	return nil
 }
 
-// GetVM finds a VM by ID or name.
+// GetVM finds a VM by ID, name, or a unique prefix of its ID (at least
+// four hex digits), as docker accepts.
 func (s *Store) GetVM(ctx context.Context, ref string) (model.VM, error) {
 	row := s.db.QueryRowContext(ctx, `SELECT `+vmColumns+vmFrom+` WHERE v.id = ? OR v.name = ?`, ref, ref)
 	vm, err := scanVM(row)
+	if errors.Is(err, sql.ErrNoRows) && len(ref) >= 4 && strings.Trim(ref, "0123456789abcdef") == "" {
+		vms, qerr := queryAll(ctx, s.db, "vms", scanVM, `SELECT `+vmColumns+vmFrom+` WHERE substr(v.id, 1, ?) = ? LIMIT 2`, len(ref), ref)
+		switch {
+		case qerr != nil:
+			return model.VM{}, qerr
+		case len(vms) == 1:
+			return vms[0], nil
+		case len(vms) > 1:
+			return model.VM{}, model.Errorf(model.ErrConflict, "%q is the start of more than one vm's ID; give more of it, or the name", ref)
+		}
+	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return model.VM{}, model.Errorf(model.ErrNotFound, "vm %q not found; `banger vm list` shows the VMs", ref)
 	}

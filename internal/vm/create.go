@@ -143,9 +143,10 @@ func (s *Service) resolve(ctx context.Context, req CreateRequest) (model.VM, err
 func (s *Service) reserve(ctx context.Context, vm *model.VM) error {
 	s.reserveMu.Lock()
 	defer s.reserveMu.Unlock()
-	if existing, err := s.store.GetVM(ctx, vm.Name); err == nil {
+	// GetVM also matches ID prefixes: only a VM of this very name clashes.
+	if existing, err := s.store.GetVM(ctx, vm.Name); err == nil && existing.Name == vm.Name {
 		return model.Errorf(model.ErrConflict, "vm name %q is already in use (vm %s); choose another name or delete it first", vm.Name, existing.ID)
-	} else if !errors.Is(err, model.ErrNotFound) {
+	} else if err != nil && !errors.Is(err, model.ErrNotFound) && !errors.Is(err, model.ErrConflict) {
 		return err
 	}
 	used, err := s.store.LeasedIPs(ctx)
