@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"os/signal"
 	"syscall"
 
@@ -46,6 +47,11 @@ func main() {
 			os.Exit(1)
 		}
 		*stateDir = d
+	}
+	// Absolute, so that status reports one spelling of it and the daemon
+	// does not depend on its working directory.
+	if abs, err := filepath.Abs(*stateDir); err == nil {
+		*stateDir = abs
 	}
 	// SIGTERM and SIGINT stop the daemon cleanly; VMs keep running.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)

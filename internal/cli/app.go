@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/banger-dev/banger/internal/client"
 	"github.com/banger-dev/banger/internal/paths"
@@ -41,7 +42,14 @@ func exists(p string) bool {
 // nothing answers on the socket.
 func (a *app) client(ctx context.Context) (*client.Client, error) {
 	c := client.New(a.socketPath())
-	_, err := c.Status(ctx)
+	st, err := c.Status(ctx)
+	if err == nil && a.stateDir != "" {
+		// A --state-dir names which daemon is meant: one serving another
+		// state directory on this socket is not it.
+		if want, aerr := filepath.Abs(a.stateDir); aerr == nil && filepath.Clean(st.StateDir) != want {
+			return nil, fmt.Errorf("the daemon on %s uses state directory %s, not %s; stop it first (banger daemon stop) or give another --socket", c.Socket, st.StateDir, want)
+		}
+	}
 	if err == nil || !errors.Is(err, client.ErrNotRunning) {
 		var rerr *client.Error
 		if errors.As(err, &rerr) {
