@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -67,7 +68,65 @@ func (b *boot) mountRoot() error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	return mount(b.disks.work, dir, "ext4", 0, "")
+	if err := mount(b.disks.work, dir, "ext4", 0, ""); err != nil {
+		return err
+	}
+	// `vm set --disk` grows the disk file on the host; the filesystem is
+	// grown here, by the guest's own kernel, never by host tools reading
+	// a guest-written filesystem.
+	if grown, err := growExt4(b.disks.work, dir); err != nil {
+		b.log.Printf("growing /work: %v", err)
+	} else if grown {
+		b.log.Printf("grew /work to fill its disk")
+	}
+	return nil
+}
+
+// ext4ResizeFS is EXT4_IOC_RESIZE_FS: _IOW('f', 16, __u64).
+const ext4ResizeFS = 0x40086610
+
+// growExt4 grows the ext4 mounted at dir to fill its block device.
+func growExt4(dev, dir string) (bool, error) {
+	d, err := os.Open(dev)
+	if err != nil {
+		return false, err
+	}
+	size, err := unix.IoctlGetUint64(int(d.Fd()), unix.BLKGETSIZE64)
+	if err != nil {
+		d.Close()
+		return false, fmt.Errorf("reading the size of %s: %w", dev, err)
+	}
+	// The superblock: block count (lo at 4, hi at 0x150 with the 64bit
+	// feature), log2(block size)-10 at 24, incompat features at 0x60.
+	sb := make([]byte, 1024)
+	_, err = d.ReadAt(sb, 1024)
+	d.Close()
+	if err != nil {
+		return false, fmt.Errorf("reading the superblock of %s: %w", dev, err)
+	}
+	le := func(b []byte) uint64 { return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 }
+	blocks := le(sb[4:8])
+	if le(sb[0x60:0x64])&0x80 != 0 {
+		blocks |= le(sb[0x150:0x154]) << 32
+	}
+	logBS := le(sb[24:28])
+	if logBS > 6 {
+		return false, fmt.Errorf("%s has an unexpected block size", dev)
+	}
+	bs := uint64(1024) << logBS
+	want := size / bs
+	if want <= blocks {
+		return false, nil
+	}
+	f, err := os.Open(dir)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), ext4ResizeFS, uintptr(unsafe.Pointer(&want))); errno != 0 {
+		return false, fmt.Errorf("resizing: %w", errno)
+	}
+	return true, nil
 }
 
 func mount(source, target, fstype string, flags uintptr, data string) error {

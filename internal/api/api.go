@@ -21,6 +21,7 @@ const (
 	MethodVMSSHInfo = "vm.ssh_info"
 	MethodVMLogs    = "vm.logs"
 	MethodVMStats   = "vm.stats"
+	MethodVMSet     = "vm.set"
 
 	MethodImageList   = "image.list"
 	MethodImageShow   = "image.show"
@@ -150,6 +151,14 @@ type VMCreateResult struct {
 // VMRef names one VM by name or ID.
 type VMRef struct {
 	Name string `json:"name"`
+}
+
+// VMSetParams are vm.set's params: the fields given change, the others stay.
+type VMSetParams struct {
+	Name   string `json:"name"`
+	VCPUs  *int   `json:"vcpus,omitempty"`
+	Memory string `json:"memory,omitempty"`
+	Disk   string `json:"disk,omitempty"`
 }
 
 // VMDeleteParams are vm.delete's params.

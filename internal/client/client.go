@@ -205,3 +205,9 @@ func (s *Session) VMCreate(ctx context.Context, p api.VMCreateParams) (api.VMCre
 	var out api.VMCreateResult
 	return out, s.conn.Call(ctx, api.MethodVMCreate, p, &out)
 }
+
+// VMSet is vm.set.
+func (c *Client) VMSet(ctx context.Context, p api.VMSetParams) (api.VM, error) {
+	var out api.VM
+	return out, c.call(ctx, api.MethodVMSet, p, &out)
+}

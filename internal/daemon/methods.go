@@ -31,6 +31,7 @@ func (d *Daemon) methods() map[string]rpc.Method {
 		api.MethodVMSSHInfo: member(rpc.Typed(d.vmSSHInfo)),
 		api.MethodVMLogs:    member(rpc.Typed(d.vmLogs)),
 		api.MethodVMStats:   member(rpc.Typed(d.vmStats)),
+		api.MethodVMSet:     member(rpc.Typed(d.vmSet)),
 
 		api.MethodImageList:   member(rpc.Typed(d.imageList)),
 		api.MethodImageShow:   member(rpc.Typed(d.imageShow)),
@@ -100,6 +101,14 @@ func (d *Daemon) vmCreate(ctx context.Context, c rpc.Caller, p api.VMCreateParam
 		return api.VMCreateResult{}, err
 	}
 	return api.VMCreateResult{VM: d.wireVM(v), Operation: wireOp(o), Warnings: d.vms.SpaceWarnings(v, d.cfg.OverlayMiB)}, nil
+}
+
+func (d *Daemon) vmSet(ctx context.Context, _ rpc.Caller, p api.VMSetParams) (api.VM, error) {
+	v, err := d.vms.Set(ctx, p.Name, vm.SetRequest{VCPUs: p.VCPUs, Memory: p.Memory, Disk: p.Disk})
+	if err != nil {
+		return api.VM{}, err
+	}
+	return d.wireVM(v), nil
 }
 
 func (d *Daemon) vmList(ctx context.Context, _ rpc.Caller, _ api.Empty) ([]api.VM, error) {

@@ -132,6 +132,16 @@ func expectOne(res sql.Result, kind, id string) error {
 	return nil
 }
 
+// SetVMResources records a VM's vCPUs, memory and work disk size.
+func (s *Store) SetVMResources(ctx context.Context, id string, vcpus int, memoryMiB, diskMiB int64) error {
+	res, err := s.exec(ctx, `UPDATE vms SET vcpus = ?, memory_mib = ?, disk_mib = ?, updated_at = ? WHERE id = ?`,
+		vcpus, memoryMiB, diskMiB, fmtTime(time.Now()), id)
+	if err != nil {
+		return fmt.Errorf("updating vm %s resources: %w", id, err)
+	}
+	return expectOne(res, "vm", id)
+}
+
 // SetVMDriver records the driver a VM runs with. A VM created while no
 // driver was usable adopts one at its first start and keeps it.
 func (s *Store) SetVMDriver(ctx context.Context, id, driver string) error {

@@ -628,3 +628,32 @@ func TestStopDuringCreateLeavesVMStopped(t *testing.T) {
 		t.Fatalf("after the create: %+v, %v", got, err)
 	}
 }
+
+func TestSetResources(t *testing.T) {
+	h := newHarness(t, nil)
+	ctx := context.Background()
+	vm := h.create(t, "a", false)
+	one := 1
+	if _, err := h.svc.Set(ctx, "a", SetRequest{VCPUs: &one}); !errors.Is(err, model.ErrState) || !strings.Contains(err.Error(), "vm stop a") {
+		t.Fatalf("set on a running vm: %v", err)
+	}
+	if _, err := h.svc.Stop(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(h.layout.VMFile(vm.ID, "work.ext4"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := h.svc.Set(ctx, "a", SetRequest{VCPUs: &one, Memory: "768M", Disk: "3G"})
+	if err != nil || got.VCPUs != 1 || got.MemoryMiB != 768 || got.DiskMiB != 3072 {
+		t.Fatalf("set: %+v, %v", got, err)
+	}
+	if fi, _ := os.Stat(h.layout.VMFile(vm.ID, "work.ext4")); fi.Size() != 3072<<20 {
+		t.Fatalf("work disk is %d bytes", fi.Size())
+	}
+	if _, err := h.svc.Set(ctx, "a", SetRequest{Disk: "2G"}); !errors.Is(err, model.ErrInvalid) || !strings.Contains(err.Error(), "only grows") {
+		t.Fatalf("shrinking the disk: %v", err)
+	}
+	if stored, _ := h.svc.Get(ctx, "a"); stored.VCPUs != 1 || stored.MemoryMiB != 768 || stored.DiskMiB != 3072 {
+		t.Fatalf("stored: %+v", stored)
+	}
+}

@@ -373,9 +373,23 @@ func TestPersistenceAcrossRestart(t *testing.T) {
 	if pids := w.vmmPIDs(); len(pids) != 0 {
 		t.Fatalf("VMM still running after stop: %v", pids)
 	}
+	if r := w.banger("vm", "set", "a", "--disk", "1G"); r.code != 1 || !strings.Contains(r.stderr, "only grows") {
+		t.Fatalf("shrinking the work disk: exit %d, %q", r.code, r.stderr)
+	}
+	w.ok("vm", "set", "a", "--vcpus", "1", "--memory", "768M", "--disk", "3G")
 	w.ok("vm", "start", "a")
 	if out := w.ok("vm", "ssh", "a", "--", "cat", "/work/w.txt", "/root/r.txt"); out != "kept\nkept\n" {
 		t.Fatalf("files after restart: %q", out)
+	}
+	// The new resources are what the guest sees: one vCPU, about 768 MiB,
+	// and /work grown to about 3 GiB with its files kept.
+	out := w.ok("vm", "ssh", "a", "--", "sh", "-c", "nproc; free -m | awk '/^Mem:/ {print $2}'; df -m /work | awk 'NR==2 {print $2}'")
+	var cpus, memMiB, workMiB int
+	if _, err := fmt.Sscan(out, &cpus, &memMiB, &workMiB); err != nil || cpus != 1 || memMiB < 600 || memMiB > 768 || workMiB < 2800 {
+		t.Fatalf("after vm set: nproc, MemTotal MiB, /work MiB = %q", out)
+	}
+	if r := w.banger("vm", "set", "a", "--vcpus", "2"); r.code != 1 || !strings.Contains(r.stderr, "stopped") {
+		t.Fatalf("vm set on a running vm: exit %d, %q", r.code, r.stderr)
 	}
 	a := w.show("a")
 	tap := w.handles(a).Tap
