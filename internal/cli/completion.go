@@ -1,8 +1,24 @@
 package cli
 
 import (
+	"io"
+
 	"github.com/spf13/cobra"
 )
+
+// bashCompletionShim stands in for the one bash-completion function the
+// generated script needs, so completion also works where the
+// bash-completion package is not installed.
+const bashCompletionShim = `# banger: a stand-in for bash-completion's _get_comp_words_by_ref when it is absent.
+if ! declare -F _get_comp_words_by_ref >/dev/null 2>&1; then
+_get_comp_words_by_ref() {
+    cur=${COMP_WORDS[COMP_CWORD]}
+    prev=${COMP_WORDS[COMP_CWORD-1]}
+    words=("${COMP_WORDS[@]}")
+    cword=$COMP_CWORD
+}
+fi
+`
 
 func (a *app) completionCommand(root *cobra.Command) *cobra.Command {
 	return &cobra.Command{
@@ -18,6 +34,9 @@ func (a *app) completionCommand(root *cobra.Command) *cobra.Command {
 			out := a.streams.Out
 			switch args[0] {
 			case "bash":
+				if _, err := io.WriteString(out, bashCompletionShim); err != nil {
+					return err
+				}
 				return root.GenBashCompletionV2(out, true)
 			case "zsh":
 				return root.GenZshCompletion(out)

@@ -1,7 +1,11 @@
 package cli
 
 import (
+	"context"
+	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -43,5 +47,25 @@ func TestLastLines(t *testing.T) {
 		if got := string(lastLines([]byte(c.in), c.n)); got != c.want {
 			t.Errorf("lastLines(%q, %d) = %q, want %q", c.in, c.n, got, c.want)
 		}
+	}
+}
+
+// The bash script works without the bash-completion package: it sources
+// in a bare bash and brings its own _get_comp_words_by_ref.
+func TestBashCompletionWithoutBashCompletion(t *testing.T) {
+	var out strings.Builder
+	code := Run(context.Background(), []string{"completion", "bash"}, Streams{Out: &out, Err: io.Discard}, "test")
+	if code != 0 {
+		t.Fatalf("completion bash: exit %d", code)
+	}
+	script := filepath.Join(t.TempDir(), "c.bash")
+	if err := os.WriteFile(script, []byte(out.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("bash", "--norc", "--noprofile", "-c", `source "$1" && declare -F _get_comp_words_by_ref && complete -p banger`, "t", script)
+	cmd.Env = []string{"PATH=/usr/bin:/bin"}
+	b, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(b), "complete") {
+		t.Fatalf("sourcing in a bare bash: %v\n%s", err, b)
 	}
 }
