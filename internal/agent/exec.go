@@ -107,9 +107,9 @@ func ParseExecArgs(args []string) (ExecOptions, error) {
 // that the session receives (sshd delivers the client's signals to us)
 // passed to the whole group, and ended (HUP, then KILL two seconds later)
 // when the session's output goes away, that is when the client hung up.
-// When the command exits, the rest of its group gets SIGHUP. It returns
-// the status a shell would report: the exit code, or 128 plus the signal
-// that killed the command.
+// The session ends when the command exits, even if it left processes
+// running. It returns the status a shell would report: the exit code, or
+// 128 plus the signal that killed the command.
 func Exec(o ExecOptions, stderr io.Writer) int {
 	path, err := lookPath(o.Command[0])
 	if err != nil {
@@ -136,9 +136,19 @@ func Exec(o ExecOptions, stderr io.Writer) int {
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 	defer signal.Stop(sigs)
+	// The command writes into pipes of ours that we copy to the session:
+	// what it leaves running in the background keeps only our pipes, so the
+	// session ends when the command does (as docker exec does), and output
+	// after that goes nowhere.
+	outs, err := relay(os.Stdout, os.Stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "banger: %v\n", err)
+		return 126
+	}
 	p, err := os.StartProcess(path, o.Command, &os.ProcAttr{
-		Dir: o.Dir, Env: env, Files: []*os.File{os.Stdin, os.Stdout, os.Stderr}, Sys: attr,
+		Dir: o.Dir, Env: env, Files: []*os.File{os.Stdin, outs.w[0], outs.w[1]}, Sys: attr,
 	})
+	outs.closeWriters()
 	if err != nil {
 		fmt.Fprintf(stderr, "banger: starting %s: %v\n", o.Command[0], err)
 		return 126
@@ -164,11 +174,7 @@ func Exec(o ExecOptions, stderr io.Writer) int {
 	go watchHangup(p.Pid, done)
 	st, err := p.Wait()
 	close(done)
-	// What the command left running in its group goes with it (SIGHUP, as
-	// a terminal's hang-up would): otherwise a background child holding
-	// the session's output keeps the client waiting. setsid, or nohup with
-	// the output redirected, keeps something running on purpose.
-	_ = syscall.Kill(-p.Pid, syscall.SIGHUP)
+	outs.finish(200 * time.Millisecond)
 	if err != nil {
 		fmt.Fprintf(stderr, "banger: waiting for %s: %v\n", o.Command[0], err)
 		return 126
@@ -177,6 +183,49 @@ func Exec(o ExecOptions, stderr io.Writer) int {
 		return 128 + int(ws.Signal())
 	}
 	return st.ExitCode()
+}
+
+// relayed is the pair of pipes between the command and the session.
+type relayed struct {
+	w      [2]*os.File // the command's ends
+	copied chan struct{}
+}
+
+// relay makes the pipes and copies them to out and errw.
+func relay(out, errw *os.File) (*relayed, error) {
+	r := &relayed{copied: make(chan struct{}, 2)}
+	for i, dst := range []*os.File{out, errw} {
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			return nil, fmt.Errorf("making the output pipes: %w", err)
+		}
+		r.w[i] = pw
+		go func() {
+			_, _ = io.Copy(dst, pr)
+			pr.Close()
+			r.copied <- struct{}{}
+		}()
+	}
+	return r, nil
+}
+
+func (r *relayed) closeWriters() {
+	for _, w := range r.w {
+		w.Close()
+	}
+}
+
+// finish waits for the command's output to drain, at most grace once
+// only a background process could still hold the pipes.
+func (r *relayed) finish(grace time.Duration) {
+	deadline := time.After(grace)
+	for i := 0; i < 2; i++ {
+		select {
+		case <-r.copied:
+		case <-deadline:
+			return
+		}
+	}
 }
 
 // watchHangup ends the command's process group when the session's stdout
