@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"path"
 	"path/filepath"
@@ -78,17 +77,34 @@ func toBase(w api.Workspace) *workspace.Base {
 	return &workspace.Base{
 		Path: w.Path, Repo: w.Repo, Head: w.Head, Branch: w.Branch,
 		IndexCommit: w.IndexCommit, IndexTree: w.IndexTree, BaseCommit: w.BaseCommit, BaseTree: w.BaseTree,
-		ReadOnly: w.ReadOnly, ExportBranch: w.ExportBranch, ExportCommit: w.ExportCommit,
+		ReadOnly: w.ReadOnly, ExportBranch: w.ExportBranch, ExportCommit: w.ExportCommit, PreparedAt: w.PreparedAt,
 	}
 }
 
-func fromBase(vm string, b workspace.Base, prepared time.Time, exported *time.Time) api.Workspace {
+func fromBase(vm string, b workspace.Base, exported *time.Time) api.Workspace {
 	return api.Workspace{
 		VM: vm, Path: b.Path, Repo: b.Repo, Head: b.Head, Branch: b.Branch,
 		IndexCommit: b.IndexCommit, IndexTree: b.IndexTree, BaseCommit: b.BaseCommit, BaseTree: b.BaseTree,
 		ReadOnly: b.ReadOnly, ExportBranch: b.ExportBranch, ExportCommit: b.ExportCommit,
-		PreparedAt: prepared, ExportedAt: exported,
+		PreparedAt: b.PreparedAt, ExportedAt: exported,
 	}
+}
+
+// prepared dials the target's VM and reads the daemon's record of the
+// workspace: what export and status start from. The caller closes the
+// returned connection.
+func (a *app) prepared(ctx context.Context, t *wsTarget) (*ssh.Client, *workspace.Base, error) {
+	sc, err := a.dialWorkspace(ctx, t)
+	if err != nil {
+		return nil, nil, err
+	}
+	rec, err := t.client.WorkspaceShow(ctx, t.vm, t.path)
+	if err != nil {
+		sc.Close()
+		return nil, nil, err
+	}
+	b := toBase(rec)
+	return sc, b, nil
 }
 
 func short(oid string) string {
@@ -99,17 +115,4 @@ func short(oid string) string {
 		return "(none)"
 	}
 	return oid
-}
-
-func fmtBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -49,20 +49,15 @@ func (a *app) workspaceExportCommand() *cobra.Command {
 			if message == "" {
 				message = "work in progress from VM " + t.vm
 			}
-			sc, err := a.dialWorkspace(ctx, t)
+			// The guest-side lock is taken by the export script itself;
+			// the branch moves only by compare-and-swap, so two exports
+			// cannot both win.
+			sc, base, err := a.prepared(ctx, t)
 			if err != nil {
 				return err
 			}
 			defer sc.Close()
 			g := sshGuest{sc}
-			// The guest-side lock is taken by the export script itself;
-			// the branch moves only by compare-and-swap, so two exports
-			// cannot both win.
-			rec, err := t.client.WorkspaceShow(ctx, t.vm, t.path)
-			if err != nil {
-				return err
-			}
-			base := toBase(rec)
 			opts := workspace.ExportOptions{Message: message}
 			var res workspace.ExportResult
 			switch mode {
@@ -75,7 +70,7 @@ func (a *app) workspaceExportCommand() *cobra.Command {
 				if err == nil {
 					base.ExportBranch, base.ExportCommit = res.Branch, res.Commit
 					now := time.Now().UTC()
-					if _, rerr := t.client.WorkspaceRecord(ctx, fromBase(t.vm, *base, rec.PreparedAt, &now)); rerr != nil {
+					if _, rerr := t.client.WorkspaceRecord(ctx, fromBase(t.vm, *base, &now)); rerr != nil {
 						return fmt.Errorf("branch %s is at %s, but recording that failed (the next export will refuse to move it): %w", res.Branch, res.Commit, rerr)
 					}
 				}

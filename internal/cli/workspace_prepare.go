@@ -81,7 +81,7 @@ func (a *app) workspacePrepareCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			rec, err := t.client.WorkspaceRecord(ctx, fromBase(t.vm, base, time.Now().UTC(), nil))
+			rec, err := t.client.WorkspaceRecord(ctx, fromBase(t.vm, base, nil))
 			if err != nil {
 				return fmt.Errorf("recording the workspace (the guest has it, but export needs this record; prepare again): %w", err)
 			}
@@ -89,7 +89,7 @@ func (a *app) workspacePrepareCommand() *cobra.Command {
 				return printJSON(a.streams.Out, rec)
 			}
 			fmt.Fprintf(a.streams.Out, "prepared %s in %s: %d files (%s), history %s, HEAD %s%s\n",
-				t.path, t.vm, s.Files, fmtBytes(s.Bytes), fmtBytes(plan.ObjectBytes), short(s.Head), onBranch(s.Branch))
+				t.path, t.vm, s.Files, bytesStr(s.Bytes), bytesStr(plan.ObjectBytes), short(s.Head), onBranch(s.Branch))
 			a.planNotes(s)
 			return nil
 		},
@@ -135,7 +135,7 @@ func (a *app) printPlan(t *wsTarget, p *workspace.Plan, asJSON bool) error {
 	}
 	out := a.streams.Out
 	fmt.Fprintf(out, "would prepare %s in %s from %s (HEAD %s%s)\n", t.path, t.vm, t.repo.Top, short(s.Head), onBranch(s.Branch))
-	fmt.Fprintf(out, "files:     %d (%s)\nhistory:   %s\nneeds:     about %s in the guest\n", s.Files, fmtBytes(s.Bytes), fmtBytes(p.ObjectBytes), fmtBytes(p.Needed()))
+	fmt.Fprintf(out, "files:     %d (%s)\nhistory:   %s\nneeds:     about %s in the guest\n", s.Files, bytesStr(s.Bytes), bytesStr(p.ObjectBytes), bytesStr(p.Needed()))
 	fmt.Fprintf(out, "untracked: %d\n", len(s.Untracked))
 	for _, u := range s.Untracked {
 		fmt.Fprintf(out, "  %s\n", u)

@@ -39,17 +39,12 @@ func (a *app) workspaceStatusCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			sc, err := a.dialWorkspace(ctx, t)
+			sc, base, err := a.prepared(ctx, t)
 			if err != nil {
 				return err
 			}
 			defer sc.Close()
-			g := sshGuest{sc}
-			rec, err := t.client.WorkspaceShow(ctx, t.vm, t.path)
-			if err != nil {
-				return err
-			}
-			st, err := workspace.GetStatus(ctx, g, t.repo, toBase(rec))
+			st, err := workspace.GetStatus(ctx, sshGuest{sc}, t.repo, base)
 			if err != nil {
 				return err
 			}

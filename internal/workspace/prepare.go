@@ -7,6 +7,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/banger-dev/banger/internal/model"
 )
@@ -27,6 +28,7 @@ type Base struct {
 
 	ExportBranch string
 	ExportCommit string
+	PreparedAt   time.Time
 }
 
 // want is the guest state a prepare left, in the form checkScript prints.
@@ -141,7 +143,7 @@ func Prepare(ctx context.Context, g Guest, p *Plan, o PrepareOptions) (Base, err
 	b := Base{
 		Path: o.Path, Repo: s.Repo.Top, Head: s.Head, Branch: s.Branch,
 		IndexCommit: s.IndexCommit, IndexTree: s.IndexTree, BaseCommit: s.BaseCommit, BaseTree: s.BaseTree,
-		ReadOnly: o.ReadOnly,
+		ReadOnly: o.ReadOnly, PreparedAt: time.Now().UTC(),
 	}
 	if o.Previous != nil {
 		// The branch the last export moved stays movable by the next one.
