@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/banger-dev/banger/bench/benchns"
 	"github.com/banger-dev/banger/internal/guestssh"
 	"github.com/banger-dev/banger/internal/host/run"
 	"github.com/banger-dev/banger/internal/model"
@@ -34,8 +35,8 @@ func main() {
 	cache := flag.String("image-cache", "/var/cache/banger-test", "image cache dir (the debian-12 build is reused)")
 	flag.Parse()
 	var err error
-	if os.Getenv(inNSEnv) == "" {
-		err = outside()
+	if !benchns.Inside() {
+		err = benchns.Run("bgbench")
 	} else {
 		err = measure(*bin, *n, *cache)
 	}
@@ -43,28 +44,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench/boot:", err)
 		os.Exit(1)
 	}
-}
-
-const inNSEnv = "BANGER_BENCH_NETNS"
-
-// outside makes the namespace, runs this program again inside it, and
-// removes the namespace afterwards.
-func outside() error {
-	ctx := context.Background()
-	ns := fmt.Sprintf("bgbench-%d", os.Getpid())
-	if err := run.Run(ctx, []string{"ip", "netns", "add", ns}); err != nil {
-		return err
-	}
-	defer func() { _ = run.Run(ctx, []string{"ip", "netns", "del", ns}) }()
-	if err := run.Run(ctx, []string{"ip", "-n", ns, "link", "set", "lo", "up"}); err != nil {
-		return err
-	}
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	return run.Run(ctx, append([]string{"ip", "netns", "exec", ns, self}, os.Args[1:]...),
-		run.Env(inNSEnv+"="+ns), run.Stdout(os.Stdout))
 }
 
 type bench struct {

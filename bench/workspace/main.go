@@ -20,10 +20,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/banger-dev/banger/bench/benchns"
 	"github.com/banger-dev/banger/internal/host/run"
 )
-
-const inNSEnv = "BANGER_BENCH_NETNS"
 
 func main() {
 	bin := flag.String("bin", "/usr/local/bin", "directory holding banger, bangerd and banger-agent")
@@ -33,8 +32,8 @@ func main() {
 	cache := flag.String("image-cache", "/var/cache/banger-test", "image cache dir (the debian-12 build is reused)")
 	flag.Parse()
 	var err error
-	if os.Getenv(inNSEnv) == "" {
-		err = outside()
+	if !benchns.Inside() {
+		err = benchns.Run("bgbenchws")
 	} else {
 		err = measure(*bin, *n, *files, *commits, *cache)
 	}
@@ -42,25 +41,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench/workspace:", err)
 		os.Exit(1)
 	}
-}
-
-// outside makes the namespace and runs this program again inside it.
-func outside() error {
-	ctx := context.Background()
-	ns := fmt.Sprintf("bgbenchws-%d", os.Getpid())
-	if err := run.Run(ctx, []string{"ip", "netns", "add", ns}); err != nil {
-		return err
-	}
-	defer func() { _ = run.Run(ctx, []string{"ip", "netns", "del", ns}) }()
-	if err := run.Run(ctx, []string{"ip", "-n", ns, "link", "set", "lo", "up"}); err != nil {
-		return err
-	}
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	return run.Run(ctx, append([]string{"ip", "netns", "exec", ns, self}, os.Args[1:]...),
-		run.Env(inNSEnv+"="+ns), run.Stdout(os.Stdout))
 }
 
 type bench struct {

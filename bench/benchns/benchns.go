@@ -1,0 +1,38 @@
+// Package benchns runs a benchmark program inside a network namespace it
+// makes for the purpose and removes afterwards, so that every bridge, tap
+// and guest address the benchmark's daemon creates lives there.
+package benchns
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/banger-dev/banger/internal/host/run"
+)
+
+const env = "BANGER_BENCH_NETNS"
+
+// Inside reports whether this process is the copy running in the namespace.
+func Inside() bool { return os.Getenv(env) != "" }
+
+// Run makes a namespace named prefix-PID, runs this program again inside
+// it with the same arguments and its output on stdout, and removes the
+// namespace.
+func Run(prefix string) error {
+	ctx := context.Background()
+	ns := fmt.Sprintf("%s-%d", prefix, os.Getpid())
+	if err := run.Run(ctx, []string{"ip", "netns", "add", ns}); err != nil {
+		return err
+	}
+	defer func() { _ = run.Run(ctx, []string{"ip", "netns", "del", ns}) }()
+	if err := run.Run(ctx, []string{"ip", "-n", ns, "link", "set", "lo", "up"}); err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	return run.Run(ctx, append([]string{"ip", "netns", "exec", ns, self}, os.Args[1:]...),
+		run.Env(env+"="+ns), run.Stdout(os.Stdout))
+}
