@@ -69,7 +69,7 @@ func TestExecReturnsDespiteLeftovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	defer syscall.Kill(pid, syscall.SIGKILL)
+	defer func() { _ = syscall.Kill(pid, syscall.SIGKILL) }()
 	if err := syscall.Kill(pid, 0); err != nil {
 		t.Fatalf("the background child was killed: %v", err)
 	}

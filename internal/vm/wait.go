@@ -50,7 +50,7 @@ func (s *Service) SpaceWarnings(vm model.VM, overlayMiB int64) []string {
 			return nil
 		}
 	}
-	free := int64(st.Bavail) * int64(st.Bsize) >> 20
+	free := int64(st.Bavail) * st.Bsize >> 20
 	if need := vm.DiskMiB + overlayMiB; need > free {
 		return []string{fmt.Sprintf("vm %s's disks may grow to %d MiB but only %d MiB are free on the state directory's filesystem; a guest that fills them will stall", vm.Name, need, free)}
 	}
