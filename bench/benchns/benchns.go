@@ -7,6 +7,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sort"
+	"strings"
+	"time"
 
 	"github.com/banger-dev/banger/internal/host/run"
 )
@@ -35,4 +38,20 @@ func Run(prefix string) error {
 	}
 	return run.Run(ctx, append([]string{"ip", "netns", "exec", ns, self}, os.Args[1:]...),
 		run.Env(env+"="+ns), run.Stdout(os.Stdout))
+}
+
+// Median is the middle of the durations (the upper one of an even count).
+func Median(d []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
+
+// List renders durations in seconds, for the runs column.
+func List(d []time.Duration) string {
+	parts := make([]string, len(d))
+	for i, x := range d {
+		parts[i] = fmt.Sprintf("%.2f", x.Seconds())
+	}
+	return strings.Join(parts, " ")
 }

@@ -14,7 +14,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
@@ -87,9 +86,9 @@ func measure(bin string, n int, cache string) error {
 	if err != nil {
 		return err
 	}
-	mo, mb := median(ours), median(bare)
-	fmt.Printf("banger vm run --rm -- true   median %6.2fs  (runs: %s)\n", mo.Seconds(), list(ours))
-	fmt.Printf("bare qemu boot to ssh true   median %6.2fs  (runs: %s)\n", mb.Seconds(), list(bare))
+	mo, mb := benchns.Median(ours), benchns.Median(bare)
+	fmt.Printf("banger vm run --rm -- true   median %6.2fs  (runs: %s)\n", mo.Seconds(), benchns.List(ours))
+	fmt.Printf("bare qemu boot to ssh true   median %6.2fs  (runs: %s)\n", mb.Seconds(), benchns.List(bare))
 	fmt.Printf("ratio %.2f (banger adds %+.0f%%)\n", mo.Seconds()/mb.Seconds(), (mo.Seconds()/mb.Seconds()-1)*100)
 	return nil
 }
@@ -179,18 +178,4 @@ func (b *bench) waitSSH(ip string, signer ssh.Signer, hostPub string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	return guestssh.WaitReady(ctx, net.JoinHostPort(ip, "22"), signer, hostPub)
-}
-
-func median(d []time.Duration) time.Duration {
-	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[len(s)/2]
-}
-
-func list(d []time.Duration) string {
-	parts := make([]string, len(d))
-	for i, x := range d {
-		parts[i] = fmt.Sprintf("%.2f", x.Seconds())
-	}
-	return strings.Join(parts, " ")
 }

@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
@@ -158,12 +157,12 @@ func measure(bin string, n, files, commits int, cache string) error {
 		fetchTimes = append(fetchTimes, d)
 		_ = os.RemoveAll(scratch)
 	}
-	mp, mt, me, mf := median(prep), median(tarTimes), median(exp), median(fetchTimes)
-	fmt.Printf("workspace prepare              median %6.2fs  (runs: %s)\n", mp.Seconds(), list(prep))
-	fmt.Printf("tar -c | ssh tar -x (baseline) median %6.2fs  (runs: %s)\n", mt.Seconds(), list(tarTimes))
+	mp, mt, me, mf := benchns.Median(prep), benchns.Median(tarTimes), benchns.Median(exp), benchns.Median(fetchTimes)
+	fmt.Printf("workspace prepare              median %6.2fs  (runs: %s)\n", mp.Seconds(), benchns.List(prep))
+	fmt.Printf("tar -c | ssh tar -x (baseline) median %6.2fs  (runs: %s)\n", mt.Seconds(), benchns.List(tarTimes))
 	fmt.Printf("prepare ratio %.2f\n", mp.Seconds()/mt.Seconds())
-	fmt.Printf("workspace export --to branch   median %6.2fs  (runs: %s)\n", me.Seconds(), list(exp))
-	fmt.Printf("git fetch over ssh (baseline)  median %6.2fs  (runs: %s)\n", mf.Seconds(), list(fetchTimes))
+	fmt.Printf("workspace export --to branch   median %6.2fs  (runs: %s)\n", me.Seconds(), benchns.List(exp))
+	fmt.Printf("git fetch over ssh (baseline)  median %6.2fs  (runs: %s)\n", mf.Seconds(), benchns.List(fetchTimes))
 	fmt.Printf("export ratio %.2f\n", me.Seconds()/mf.Seconds())
 	return nil
 }
@@ -229,18 +228,4 @@ func shellJoin(argv []string) string {
 		q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
 	}
 	return strings.Join(q, " ")
-}
-
-func median(d []time.Duration) time.Duration {
-	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[len(s)/2]
-}
-
-func list(d []time.Duration) string {
-	parts := make([]string, len(d))
-	for i, x := range d {
-		parts[i] = fmt.Sprintf("%.2f", x.Seconds())
-	}
-	return strings.Join(parts, " ")
 }
