@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -347,9 +348,17 @@ func (h *host) next() guest.Message {
 func TestServe(t *testing.T) {
 	agentSide, hostSide := net.Pipe()
 	shutdowns := make(chan struct{}, 1)
+	var adjusted []time.Duration
 	s := &server{
 		log: newLogger(io.Discard), version: "v1.2.3", heartbeat: 10 * time.Millisecond,
 		shutdown: func() { shutdowns <- struct{}{} },
+		adjustClock: func(d time.Duration) (string, error) {
+			adjusted = append(adjusted, d)
+			if d > time.Hour {
+				return "", errors.New("EPERM")
+			}
+			return guest.ClockSlewed, nil
+		},
 	}
 	done := make(chan error, 1)
 	go func() { done <- s.run(context.Background(), agentSide) }()
@@ -368,6 +377,22 @@ func TestServe(t *testing.T) {
 	h.send(`{"type":"ping"}`)
 	if m := h.next(); m.Type != guest.MsgPong {
 		t.Fatalf("answer to ping: %+v", m)
+	}
+	before := time.Now()
+	h.send(`{"type":"clock-query","id":"q1"}`)
+	if m := h.next(); m.Type != guest.MsgClock || m.ID != "q1" || m.Time < before.UnixNano() || m.Time > time.Now().UnixNano() {
+		t.Fatalf("answer to a clock query: %+v (asked at %d)", m, before.UnixNano())
+	}
+	h.send(`{"type":"clock-adjust","id":"q1","offset":-2500000}`)
+	if m := h.next(); m != (guest.Message{Type: guest.MsgClockDone, ID: "q1", Detail: guest.ClockSlewed}) {
+		t.Fatalf("answer to a clock adjustment: %+v", m)
+	}
+	h.send(`{"type":"clock-adjust","id":"q2","offset":7200000000000}`)
+	if m := h.next(); m.Type != guest.MsgClockDone || m.ID != "q2" || m.Detail != "EPERM" {
+		t.Fatalf("answer to a clock adjustment that failed: %+v", m)
+	}
+	if len(adjusted) != 2 || adjusted[0] != -2500*time.Microsecond {
+		t.Fatalf("clock adjusted by %v, want -2.5ms then 2h", adjusted)
 	}
 	h.send(`{"type":"shutdown"}`)
 	if m := h.next(); m.Type != guest.MsgAck {

@@ -22,11 +22,12 @@ import (
 func Serve(ctx context.Context, version string) error {
 	log := newLogger(os.Stderr)
 	s := &server{
-		log:        log,
-		version:    version,
-		heartbeat:  heartbeatEvery,
-		awaitReady: awaitGuestInit,
-		shutdown:   func() { shutdownGuest(log) },
+		log:         log,
+		version:     version,
+		heartbeat:   heartbeatEvery,
+		awaitReady:  awaitGuestInit,
+		shutdown:    func() { shutdownGuest(log) },
+		adjustClock: adjustClock,
 	}
 	warned := false
 	for start := time.Now(); ctx.Err() == nil; time.Sleep(100 * time.Millisecond) {

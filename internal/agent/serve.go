@@ -25,6 +25,8 @@ type server struct {
 	awaitReady func(context.Context)
 	// shutdown powers the guest off cleanly; called after the ack is sent.
 	shutdown func()
+	// adjustClock applies a MsgClockAdjust (nil: the clock is left alone).
+	adjustClock func(time.Duration) (string, error)
 	// eofRetry says an EOF means "no host on the other end yet" (a
 	// virtio-serial port reads EOF while the host side is closed), not the
 	// end of the stream: keep reading.
@@ -46,6 +48,11 @@ func (s *server) run(ctx context.Context, rw io.ReadWriter) error {
 	send := func(m guest.Message) error {
 		mu.Lock()
 		defer mu.Unlock()
+		if m.Type == guest.MsgClock {
+			// Read the clock as late as possible: a heartbeat may have
+			// held the lock, blocked until the host reconnected.
+			m.Time = time.Now().UnixNano()
+		}
 		return enc.Encode(m) // one line: Encode ends with "\n"
 	}
 
@@ -106,6 +113,19 @@ func (s *server) handle(line []byte, send func(guest.Message) error) {
 	switch m.Type {
 	case guest.MsgPing:
 		_ = send(guest.Message{Type: guest.MsgPong, Detail: s.version})
+	case guest.MsgClockQuery:
+		_ = send(guest.Message{Type: guest.MsgClock, ID: m.ID})
+	case guest.MsgClockAdjust:
+		reply := guest.Message{Type: guest.MsgClockDone, ID: m.ID}
+		if s.adjustClock == nil {
+			reply.Detail = "clock left alone"
+		} else if how, err := s.adjustClock(time.Duration(m.Offset)); err != nil {
+			s.log.Printf("control channel: %v", err)
+			reply.Detail = err.Error()
+		} else {
+			reply.Detail = how
+		}
+		_ = send(reply)
 	case guest.MsgShutdown:
 		s.log.Printf("control channel: shutdown requested")
 		_ = send(guest.Message{Type: guest.MsgAck})

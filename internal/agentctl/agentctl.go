@@ -1,6 +1,6 @@
 // Package agentctl is the host end of the control channel to banger-agent
-// inside a guest: waiting for the agent's ready message, and asking for a
-// clean shutdown. The channel is line-delimited JSON (guest.Message) over a
+// inside a guest: waiting for the agent's ready message, asking for a
+// clean shutdown, and keeping the guest's clock on the host's. The channel is line-delimited JSON (guest.Message) over a
 // stream that the VMM driver exposes as a Unix socket.
 package agentctl
 
@@ -8,9 +8,12 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/banger-dev/banger/internal/guest"
@@ -141,6 +144,16 @@ func (c *Conn) WaitFor(ctx context.Context, typ string) (guest.Message, error) {
 	}
 }
 
+// waitAnswer reads until the message of type typ answering request id.
+func (c *Conn) waitAnswer(ctx context.Context, typ, id string) (guest.Message, error) {
+	for {
+		m, err := c.WaitFor(ctx, typ)
+		if err != nil || m.ID == id {
+			return m, err
+		}
+	}
+}
+
 // Send writes one message.
 func (c *Conn) Send(m guest.Message) error {
 	if err := c.enc.Encode(m); err != nil {
@@ -163,4 +176,65 @@ func Shutdown(ctx context.Context, dial Dialer) error {
 		return fmt.Errorf("waiting for the guest agent to acknowledge shutdown: %w", err)
 	}
 	return nil
+}
+
+// ClockSync is the outcome of one exchange of the clock protocol.
+type ClockSync struct {
+	// Offset is how far the guest's clock was behind the host's (negative:
+	// ahead) before the agent corrected it.
+	Offset time.Duration
+	// RTT bounds the error of Offset: the reading happened somewhere in
+	// that round trip.
+	RTT time.Duration
+	// How is guest.ClockStepped or guest.ClockSlewed.
+	How string
+}
+
+// ErrClockNotSet means the agent answered but could not move its clock.
+var ErrClockNotSet = errors.New("the guest agent did not set its clock")
+
+// clockQueries numbers clock queries, so an answer that arrives on a later
+// connection (a virtio-serial port outlives them) is not taken for the
+// answer to that connection's query.
+var clockQueries atomic.Uint64
+
+// clockSamples is how many readings one exchange takes; the one with the
+// shortest round trip is used. A busy guest answers late, and a late
+// answer makes the midpoint estimate wrong by up to half the round trip.
+const clockSamples = 4
+
+// SyncClock measures the guest's clock against the host's (the midpoint
+// of a round trip is when the guest read it; the shortest of a few round
+// trips is trusted) and has the agent correct it.
+func (c *Conn) SyncClock(ctx context.Context) (ClockSync, error) {
+	id := fmt.Sprintf("%d-%d", os.Getpid(), clockQueries.Add(1))
+	var cs ClockSync
+	for i := range clockSamples {
+		qid := fmt.Sprintf("%s.%d", id, i)
+		sent := time.Now()
+		if err := c.Send(guest.Message{Type: guest.MsgClockQuery, ID: qid}); err != nil {
+			return ClockSync{}, err
+		}
+		reading, err := c.waitAnswer(ctx, guest.MsgClock, qid)
+		if err != nil {
+			return ClockSync{}, fmt.Errorf("waiting for the guest's clock: %w", err)
+		}
+		rtt := time.Since(sent)
+		if i == 0 || rtt < cs.RTT {
+			mid := sent.Add(rtt / 2)
+			cs = ClockSync{Offset: time.Duration(mid.UnixNano() - reading.Time), RTT: rtt}
+		}
+	}
+	if err := c.Send(guest.Message{Type: guest.MsgClockAdjust, ID: id, Offset: int64(cs.Offset)}); err != nil {
+		return cs, err
+	}
+	done, err := c.waitAnswer(ctx, guest.MsgClockDone, id)
+	if err != nil {
+		return cs, fmt.Errorf("waiting for the guest to set its clock: %w", err)
+	}
+	if done.Detail != guest.ClockStepped && done.Detail != guest.ClockSlewed {
+		return cs, fmt.Errorf("%w: %s", ErrClockNotSet, done.Detail)
+	}
+	cs.How = done.Detail
+	return cs, nil
 }

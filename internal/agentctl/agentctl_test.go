@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -81,5 +83,84 @@ func TestFirecrackerVsockRefused(t *testing.T) {
 	defer cancel()
 	if _, err := FirecrackerVsockDialer(path, guest.VsockPort)(ctx); err == nil {
 		t.Fatal("a refused CONNECT was accepted")
+	}
+}
+
+// fakeClockAgent answers the clock protocol with a clock 2 s behind, and
+// first replays a late answer meant for an earlier connection.
+func fakeClockAgent(t *testing.T, c net.Conn, how string) {
+	t.Helper()
+	go func() {
+		defer c.Close()
+		r := bufio.NewReader(c)
+		enc := json.NewEncoder(c)
+		_ = enc.Encode(guest.Message{Type: guest.MsgClock, ID: "stale", Time: 1})
+		for {
+			l, err := r.ReadBytes('\n')
+			if err != nil {
+				return
+			}
+			var m guest.Message
+			if json.Unmarshal(l, &m) != nil {
+				continue
+			}
+			switch m.Type {
+			case guest.MsgClockQuery:
+				_ = enc.Encode(guest.Message{Type: guest.MsgHeartbeat})
+				_ = enc.Encode(guest.Message{Type: guest.MsgClock, ID: m.ID, Time: time.Now().Add(-2 * time.Second).UnixNano()})
+			case guest.MsgClockAdjust:
+				_ = enc.Encode(guest.Message{Type: guest.MsgClockDone, ID: "stale", Detail: guest.ClockSlewed})
+				_ = enc.Encode(guest.Message{Type: guest.MsgClockDone, ID: m.ID, Detail: how, Offset: m.Offset})
+			}
+		}
+	}()
+}
+
+// socketPair is a buffered stream pair (net.Pipe is not: the fake's
+// unasked-for first write would block it).
+func socketPair(t *testing.T) (net.Conn, net.Conn) {
+	t.Helper()
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns [2]net.Conn
+	for i, fd := range fds {
+		f := os.NewFile(uintptr(fd), "socketpair")
+		c, err := net.FileConn(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns[i] = c
+	}
+	return conns[0], conns[1]
+}
+
+func TestSyncClock(t *testing.T) {
+	host, agent := socketPair(t)
+	fakeClockAgent(t, agent, guest.ClockStepped)
+	c := &Conn{c: host, r: bufio.NewReader(host), enc: json.NewEncoder(host)}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cs, err := c.SyncClock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cs.Offset - 2*time.Second; d < -cs.RTT || d > cs.RTT || cs.How != guest.ClockStepped {
+		t.Fatalf("got %+v, want an offset of 2s ± the round trip, stepped", cs)
+	}
+}
+
+func TestSyncClockRefused(t *testing.T) {
+	host, agent := socketPair(t)
+	fakeClockAgent(t, agent, "setting the clock: operation not permitted")
+	c := &Conn{c: host, r: bufio.NewReader(host), enc: json.NewEncoder(host)}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := c.SyncClock(ctx); !errors.Is(err, ErrClockNotSet) {
+		t.Fatalf("got %v, want ErrClockNotSet", err)
 	}
 }

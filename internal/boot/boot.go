@@ -229,15 +229,58 @@ func (h *Host) Ready(ctx context.Context, vm model.VM, hd vmm.Handles) error {
 			return fail("connecting to the agent", err)
 		}
 		_, err = c.WaitFor(ctx, guest.MsgReady)
-		c.Close()
 		if err != nil {
+			c.Close()
 			return fail("waiting for the guest agent", err)
 		}
+		// The guest read its clock from the RTC, whose seconds do not
+		// even tick with the host's. A clock left wrong is logged, not a
+		// failed boot.
+		_, _ = h.syncClock(ctx, c, vm)
+		c.Close()
 	}
 	if err := guestssh.WaitBanner(ctx, net.JoinHostPort(vm.IP, "22")); err != nil {
 		return fail("waiting for ssh", err)
 	}
 	return nil
+}
+
+// clockTimeout bounds one clock exchange: an agent too old to know the
+// protocol never answers, and a stop waits for the channel meanwhile.
+const clockTimeout = 3 * time.Second
+
+// SyncClock sets the running guest's clock to the host's: a step when it
+// is far off, a slew otherwise. The daemon calls it every few seconds.
+func (h *Host) SyncClock(ctx context.Context, vm model.VM, hd vmm.Handles) error {
+	if hd.ControlSocket == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, clockTimeout)
+	defer cancel()
+	c, err := agentctl.Dial(ctx, agentctl.DialerFor(hd.ControlSocket, hd.ControlProto))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_, err = h.syncClock(ctx, c, vm)
+	return err
+}
+
+// syncClock runs one clock exchange on c and logs a step (a large error:
+// boot, a restored snapshot, a guest that changed its own clock).
+func (h *Host) syncClock(ctx context.Context, c *agentctl.Conn, vm model.VM) (agentctl.ClockSync, error) {
+	ctx, cancel := context.WithTimeout(ctx, clockTimeout)
+	defer cancel()
+	cs, err := c.SyncClock(ctx)
+	switch {
+	case err != nil:
+		h.log.Warn("setting the guest's clock", "vm", vm.Name, "err", err)
+	case cs.How == guest.ClockStepped:
+		h.log.Info("stepped the guest's clock", "vm", vm.Name, "offset", cs.Offset, "rtt", cs.RTT)
+	default:
+		h.log.Debug("slewed the guest's clock", "vm", vm.Name, "offset", cs.Offset, "rtt", cs.RTT)
+	}
+	return cs, err
 }
 
 // Release gives back the VM's tap.

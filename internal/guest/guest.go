@@ -101,14 +101,31 @@ func DecodeDisk(r io.Reader) (Config, error) {
 // Message is one line of the control channel, JSON-encoded.
 type Message struct {
 	Type string `json:"type"`
-	// Detail carries an error or a version, depending on Type.
+	// Detail carries an error, a version or how the clock was moved
+	// (MsgClockDone: ClockStepped or ClockSlewed), depending on Type.
 	Detail string `json:"detail,omitempty"`
+	// Time is a wall-clock reading in Unix nanoseconds (MsgClock).
+	Time int64 `json:"time,omitempty"`
+	// Offset is how far the guest's clock is behind the host's, in
+	// nanoseconds (MsgClockAdjust; negative when it is ahead).
+	Offset int64 `json:"offset,omitempty"`
+	// ID ties an answer to its request (clock messages).
+	ID string `json:"id,omitempty"`
 }
 
 // Control message types. The agent sends MsgReady once the guest's own
 // init is running, then MsgHeartbeat every few seconds; the host sends
 // MsgShutdown (answered by MsgAck, then a clean poweroff) or MsgPing
 // (answered by MsgPong).
+//
+// The guest's clock follows the host's as NTP does, with the host as the
+// server: the host sends MsgClockQuery, the agent answers MsgClock with its
+// clock, the host takes the midpoint of its own send and receive times as
+// the moment of that reading and sends MsgClockAdjust with the difference,
+// which the agent applies (a step when large, a slew otherwise), answering
+// MsgClockDone. A virtio-serial port outlives host connections, so a late
+// answer can reach the next connection: the query's ID ties the answer to
+// it, and clock messages have their own types.
 const (
 	MsgReady     = "ready"
 	MsgHeartbeat = "heartbeat"
@@ -116,4 +133,15 @@ const (
 	MsgAck       = "ack"
 	MsgPing      = "ping"
 	MsgPong      = "pong"
+
+	MsgClockQuery  = "clock-query"
+	MsgClock       = "clock"
+	MsgClockAdjust = "clock-adjust"
+	MsgClockDone   = "clock-done"
+)
+
+// How the agent moved the clock: MsgClockDone's Detail when it succeeded.
+const (
+	ClockStepped = "stepped"
+	ClockSlewed  = "slewed"
 )

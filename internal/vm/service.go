@@ -58,6 +58,8 @@ type Host interface {
 	Release(ctx context.Context, vm model.VM, h vmm.Handles) error
 	// Records publishes the name → IP table (for DNS) after it changed.
 	Records(ctx context.Context, vms []model.VM)
+	// SyncClock brings a running guest's clock to the host's.
+	SyncClock(ctx context.Context, vm model.VM, h vmm.Handles) error
 }
 
 // Config is the service's configuration.
@@ -71,6 +73,9 @@ type Config struct {
 	// HostMemoryMiB caps a VM's memory; 0 skips the check.
 	HostMemoryMiB int64
 	StopTimeout   time.Duration
+	// ClockEvery is how often running guests' clocks are set from the
+	// host's (0: DefaultClockEvery).
+	ClockEvery time.Duration
 	// Drivers are the other drivers this daemon knows, for VMs created
 	// with one that is not the default now: a VM keeps its driver.
 	Drivers []vmm.Driver
@@ -109,6 +114,9 @@ type creation struct{ opID string }
 func New(cfg Config, store Store, driver vmm.Driver, host Host, ops *op.Registry, catalog *image.Catalog, log *slog.Logger) *Service {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ClockEvery <= 0 {
+		cfg.ClockEvery = DefaultClockEvery
 	}
 	return &Service{
 		cfg: cfg, store: store, driver: driver, host: host, ops: ops, catalog: catalog, log: log,

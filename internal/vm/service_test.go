@@ -65,9 +65,10 @@ func (h *harness) newService(t *testing.T, driver vmm.Driver, others ...vmm.Driv
 // fakeHost does no host work; it tracks taps so tests can check that every
 // boot's tap is given back.
 type fakeHost struct {
-	mu   sync.Mutex
-	taps map[string]bool
-	next int
+	mu     sync.Mutex
+	taps   map[string]bool
+	next   int
+	clocks map[string]int // VM name → clock exchanges
 }
 
 func (f *fakeHost) Created(context.Context, model.VM, bool, func(string)) error { return nil }
@@ -94,6 +95,22 @@ func (f *fakeHost) Release(_ context.Context, _ model.VM, h vmm.Handles) error {
 }
 
 func (f *fakeHost) Records(context.Context, []model.VM) {}
+
+func (f *fakeHost) SyncClock(_ context.Context, vm model.VM, _ vmm.Handles) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.clocks == nil {
+		f.clocks = map[string]int{}
+	}
+	f.clocks[vm.Name]++
+	return nil
+}
+
+func (f *fakeHost) clockSyncs(name string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.clocks[name]
+}
 
 func (f *fakeHost) heldTaps() int {
 	f.mu.Lock()
@@ -555,6 +572,32 @@ func TestWatchReapsExitedVM(t *testing.T) {
 	}
 	if b, _ := h.svc.Get(ctx, "b"); b.State != model.StateRunning {
 		t.Fatalf("b is %s", b.State)
+	}
+}
+
+// Watch keeps running guests' clocks on the host's, and only theirs.
+func TestWatchSyncsClocksOfRunningVMs(t *testing.T) {
+	h := newHarness(t, nil)
+	ctx := context.Background()
+	h.create(t, "up", false)
+	h.create(t, "down", false)
+	if _, err := h.svc.Stop(ctx, "down"); err != nil {
+		t.Fatal(err)
+	}
+	h.svc.cfg.ClockEvery = 20 * time.Millisecond
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { h.svc.Watch(wctx, 5*time.Millisecond); close(done) }()
+	fh := h.svc.host.(*fakeHost)
+	for deadline := time.Now().Add(5 * time.Second); fh.clockSyncs("up") < 3; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d clock exchanges with the running vm in 5 s, want 3 or more", fh.clockSyncs("up"))
+		}
+	}
+	cancel()
+	<-done
+	if n := fh.clockSyncs("down"); n != 0 {
+		t.Fatalf("%d clock exchanges with a stopped vm", n)
 	}
 }
 

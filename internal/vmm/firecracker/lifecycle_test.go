@@ -29,9 +29,10 @@ func (s *stubHost) Prepare(_ context.Context, v model.VM) (vmm.Spec, error) {
 	sp.VM = v
 	return sp, nil
 }
-func (s *stubHost) Ready(context.Context, model.VM, vmm.Handles) error   { return nil }
-func (s *stubHost) Release(context.Context, model.VM, vmm.Handles) error { return nil }
-func (s *stubHost) Records(context.Context, []model.VM)                  {}
+func (s *stubHost) Ready(context.Context, model.VM, vmm.Handles) error     { return nil }
+func (s *stubHost) Release(context.Context, model.VM, vmm.Handles) error   { return nil }
+func (s *stubHost) Records(context.Context, []model.VM)                    {}
+func (s *stubHost) SyncClock(context.Context, model.VM, vmm.Handles) error { return nil }
 
 func TestServiceLifecycleOnFirecracker(t *testing.T) {
 	d := &Driver{Binary: fake(t)}

@@ -64,6 +64,11 @@ func (d *Driver) Args(spec vmm.Spec) []string {
 		if khz := tscKHz(); khz > 0 {
 			cmdline += " tsc_early_khz=" + strconv.FormatInt(khz, 10)
 		}
+		// TCG's vCPUs fail the kernel's TSC synchronisation check, so the
+		// guest marks the TSC unstable and keeps time with jiffies, which
+		// drift by seconds a minute. The emulated TSC is the host's, which
+		// is constant and shared.
+		cmdline += " tsc=reliable"
 	}
 	args := []string{Binary,
 		"-M", "microvm,acpi=on,pcie=off,rtc=on",

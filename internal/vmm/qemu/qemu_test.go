@@ -35,6 +35,9 @@ func TestArgs(t *testing.T) {
 	if tscKHz() > 0 && !strings.Contains(tcg, "tsc_early_khz=") {
 		t.Error("TCG boots need tsc_early_khz (a third hang without it)")
 	}
+	if !strings.Contains(tcg, "tsc=reliable") {
+		t.Error("TCG boots need tsc=reliable: the guest otherwise falls back to jiffies, whose clock drifts by seconds")
+	}
 	if strings.Contains(tcg, "upper.ext4,format=raw,if=none,readonly") {
 		t.Error("the writable layer was attached read-only")
 	}

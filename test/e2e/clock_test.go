@@ -1,0 +1,97 @@
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// skew measures the guest's clock against the host's over one SSH session:
+// the host writes a line, the guest answers with its clock, and the sample
+// with the shortest round trip wins (its midpoint is when the guest read
+// its clock, within half that round trip). It returns the skew (positive:
+// the guest is ahead) and that bound.
+func (w *world) skew(vm string) (skew, bound time.Duration) {
+	w.t.Helper()
+	full := []string{"netns", "exec", w.ns, filepath.Join(binDir, "banger"),
+		"--socket", w.socket, "--state-dir", w.stateDir, "--config", w.config,
+		"vm", "ssh", vm, "--", "sh", "-c", "while read x; do date +%s%N; done"}
+	cmd := exec.Command("ip", full...)
+	cmd.Env = append(os.Environ(), "XDG_CACHE_HOME="+filepath.Join(w.dir, "cache"))
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	outPipe, err := cmd.StdoutPipe()
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		w.t.Fatal(err)
+	}
+	defer func() { in.Close(); _ = cmd.Wait() }()
+	out := bufio.NewReader(outPipe)
+	bound = time.Hour
+	for range 20 {
+		sent := time.Now()
+		if _, err := fmt.Fprintln(in, "x"); err != nil {
+			w.t.Fatalf("asking the guest for its clock: %v", err)
+		}
+		line, err := out.ReadString('\n')
+		if err != nil {
+			w.t.Fatalf("reading the guest's clock: %v", err)
+		}
+		got := time.Now()
+		ns, err := strconv.ParseInt(strings.TrimSpace(line), 10, 64)
+		if err != nil {
+			w.t.Fatalf("the guest's clock: %q: %v", line, err)
+		}
+		rtt := got.Sub(sent)
+		if rtt/2 < bound {
+			bound = rtt / 2
+			skew = time.Duration(ns - sent.Add(rtt/2).UnixNano())
+		}
+	}
+	return skew, bound
+}
+
+// The guest's clock starts on the host's and stays within 100 ms of it
+// under load, even after something in the guest moved it.
+func TestGuestClock(t *testing.T) {
+	w := newWorld(t)
+	w.ok("vm", "create", "clk")
+	if cs := strings.TrimSpace(w.ok("vm", "ssh", "clk", "--", "cat", "/sys/devices/system/clocksource/clocksource0/current_clocksource")); cs != "tsc" {
+		t.Errorf("clocksource %q, want tsc (jiffies drift by seconds a minute under TCG)", cs)
+	}
+	if s, b := w.skew("clk"); s.Abs() > 100*time.Millisecond-b {
+		t.Errorf("after boot the guest's clock is %v off the host's (±%v), want within 100 ms", s, b)
+	}
+	// Five seconds ahead, and both vCPUs busy for the rest of the test.
+	w.ok("vm", "ssh", "clk", "--", "sh", "-c",
+		`date -s @$(( $(date +%s) + 5 )) >/dev/null && for i in 1 2; do nohup sh -c 'while :; do :; done' >/dev/null 2>&1 & done`)
+	if s, _ := w.skew("clk"); s < 3*time.Second { // date -s drops the fraction
+		t.Fatalf("setting the guest's clock ahead did not take: skew %v", s)
+	}
+	// Long enough for two of the daemon's clock rounds (every 30 s), and
+	// for drift under load to show.
+	time.Sleep(75 * time.Second)
+	s, b := w.skew("clk")
+	t.Logf("guest clock skew after 75 s under load: %v (±%v)", s, b)
+	if log, err := os.ReadFile(filepath.Join(w.stateDir, "bangerd.log")); err == nil {
+		for _, l := range strings.Split(string(log), "\n") {
+			if strings.Contains(l, "clock") {
+				t.Log(l)
+			}
+		}
+	}
+	if s.Abs() > 100*time.Millisecond-b {
+		t.Errorf("under load the guest's clock is %v off the host's (±%v), want within 100 ms", s, b)
+	}
+}
