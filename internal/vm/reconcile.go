@@ -14,6 +14,7 @@ import (
 	"github.com/banger-dev/banger/internal/atomicfile"
 	"github.com/banger-dev/banger/internal/model"
 	"github.com/banger-dev/banger/internal/proc"
+	"github.com/banger-dev/banger/internal/vmm"
 )
 
 // OpCreate is the kind of a VM's create operation; its target is the VM's
@@ -41,7 +42,8 @@ func (s *Service) Reconcile(ctx context.Context, unfinished []string) error {
 			s.killStrays(ctx, vm, 0)
 			continue
 		}
-		if err := s.reconcileOne(ctx, vm, false); err != nil {
+		// A guest that rebooted while no daemon ran is left stopped.
+		if _, err := s.reconcileOne(ctx, vm, false); err != nil {
 			s.log.Error("reconciling vm", "vm", vm.Name, "err", err)
 		}
 	}
@@ -118,14 +120,14 @@ func (s *Service) Orphans(ctx context.Context) []string {
 // reconcileOne settles one VM against its process. With onlyRunning (the
 // watcher, while lifecycle calls may be in flight) a VM that is no longer
 // running when its lock is taken is left to whoever changed it.
-func (s *Service) reconcileOne(ctx context.Context, vm model.VM, onlyRunning bool) error {
+func (s *Service) reconcileOne(ctx context.Context, vm model.VM, onlyRunning bool) (rebooted bool, err error) {
 	unlock := s.locks.Lock(vm.ID)
 	if fresh, err := s.store.GetVM(ctx, vm.ID); err == nil {
 		vm = fresh
 	}
 	if onlyRunning && vm.State != model.StateRunning {
 		unlock()
-		return nil
+		return false, nil
 	}
 	h, ok, err := s.handles.load(vm.ID)
 	if err != nil {
@@ -135,21 +137,28 @@ func (s *Service) reconcileOne(ctx context.Context, vm model.VM, onlyRunning boo
 	alive := ok && d.Alive(h)
 	if alive {
 		s.handles.seed(vm.ID, h)
+		if w, isWatcher := d.(vmm.ExitWatcher); isWatcher {
+			w.Watch(h) // adopted by this daemon: watch it as its boot would have
+		}
 		if vm.State == model.StateStopping {
 			// The previous daemon died mid-stop: finish the job.
 			s.log.Info("finishing interrupted stop", "vm", vm.Name)
 			_, err := s.shutdown(ctx, &vm, s.cfg.StopTimeout, unlock)
-			return err
+			return false, err
 		}
 		defer unlock()
 		s.log.Info("vm still running", "vm", vm.Name, "pid", h.PID)
-		return s.setState(ctx, &vm, model.StateRunning, "")
+		return false, s.setState(ctx, &vm, model.StateRunning, "")
 	}
 	defer unlock()
 	// A boot killed between spawning its VMM and writing the handles file
 	// leaves a VMM no handles name: its command line names the VM's
 	// directory, which is what finds it.
 	s.killStrays(ctx, vm, h.PID)
+	exit := vmm.ExitUnknown
+	if w, isWatcher := d.(vmm.ExitWatcher); isWatcher && ok {
+		exit = w.ExitOf(h) // before Cleanup, which removes what it read
+	}
 	if ok {
 		if err := d.Cleanup(ctx, h); err != nil {
 			s.log.Warn("cleaning up after dead vm", "vm", vm.Name, "err", err)
@@ -159,14 +168,54 @@ func (s *Service) reconcileOne(ctx context.Context, vm model.VM, onlyRunning boo
 		}
 	}
 	if err := s.handles.drop(vm.ID); err != nil {
-		return err
+		return false, err
 	}
 	msg := ""
-	if vm.State == model.StateRunning {
+	wasRunning := vm.State == model.StateRunning
+	switch {
+	case !wasRunning:
+	case exit == vmm.ExitPoweroff:
+		s.log.Info("the guest powered itself off", "vm", vm.Name)
+	case exit == vmm.ExitReboot && s.rebootAllowed(vm.ID):
+		s.log.Info("the guest rebooted; booting it again", "vm", vm.Name)
+		return true, s.setState(ctx, &vm, model.StateStopped, "")
+	case exit == vmm.ExitReboot:
+		msg = fmt.Sprintf("the guest rebooted %d times within %s; left stopped (`banger vm start %s` boots it)", maxReboots, rebootWindow, vm.Name)
+	default:
 		msg = "the vm's process exited"
 	}
 	s.log.Info("vm found dead", "vm", vm.Name, "was", vm.State)
-	return s.setState(ctx, &vm, model.StateStopped, msg)
+	return false, s.setState(ctx, &vm, model.StateStopped, msg)
+}
+
+// A guest that reboots more than maxReboots times within rebootWindow (a
+// kernel that panics at boot, with panic=-1) is left stopped.
+const (
+	maxReboots   = 5
+	rebootWindow = 5 * time.Minute
+)
+
+// rebootAllowed records a reboot of VM id and says whether it is within
+// the limit.
+func (s *Service) rebootAllowed(id string) bool {
+	s.rebootMu.Lock()
+	defer s.rebootMu.Unlock()
+	if s.reboots == nil {
+		s.reboots = map[string][]time.Time{}
+	}
+	now := time.Now()
+	recent := s.reboots[id][:0]
+	for _, t := range s.reboots[id] {
+		if now.Sub(t) < rebootWindow {
+			recent = append(recent, t)
+		}
+	}
+	if len(recent) >= maxReboots {
+		s.reboots[id] = recent
+		return false
+	}
+	s.reboots[id] = append(recent, now)
+	return true
 }
 
 // killStrays kills every VMM process whose command line names vm's
@@ -202,7 +251,7 @@ const DefaultClockEvery = 30 * time.Second
 func (s *Service) Watch(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	var clocks sync.WaitGroup
+	var clocks sync.WaitGroup // clock rounds and reboots in flight
 	defer clocks.Wait()
 	var lastClock time.Time
 	syncing := new(atomic.Bool)
@@ -212,7 +261,7 @@ func (s *Service) Watch(ctx context.Context, interval time.Duration) {
 			return
 		case <-t.C:
 		}
-		s.reapDead(ctx)
+		s.reapDead(ctx, &clocks)
 		if time.Since(lastClock) >= s.cfg.ClockEvery && syncing.CompareAndSwap(false, true) {
 			lastClock = time.Now()
 			clocks.Go(func() {
@@ -243,8 +292,9 @@ func (s *Service) syncClocks(ctx context.Context) {
 	wg.Wait()
 }
 
-// reapDead checks every VM with handles once.
-func (s *Service) reapDead(ctx context.Context) {
+// reapDead checks every VM with handles once, and boots again those whose
+// guest rebooted (each on its own, after the VM's lock is free).
+func (s *Service) reapDead(ctx context.Context, boots *sync.WaitGroup) {
 	for id, h := range s.handles.snapshot() {
 		if s.driverNamed(h.Driver).Alive(h) {
 			continue
@@ -255,8 +305,16 @@ func (s *Service) reapDead(ctx context.Context) {
 			continue
 		}
 		s.log.Info("vm process exited", "vm", vm.Name, "pid", h.PID)
-		if err := s.reconcileOne(ctx, vm, true); err != nil {
+		rebooted, err := s.reconcileOne(ctx, vm, true)
+		if err != nil {
 			s.log.Warn("tearing down exited vm", "vm", vm.Name, "err", err)
+		}
+		if rebooted {
+			boots.Go(func() {
+				if _, err := s.start(ctx, vm.ID); err != nil {
+					s.log.Warn("booting a rebooted guest again", "vm", vm.Name, "err", err)
+				}
+			})
 		}
 	}
 }

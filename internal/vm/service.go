@@ -99,6 +99,10 @@ type Service struct {
 	inflightMu sync.Mutex
 	boots      map[string]*work     // VM ID → boot in progress
 	creating   map[string]*creation // VM ID → create operation in progress
+
+	// rebootMu guards reboots (VM ID → recent guest reboots): leaf state.
+	rebootMu sync.Mutex
+	reboots  map[string][]time.Time
 }
 
 // work is a boot in progress that a stop or delete may cancel.

@@ -575,6 +575,44 @@ func TestWatchReapsExitedVM(t *testing.T) {
 	}
 }
 
+// A guest that powers itself off is stopped with no error; one that
+// reboots is booted again, up to a limit.
+func TestWatchPoweroffAndReboot(t *testing.T) {
+	h := newHarness(t, nil)
+	ctx := context.Background()
+	h.create(t, "off", false)
+	h.create(t, "re", false)
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { h.svc.Watch(wctx, 5*time.Millisecond); close(done) }()
+	defer func() { cancel(); <-done }()
+	waitState := func(name, state string, cond func(model.VM) bool) model.VM {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			v, err := h.svc.Get(ctx, name)
+			if err == nil && string(v.State) == state && (cond == nil || cond(v)) {
+				return v
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %+v, %v; want %s", name, v, err, state)
+			}
+		}
+	}
+	h.driver.Exit("off", vmm.ExitPoweroff)
+	if v := waitState("off", "stopped", nil); v.LastError != "" {
+		t.Errorf("a guest poweroff left the error %q", v.LastError)
+	}
+	starts := h.driver.Starts()
+	for i := range maxReboots {
+		h.driver.Exit("re", vmm.ExitReboot)
+		waitState("re", "running", func(model.VM) bool { return h.driver.Starts() == starts+i+1 })
+	}
+	h.driver.Exit("re", vmm.ExitReboot)
+	if v := waitState("re", "stopped", nil); !strings.Contains(v.LastError, "rebooted") {
+		t.Errorf("a guest rebooting in a loop: last error %q", v.LastError)
+	}
+}
+
 // Watch keeps running guests' clocks on the host's, and only theirs.
 func TestWatchSyncsClocksOfRunningVMs(t *testing.T) {
 	h := newHarness(t, nil)

@@ -128,6 +128,27 @@ type PauseReader interface {
 	Paused(ctx context.Context, h Handles) (string, error)
 }
 
+// Exit says why a VMM exited on its own.
+type Exit int
+
+const (
+	// ExitUnknown: a crash, a kill, or a driver that cannot tell.
+	ExitUnknown Exit = iota
+	// ExitPoweroff: the guest powered itself off.
+	ExitPoweroff
+	// ExitReboot: the guest rebooted; banger boots it again.
+	ExitReboot
+)
+
+// ExitWatcher is implemented by drivers that learn why their VMM exits.
+// Watch starts watching a running VMM (after a boot, or when a new daemon
+// adopts one); ExitOf reads what it saw once the VMM is gone, before
+// Cleanup removes it.
+type ExitWatcher interface {
+	Watch(h Handles)
+	ExitOf(h Handles) Exit
+}
+
 // StatsReader is implemented by drivers that can report Stats.
 type StatsReader interface {
 	Stats(ctx context.Context, h Handles) (Stats, error)

@@ -64,8 +64,9 @@ func (w *world) skew(vm string) (skew, bound time.Duration) {
 
 // The guest's clock starts on the host's and stays within 100 ms of it
 // under load, even after something in the guest moved it. vm cp runs
-// meanwhile, under that load.
-func TestGuestClockAndCopy(t *testing.T) {
+// meanwhile, under that load. Then the guest reboots itself (banger boots
+// it again, same disks) and powers itself off (stopped, no error).
+func TestGuestEveryday(t *testing.T) {
 	w := newWorld(t)
 	w.ok("vm", "create", "clk")
 	if cs := strings.TrimSpace(w.ok("vm", "ssh", "clk", "--", "cat", "/sys/devices/system/clocksource/clocksource0/current_clocksource")); cs != "tsc" {
@@ -96,5 +97,36 @@ func TestGuestClockAndCopy(t *testing.T) {
 	}
 	if s.Abs() > 100*time.Millisecond-b {
 		t.Errorf("under load the guest's clock is %v off the host's (±%v), want within 100 ms", s, b)
+	}
+
+	w.guestRebootAndPoweroff("clk")
+}
+
+func (w *world) guestRebootAndPoweroff(vm string) {
+	t := w.t
+	t.Helper()
+	bootID := func() string {
+		return strings.TrimSpace(w.ok("vm", "ssh", vm, "--", "cat", "/proc/sys/kernel/random/boot_id"))
+	}
+	first := bootID()
+	w.ok("vm", "ssh", vm, "--", "sh", "-c", "echo kept > /work/kept && echo kept > /root/kept && sync")
+	w.ok("vm", "ssh", vm, "--", "sh", "-c", "(sleep 1; systemctl reboot) >/dev/null 2>&1 &")
+	waitFor(t, "the rebooted guest back with a new boot", func() bool {
+		r := w.banger("vm", "ssh", vm, "--", "cat", "/proc/sys/kernel/random/boot_id")
+		return r.code == 0 && strings.TrimSpace(r.stdout) != first
+	})
+	if out := w.ok("vm", "ssh", vm, "--", "cat", "/work/kept", "/root/kept"); out != "kept\nkept\n" {
+		t.Errorf("after a reboot the disks hold %q", out)
+	}
+	if v := w.show(vm); v.State != "running" {
+		t.Errorf("after a reboot the vm is %s (%s)", v.State, v.Error)
+	}
+	w.ok("vm", "ssh", vm, "--", "sh", "-c", "(sleep 1; systemctl poweroff) >/dev/null 2>&1 &")
+	waitFor(t, "the vm stopped after the guest's poweroff", func() bool { return w.show(vm).State == "stopped" })
+	if v := w.show(vm); v.Error != "" {
+		t.Errorf("a guest poweroff left the error %q", v.Error)
+	}
+	if pids := w.vmmPIDs(); len(pids) != 0 {
+		t.Errorf("VMMs left after the guest's poweroff: %v", pids)
 	}
 }

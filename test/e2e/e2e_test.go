@@ -216,6 +216,7 @@ type vmJSON struct {
 	State string `json:"state"`
 	IP    string `json:"ip"`
 	Dir   string `json:"dir"`
+	Error string `json:"last_error"`
 }
 
 func (w *world) listQuiet() []vmJSON {

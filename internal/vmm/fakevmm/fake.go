@@ -18,6 +18,7 @@ import (
 type Driver struct {
 	mu       sync.Mutex
 	machines map[int]string // pid → VM name
+	exits    map[int]vmm.Exit
 	nextPID  int
 	starts   int
 
@@ -82,14 +83,32 @@ func (d *Driver) Alive(h vmm.Handles) bool {
 func (d *Driver) Cleanup(context.Context, vmm.Handles) error { return nil }
 
 // Crash makes a machine vanish, as if its process died.
-func (d *Driver) Crash(name string) {
+func (d *Driver) Crash(name string) { d.Exit(name, vmm.ExitUnknown) }
+
+// Exit makes a machine's process end for reason, as a guest's poweroff or
+// reboot does.
+func (d *Driver) Exit(name string, reason vmm.Exit) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.exits == nil {
+		d.exits = map[int]vmm.Exit{}
+	}
 	for pid, n := range d.machines {
 		if n == name {
 			delete(d.machines, pid)
+			d.exits[pid] = reason
 		}
 	}
+}
+
+// Watch does nothing: Exit records the reason.
+func (d *Driver) Watch(vmm.Handles) {}
+
+// ExitOf says how Exit ended the machine.
+func (d *Driver) ExitOf(h vmm.Handles) vmm.Exit {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.exits[h.PID]
 }
 
 // Starts counts successful boots.

@@ -51,10 +51,18 @@ func files(dir string) (pidfile, qmp, stderr string) {
 	return filepath.Join(dir, "qemu.pid"), filepath.Join(dir, "qmp.sock"), filepath.Join(dir, "qemu.log")
 }
 
+// eventFiles are the second QMP monitor, which the daemon holds for the
+// VM's events (one client per monitor: queries use the first), and where
+// the daemon notes why the guest shut down.
+func eventFiles(dir string) (sock, exit string) {
+	return filepath.Join(dir, "qmp-events.sock"), filepath.Join(dir, "qemu.exit")
+}
+
 // Args is the QEMU command line for spec. Exported for tests and the
 // benchmark, which boots the same guest by hand.
 func (d *Driver) Args(spec vmm.Spec) []string {
 	pidfile, qmp, _ := files(spec.Dir)
+	events, _ := eventFiles(spec.Dir)
 	cmdline := spec.Cmdline
 	accel := "kvm"
 	if d.Accel != "kvm" {
@@ -81,6 +89,7 @@ func (d *Driver) Args(spec vmm.Spec) []string {
 		"-chardev", "file,id=console,path=" + spec.ConsoleLog + ",append=on",
 		"-serial", "chardev:console",
 		"-qmp", "unix:" + qmp + ",server=on,wait=off",
+		"-qmp", "unix:" + events + ",server=on,wait=off",
 		"-pidfile", pidfile,
 	}
 	if accel == "kvm" {
@@ -115,7 +124,8 @@ func (d *Driver) Args(spec vmm.Spec) []string {
 // The guest boots afterwards; the caller waits for the agent.
 func (d *Driver) Start(ctx context.Context, spec vmm.Spec) (vmm.Handles, error) {
 	pidfile, qmp, stderrPath := files(spec.Dir)
-	for _, p := range []string{pidfile, qmp, spec.ControlSocket} {
+	events, exitFile := eventFiles(spec.Dir)
+	for _, p := range []string{pidfile, qmp, events, exitFile, spec.ControlSocket} {
 		if p != "" {
 			_ = os.Remove(p)
 		}
@@ -136,7 +146,7 @@ func (d *Driver) Start(ctx context.Context, spec vmm.Spec) (vmm.Handles, error) 
 		close(exited)
 	}()
 	h := vmm.Handles{Driver: d.Name(), PID: proc.Pid, ControlSocket: spec.ControlSocket,
-		Extra: map[string]string{"qmp": qmp, "pidfile": pidfile}}
+		Extra: map[string]string{"qmp": qmp, "pidfile": pidfile, "events": events}}
 
 	// QEMU creates its sockets before running the guest: when QMP answers,
 	// the command line was accepted.
@@ -144,6 +154,7 @@ func (d *Driver) Start(ctx context.Context, spec vmm.Spec) (vmm.Handles, error) 
 	for {
 		if c, err := net.Dial("unix", qmp); err == nil {
 			c.Close()
+			d.Watch(h)
 			return h, nil
 		}
 		select {
@@ -179,9 +190,78 @@ func (d *Driver) Alive(h vmm.Handles) bool {
 	return len(args) > 0 && filepath.Base(args[0]) == Binary && strings.Contains(strings.Join(args, " "), h.Extra["pidfile"])
 }
 
-// Cleanup removes the sockets and pidfile QEMU left.
+// Watch holds the VM's event monitor until QEMU exits, and notes a guest
+// shutdown's reason in qemu.exit: QEMU runs with -no-reboot, so a guest
+// reboot and a poweroff both end the process, and only this event tells
+// them apart. (Rebooting in place hangs a TCG guest's next boot now and
+// then, measured here; a fresh QEMU does not.)
+func (d *Driver) Watch(h vmm.Handles) {
+	sock := h.Extra["events"]
+	if sock == "" {
+		return // started by a banger without the event monitor
+	}
+	_, exitFile := eventFiles(filepath.Dir(sock))
+	go func() {
+		c, err := net.DialTimeout("unix", sock, 2*time.Second)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		r := bufio.NewReader(c)
+		if _, err := r.ReadBytes('\n'); err != nil {
+			return
+		}
+		if err := json.NewEncoder(c).Encode(map[string]string{"execute": "qmp_capabilities"}); err != nil {
+			return
+		}
+		for {
+			line, err := r.ReadBytes('\n')
+			if err != nil {
+				return // QEMU exited
+			}
+			var ev struct {
+				Event string `json:"event"`
+				Data  struct {
+					Guest  bool   `json:"guest"`
+					Reason string `json:"reason"`
+				} `json:"data"`
+			}
+			if json.Unmarshal(line, &ev) != nil || ev.Event != "SHUTDOWN" || !ev.Data.Guest {
+				continue
+			}
+			_ = os.WriteFile(exitFile, []byte(ev.Data.Reason+"\n"), 0o600)
+		}
+	}()
+}
+
+// ExitOf reads the shutdown reason Watch noted: "guest-reset" is a reboot,
+// "guest-shutdown" a poweroff from inside the guest.
+func (d *Driver) ExitOf(h vmm.Handles) vmm.Exit {
+	sock := h.Extra["events"]
+	if sock == "" {
+		return vmm.ExitUnknown
+	}
+	_, exitFile := eventFiles(filepath.Dir(sock))
+	b, err := os.ReadFile(exitFile)
+	if err != nil {
+		return vmm.ExitUnknown
+	}
+	switch strings.TrimSpace(string(b)) {
+	case "guest-reset":
+		return vmm.ExitReboot
+	case "guest-shutdown":
+		return vmm.ExitPoweroff
+	}
+	return vmm.ExitUnknown
+}
+
+// Cleanup removes the sockets and files QEMU and the event watch left.
 func (d *Driver) Cleanup(_ context.Context, h vmm.Handles) error {
-	for _, p := range []string{h.Extra["qmp"], h.Extra["pidfile"], h.ControlSocket} {
+	var exitFile string
+	if sock := h.Extra["events"]; sock != "" {
+		_, exitFile = eventFiles(filepath.Dir(sock))
+	}
+	for _, p := range []string{h.Extra["qmp"], h.Extra["pidfile"], h.Extra["events"], exitFile, h.ControlSocket} {
 		if p != "" {
 			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("removing %s: %w", p, err)

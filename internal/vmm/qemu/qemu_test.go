@@ -1,6 +1,7 @@
 package qemu
 
 import (
+	"os"
 	"strings"
 	"testing"
 
@@ -27,6 +28,7 @@ func TestArgs(t *testing.T) {
 		"socket,id=agent,path=/s/vms/x/agent.sock,server=on,wait=off",
 		"virtserialport,chardev=agent,name=" + guest.PortName,
 		"-pidfile /s/vms/x/qemu.pid", "virtio-rng-device",
+		"-no-reboot", "-qmp unix:/s/vms/x/qmp-events.sock,server=on,wait=off",
 	} {
 		if !strings.Contains(tcg, want) {
 			t.Errorf("qemu args lack %q:\n%s", want, tcg)
@@ -44,5 +46,28 @@ func TestArgs(t *testing.T) {
 	kvm := strings.Join(New("kvm").Args(spec), " ")
 	if !strings.Contains(kvm, "-accel kvm") || !strings.Contains(kvm, "-cpu host") || strings.Contains(kvm, "tsc_early_khz") {
 		t.Errorf("kvm args: %s", kvm)
+	}
+}
+
+// The event watch tells a guest's reboot from its poweroff, and a VMM that
+// no watch saw end (a kill) from both.
+func TestExitOf(t *testing.T) {
+	dir := t.TempDir()
+	sock, exitFile := eventFiles(dir)
+	d := New("tcg")
+	h := vmm.Handles{Extra: map[string]string{"events": sock}}
+	if got := d.ExitOf(h); got != vmm.ExitUnknown {
+		t.Errorf("no event: %v", got)
+	}
+	for reason, want := range map[string]vmm.Exit{"guest-reset\n": vmm.ExitReboot, "guest-shutdown\n": vmm.ExitPoweroff, "host-qmp-quit\n": vmm.ExitUnknown} {
+		if err := os.WriteFile(exitFile, []byte(reason), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if got := d.ExitOf(h); got != want {
+			t.Errorf("%q: %v, want %v", reason, got, want)
+		}
+	}
+	if got := d.ExitOf(vmm.Handles{}); got != vmm.ExitUnknown {
+		t.Errorf("handles from before the event monitor: %v", got)
 	}
 }
