@@ -88,9 +88,10 @@ func FirecrackerVsockDialer(path string, port int) Dialer {
 
 // Conn is an open control channel.
 type Conn struct {
-	c   net.Conn
-	r   *bufio.Reader
-	enc *json.Encoder
+	c       net.Conn
+	r       *bufio.Reader
+	enc     *json.Encoder
+	partial []byte // a line a cancelled read cut short
 }
 
 // Dial connects, retrying until ctx ends (the VMM may not have created the
@@ -112,11 +113,17 @@ func Dial(ctx context.Context, dial Dialer) (*Conn, error) {
 // Close closes the channel.
 func (c *Conn) Close() error { return c.c.Close() }
 
-// next reads one message, honouring ctx.
+// next reads one message, honouring ctx. A read cut off by ctx keeps what
+// it had of a line for the next call, so the connection stays usable.
 func (c *Conn) next(ctx context.Context) (guest.Message, error) {
+	_ = c.c.SetReadDeadline(time.Time{})
 	stop := context.AfterFunc(ctx, func() { _ = c.c.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
 	line, err := c.r.ReadBytes('\n')
+	c.partial = append(c.partial, line...)
+	if err == nil {
+		line, c.partial = c.partial, nil
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return guest.Message{}, ctx.Err()
@@ -176,6 +183,29 @@ func Shutdown(ctx context.Context, dial Dialer) error {
 		return fmt.Errorf("waiting for the guest agent to acknowledge shutdown: %w", err)
 	}
 	return nil
+}
+
+// ErrSilent means the agent sent nothing, not even a heartbeat (every 5 s),
+// for longer than a watch allowed: the guest hangs.
+var ErrSilent = errors.New("the guest agent went silent")
+
+// Watch reads the agent's messages until ctx ends and returns nil then,
+// or ErrSilent once nothing has arrived for quiet.
+func (c *Conn) Watch(ctx context.Context, quiet time.Duration) error {
+	for {
+		rctx, cancel := context.WithTimeout(ctx, quiet)
+		_, err := c.next(rctx)
+		cancel()
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, context.DeadlineExceeded):
+			return fmt.Errorf("%w for %s", ErrSilent, quiet)
+		default:
+			return err
+		}
+	}
 }
 
 // ClockSync is the outcome of one exchange of the clock protocol.

@@ -164,3 +164,37 @@ func TestSyncClockRefused(t *testing.T) {
 		t.Fatalf("got %v, want ErrClockNotSet", err)
 	}
 }
+
+// Watch returns ErrSilent when the agent stops talking, and nothing while
+// it keeps sending; a message split across the watch's reads survives.
+func TestWatch(t *testing.T) {
+	host, agent := socketPair(t)
+	c := &Conn{c: host, r: bufio.NewReader(host), enc: json.NewEncoder(host)}
+	defer c.Close()
+	go func() {
+		for range 5 {
+			_, _ = agent.Write([]byte(`{"type":"heart`))
+			time.Sleep(30 * time.Millisecond)
+			_, _ = agent.Write([]byte("beat\"}\n"))
+			time.Sleep(30 * time.Millisecond)
+		}
+		_, _ = agent.Write([]byte(`{"type":"ready"}` + "\n"))
+		// then silence
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	err := c.Watch(ctx, 200*time.Millisecond)
+	if !errors.Is(err, ErrSilent) {
+		t.Fatalf("watch: %v, want ErrSilent", err)
+	}
+	if d := time.Since(start); d < 300*time.Millisecond {
+		t.Fatalf("silent after %v, while the agent was still talking", d)
+	}
+	quiet, cancel2 := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel2()
+	go func() { time.Sleep(20 * time.Millisecond); _, _ = agent.Write([]byte(`{"type":"heartbeat"}` + "\n")) }()
+	if err := c.Watch(quiet, time.Second); err != nil {
+		t.Fatalf("watch ended by its context: %v", err)
+	}
+}

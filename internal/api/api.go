@@ -10,6 +10,7 @@ import "time"
 const (
 	MethodDaemonStatus   = "daemon.status"
 	MethodDaemonShutdown = "daemon.shutdown"
+	MethodDaemonReload   = "daemon.reload"
 
 	MethodVMCreate  = "vm.create"
 	MethodVMList    = "vm.list"
@@ -85,6 +86,8 @@ type VM struct {
 	Dir       string `json:"dir"`
 	// AutoRemove says the VM goes when the session that made it ends.
 	AutoRemove bool `json:"auto_remove,omitempty"`
+	// Publish lists the forwarded ports, as "127.0.0.1:8080->80/tcp".
+	Publish []string `json:"publish,omitempty"`
 	// Paused, for a running VM, says why its VMM holds it paused.
 	Paused    string    `json:"paused,omitempty"`
 	LastError string    `json:"last_error,omitempty"`
@@ -115,6 +118,13 @@ const (
 	OpCancelled = "cancelled"
 )
 
+// DaemonReloadResult is daemon.reload's result: the config keys whose new
+// values are in force, and those that changed but wait for a restart.
+type DaemonReloadResult struct {
+	Applied     []string `json:"applied"`
+	NeedRestart []string `json:"need_restart"`
+}
+
 // DaemonShutdownParams are daemon.shutdown's params. Teardown also removes
 // everything banger added to the host (bridge, taps, nftables table); it
 // is refused while any VM runs.
@@ -136,6 +146,9 @@ type VMCreateParams struct {
 	// AutoRemove ties the VM to the connection the create came on: the
 	// daemon deletes it when that connection closes (`vm run --rm`).
 	AutoRemove bool `json:"auto_remove,omitempty"`
+	// Publish are HOSTPORT:GUESTPORT[/tcp] forwards from the host's
+	// loopback to the guest.
+	Publish []string `json:"publish,omitempty"`
 }
 
 // VMCreateResult is vm.create's result: the reserved VM and the operation

@@ -6,6 +6,7 @@ package boot
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -21,6 +23,7 @@ import (
 	"github.com/banger-dev/banger/internal/guest"
 	"github.com/banger-dev/banger/internal/guestssh"
 	"github.com/banger-dev/banger/internal/host/disk"
+	"github.com/banger-dev/banger/internal/host/portfwd"
 	"github.com/banger-dev/banger/internal/model"
 	"github.com/banger-dev/banger/internal/paths"
 	"github.com/banger-dev/banger/internal/proc"
@@ -67,6 +70,10 @@ type Host struct {
 	dns    DNS
 	signer ssh.Signer
 	log    *slog.Logger
+
+	// fwdMu guards fwd (VM ID → its published ports' forwarders).
+	fwdMu sync.Mutex
+	fwd   map[string][]*portfwd.Forwarder
 }
 
 // New makes a Host. signer is the daemon's SSH key.
@@ -237,12 +244,81 @@ func (h *Host) Ready(ctx context.Context, vm model.VM, hd vmm.Handles) error {
 		// even tick with the host's. A clock left wrong is logged, not a
 		// failed boot.
 		_, _ = h.syncClock(ctx, c, vm)
+		// While sshd comes up the agent's heartbeats show the guest is
+		// alive; a guest that locks up goes silent, and waiting out the
+		// boot timeout would only delay booting it again.
+		wctx, cancel := context.WithCancelCause(ctx)
+		watched := make(chan struct{})
+		go func() {
+			defer close(watched)
+			if err := c.Watch(wctx, guestSilence); errors.Is(err, agentctl.ErrSilent) {
+				cancel(fmt.Errorf("%w: %w", vmm.ErrGuestHung, err))
+			}
+		}()
+		err = guestssh.WaitBanner(wctx, net.JoinHostPort(vm.IP, "22"))
+		hung := context.Cause(wctx)
+		cancel(nil)
+		<-watched
 		c.Close()
-	}
-	if err := guestssh.WaitBanner(ctx, net.JoinHostPort(vm.IP, "22")); err != nil {
+		if err != nil {
+			if errors.Is(hung, vmm.ErrGuestHung) {
+				err = hung
+			}
+			return fail("waiting for ssh", err)
+		}
+	} else if err := guestssh.WaitBanner(ctx, net.JoinHostPort(vm.IP, "22")); err != nil {
 		return fail("waiting for ssh", err)
 	}
+	return h.publish(vm)
+}
+
+// guestSilence is how long a booting guest's agent may say nothing (it
+// sends a heartbeat every 5 s) before the guest counts as hung.
+const guestSilence = 40 * time.Second
+
+// Adopted resumes what a running VM needs from the host when a new daemon
+// takes it over: its published ports.
+func (h *Host) Adopted(_ context.Context, vm model.VM, _ vmm.Handles) {
+	if err := h.publish(vm); err != nil {
+		h.log.Warn("publishing ports of a running vm", "vm", vm.Name, "err", err)
+	}
+}
+
+// publish forwards each of the VM's published ports from the host's
+// loopback to the guest: all of them, or none and an error.
+func (h *Host) publish(vm model.VM) error {
+	h.unpublish(vm.ID)
+	var fs []*portfwd.Forwarder
+	for _, p := range vm.Publish {
+		listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Host))
+		f, err := portfwd.Listen(listen, net.JoinHostPort(vm.IP, strconv.Itoa(p.Guest)), h.log)
+		if err != nil {
+			for _, f := range fs {
+				f.Close()
+			}
+			return fmt.Errorf("vm %s: %w; free that port or publish another", vm.Name, err)
+		}
+		fs = append(fs, f)
+	}
+	if len(fs) > 0 {
+		h.fwdMu.Lock()
+		if h.fwd == nil {
+			h.fwd = map[string][]*portfwd.Forwarder{}
+		}
+		h.fwd[vm.ID] = fs
+		h.fwdMu.Unlock()
+	}
 	return nil
+}
+
+func (h *Host) unpublish(id string) {
+	h.fwdMu.Lock()
+	fs := h.fwd[id]
+	delete(h.fwd, id)
+	h.fwdMu.Unlock()
+	for _, f := range fs {
+		f.Close()
+	}
 }
 
 // clockTimeout bounds one clock exchange: an agent too old to know the
@@ -283,8 +359,9 @@ func (h *Host) syncClock(ctx context.Context, c *agentctl.Conn, vm model.VM) (ag
 	return cs, err
 }
 
-// Release gives back the VM's tap.
-func (h *Host) Release(ctx context.Context, _ model.VM, hd vmm.Handles) error {
+// Release gives back the VM's tap and stops forwarding its ports.
+func (h *Host) Release(ctx context.Context, vm model.VM, hd vmm.Handles) error {
+	h.unpublish(vm.ID)
 	if hd.Tap == "" {
 		return nil
 	}

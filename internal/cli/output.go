@@ -77,6 +77,9 @@ func printVM(w io.Writer, v api.VM) {
 	row(tw, "Memory:", mib(v.MemoryMiB))
 	row(tw, "Work disk:", mib(v.DiskMiB))
 	row(tw, "IP:", v.IP)
+	if len(v.Publish) > 0 {
+		row(tw, "Ports:", strings.Join(v.Publish, ", "))
+	}
 	row(tw, "MAC:", v.MAC)
 	row(tw, "Driver:", v.Driver)
 	row(tw, "Directory:", v.Dir)

@@ -59,6 +59,12 @@ func (c *Client) Shutdown(ctx context.Context, teardown bool) error {
 	return c.call(ctx, api.MethodDaemonShutdown, api.DaemonShutdownParams{Teardown: teardown}, nil)
 }
 
+// Reload is daemon.reload.
+func (c *Client) Reload(ctx context.Context) (api.DaemonReloadResult, error) {
+	var out api.DaemonReloadResult
+	return out, c.call(ctx, api.MethodDaemonReload, nil, &out)
+}
+
 // VMCreate is vm.create.
 func (c *Client) VMCreate(ctx context.Context, p api.VMCreateParams) (api.VMCreateResult, error) {
 	var out api.VMCreateResult

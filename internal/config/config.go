@@ -278,3 +278,57 @@ func GroupID(name string) (gid uint32, ok bool) {
 	}
 	return uint32(id), true
 }
+
+// Changes are the keys whose values differ between two configurations,
+// split by whether a running daemon can take them at once (the defaults
+// of new VMs, timeouts, logging) or only at its next start (the host's
+// network, the VMM, images' sources and where things live).
+type Changes struct {
+	Live, Restart []string
+}
+
+// Diff compares the configuration a daemon runs with and a newly read one.
+func Diff(old, cur Config) Changes {
+	var c Changes
+	for _, k := range []struct {
+		key     string
+		changed bool
+	}{
+		{"default_image", old.DefaultImage != cur.DefaultImage},
+		{"default_vcpus", old.DefaultVCPUs != cur.DefaultVCPUs},
+		{"default_memory", old.DefaultMemoryMiB != cur.DefaultMemoryMiB},
+		{"default_disk", old.DefaultDiskMiB != cur.DefaultDiskMiB},
+		{"stop_timeout", old.StopTimeout != cur.StopTimeout},
+		{"op_retention", old.OpRetention != cur.OpRetention},
+		{"log_level", old.LogLevel != cur.LogLevel},
+	} {
+		if k.changed {
+			c.Live = append(c.Live, k.key)
+		}
+	}
+	for _, k := range []struct {
+		key     string
+		changed bool
+	}{
+		{"socket_group", old.SocketGroup != cur.SocketGroup},
+		{"subnet", old.Subnet != cur.Subnet},
+		{"bridge", old.Bridge != cur.Bridge},
+		{"vmm", old.VMM != cur.VMM},
+		{"overlay_size", old.OverlayMiB != cur.OverlayMiB},
+		{"boot_timeout", old.BootTimeout != cur.BootTimeout},
+		{"debian_mirror", old.DebianMirror != cur.DebianMirror},
+		{"debian_packages", strings.Join(old.DebianPackages, "\x00") != strings.Join(cur.DebianPackages, "\x00")},
+		{"image_cache_dir", old.ImageCacheDir != cur.ImageCacheDir},
+		{"firecracker_binary", old.FirecrackerBinary != cur.FirecrackerBinary},
+		{"jailer", old.Jailer != cur.Jailer},
+		{"jailer_binary", old.JailerBinary != cur.JailerBinary},
+		{"jailer_uid", old.JailerUID != cur.JailerUID},
+		{"jailer_gid", old.JailerGID != cur.JailerGID},
+		{"jailer_chroot_base", old.JailerChrootBase != cur.JailerChrootBase},
+	} {
+		if k.changed {
+			c.Restart = append(c.Restart, k.key)
+		}
+	}
+	return c
+}

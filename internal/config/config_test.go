@@ -1,8 +1,10 @@
 package config
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -102,5 +104,37 @@ func TestBareNumberSizesAndDidYouMean(t *testing.T) {
 	}
 	if _, err := Load(p, true); err == nil || !strings.Contains(err.Error(), `did you mean "default_memory"`) {
 		t.Fatalf("typo: %v", err)
+	}
+}
+
+// Every key of the file is sorted into live or restart by Diff: a key
+// added to File without a place there would be silently ignored by a
+// reload.
+func TestDiffCoversEveryKey(t *testing.T) {
+	old := Config{}
+	cur := Config{
+		SocketGroup: "g", Subnet: netip.MustParsePrefix("10.0.0.0/24"), DefaultImage: "i", DefaultVCPUs: 1,
+		DefaultMemoryMiB: 1, DefaultDiskMiB: 1, StopTimeout: 1, OpRetention: 1, LogLevel: 1, Bridge: "b",
+		VMM: "v", OverlayMiB: 1, BootTimeout: 1, DebianMirror: "m", DebianPackages: []string{"p"},
+		ImageCacheDir: "c", FirecrackerBinary: "f", Jailer: true, JailerBinary: "j", JailerUID: 1,
+		JailerGID: 1, JailerChrootBase: "r",
+	}
+	c := Diff(old, cur)
+	got := map[string]bool{}
+	for _, k := range append(c.Live, c.Restart...) {
+		got[k] = true
+	}
+	ft := reflect.TypeOf(File{})
+	for i := range ft.NumField() {
+		key := ft.Field(i).Tag.Get("toml")
+		if !got[key] {
+			t.Errorf("config key %q is neither live nor restart-only in Diff", key)
+		}
+	}
+	if len(got) != ft.NumField() {
+		t.Errorf("Diff names %d keys, the file has %d", len(got), ft.NumField())
+	}
+	if d := Diff(cur, cur); len(d.Live)+len(d.Restart) != 0 {
+		t.Errorf("no change reported as %+v", d)
 	}
 }

@@ -21,8 +21,8 @@ func (d *Daemon) authorize(c rpc.Caller, a rpc.Access) error {
 	}
 	if !d.hasGroup {
 		return fmt.Errorf("permission denied: uid %d is not root, and group %q does not exist on this host; create it (groupadd %s), add the user (usermod -aG %s USER) and log in again",
-			c.UID, d.cfg.SocketGroup, d.cfg.SocketGroup, d.cfg.SocketGroup)
+			c.UID, d.config().SocketGroup, d.config().SocketGroup, d.config().SocketGroup)
 	}
 	return fmt.Errorf("permission denied: uid %d is neither root nor in group %q; add the user with `usermod -aG %s USER` and log in again",
-		c.UID, d.cfg.SocketGroup, d.cfg.SocketGroup)
+		c.UID, d.config().SocketGroup, d.config().SocketGroup)
 }

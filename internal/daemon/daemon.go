@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -53,16 +54,21 @@ type Options struct {
 
 // Daemon is a running bangerd.
 type Daemon struct {
-	opts   Options
-	cfg    config.Config
-	layout paths.Layout
-	log    *slog.Logger
-	store  *store.Store
-	ops    *op.Registry
-	vms    *vm.Service
-	images *image.Service
-	boot   *boot.Host
-	driver vmm.Driver
+	opts Options
+	// cfgMu guards cfg, whose live keys a reload replaces.
+	cfgMu     sync.Mutex
+	cfg       config.Config
+	cfgPath   string
+	cfgNeeded bool // the config file must exist (--config was given)
+	level     *slog.LevelVar
+	layout    paths.Layout
+	log       *slog.Logger
+	store     *store.Store
+	ops       *op.Registry
+	vms       *vm.Service
+	images    *image.Service
+	boot      *boot.Host
+	driver    vmm.Driver
 	// driverReason says why this driver was chosen; kvm is the probe's
 	// verdict behind it.
 	driverReason string
@@ -120,7 +126,9 @@ func Run(ctx context.Context, opts Options) error {
 		return fmt.Errorf("opening log file: %w", err)
 	}
 	defer logFile.Close()
-	hopts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	level := new(slog.LevelVar)
+	level.Set(cfg.LogLevel)
+	hopts := &slog.HandlerOptions{Level: level}
 	var handler slog.Handler = slog.NewTextHandler(logFile, hopts)
 	if opts.Foreground {
 		handler = slog.NewMultiHandler(handler, slog.NewTextHandler(opts.Stderr, hopts))
@@ -157,7 +165,7 @@ func Run(ctx context.Context, opts Options) error {
 	drv := selectDriver(ctx, cfg, kernel, agent, filepath.Join(layout.StateDir, "kvm-probe.json"))
 	driver, reason := drv.def, drv.reason
 	d := &Daemon{
-		opts: opts, cfg: cfg, layout: layout, log: log, store: st, ops: ops,
+		opts: opts, cfg: cfg, cfgPath: cfgPath, cfgNeeded: required, level: level, layout: layout, log: log, store: st, ops: ops,
 		driver: driver, driverReason: reason, notRoot: drv.notRoot, kvm: drv.kvm, started: time.Now(), shutdown: cancel, life: ctx,
 	}
 	d.groupID, d.hasGroup = config.GroupID(cfg.SocketGroup)
@@ -217,6 +225,7 @@ func Run(ctx context.Context, opts Options) error {
 
 	go d.pruneLoop(ctx)
 	go d.vms.Watch(ctx, 2*time.Second)
+	go d.reloadOnHangup(ctx)
 	srv := rpc.NewServer(d.methods(), d.authorize, mapError, log)
 	serveErr := srv.Serve(ctx, ln)
 
@@ -229,6 +238,52 @@ func Run(ctx context.Context, opts Options) error {
 	_ = os.Remove(opts.Socket)
 	log.Info("bangerd stopped")
 	return serveErr
+}
+
+// config is the configuration in force.
+func (d *Daemon) config() config.Config {
+	d.cfgMu.Lock()
+	defer d.cfgMu.Unlock()
+	return d.cfg
+}
+
+// Reload reads the config file again and applies the keys a running
+// daemon can take (defaults of new VMs, timeouts, logging); the others
+// are reported as needing a restart and keep their running values. A file
+// that does not parse or validate changes nothing.
+func (d *Daemon) Reload() (config.Changes, error) {
+	cur, err := config.Load(d.cfgPath, d.cfgNeeded)
+	if err != nil {
+		return config.Changes{}, err
+	}
+	d.cfgMu.Lock()
+	defer d.cfgMu.Unlock()
+	ch := config.Diff(d.cfg, cur)
+	c := &d.cfg
+	c.DefaultImage, c.DefaultVCPUs, c.DefaultMemoryMiB, c.DefaultDiskMiB = cur.DefaultImage, cur.DefaultVCPUs, cur.DefaultMemoryMiB, cur.DefaultDiskMiB
+	c.StopTimeout, c.OpRetention, c.LogLevel = cur.StopTimeout, cur.OpRetention, cur.LogLevel
+	d.vms.SetDefaults(vm.Defaults{Image: c.DefaultImage, VCPUs: c.DefaultVCPUs, MemoryMiB: c.DefaultMemoryMiB,
+		DiskMiB: c.DefaultDiskMiB, StopTimeout: c.StopTimeout})
+	d.level.Set(c.LogLevel)
+	d.log.Info("configuration reloaded", "path", d.cfgPath, "applied", ch.Live, "need_restart", ch.Restart)
+	return ch, nil
+}
+
+// reloadOnHangup reloads the configuration on SIGHUP, as daemons do.
+func (d *Daemon) reloadOnHangup(ctx context.Context) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if _, err := d.Reload(); err != nil {
+				d.log.Error("reloading the configuration on SIGHUP; the running one stays", "err", err)
+			}
+		}
+	}
 }
 
 // closeNetwork runs once on the way out. Asked to leave nothing behind, and
@@ -320,7 +375,7 @@ func (d *Daemon) listen() (net.Listener, error) {
 	}
 	if d.hasGroup {
 		if err := os.Chown(path, -1, int(d.groupID)); err != nil {
-			d.log.Warn("cannot give the socket to its group", "group", d.cfg.SocketGroup, "err", err)
+			d.log.Warn("cannot give the socket to its group", "group", d.config().SocketGroup, "err", err)
 		}
 	}
 	return ln, nil
@@ -330,7 +385,7 @@ func (d *Daemon) pruneLoop(ctx context.Context) {
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
 	for {
-		if err := d.ops.Prune(ctx, d.cfg.OpRetention); err != nil && ctx.Err() == nil {
+		if err := d.ops.Prune(ctx, d.config().OpRetention); err != nil && ctx.Err() == nil {
 			d.log.Warn("pruning operations", "err", err)
 		}
 		select {

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"time"
@@ -20,6 +21,7 @@ func (d *Daemon) methods() map[string]rpc.Method {
 	return map[string]rpc.Method{
 		api.MethodDaemonStatus:   member(rpc.Typed(d.status)),
 		api.MethodDaemonShutdown: member(rpc.Typed(d.shutdownMethod)),
+		api.MethodDaemonReload:   member(rpc.Typed(d.reloadMethod)),
 
 		api.MethodVMCreate:  member(rpc.Typed(d.vmCreate)),
 		api.MethodVMList:    member(rpc.Typed(d.vmList)),
@@ -91,8 +93,23 @@ func (d *Daemon) shutdownMethod(ctx context.Context, c rpc.Caller, p api.DaemonS
 	return api.Empty{}, nil
 }
 
+func (d *Daemon) reloadMethod(context.Context, rpc.Caller, api.Empty) (api.DaemonReloadResult, error) {
+	ch, err := d.Reload()
+	if err != nil {
+		return api.DaemonReloadResult{}, model.Errorf(model.ErrInvalid, "the config file was not reloaded, nothing changed: %v", err)
+	}
+	return api.DaemonReloadResult{Applied: nonNil(ch.Live), NeedRestart: nonNil(ch.Restart)}, nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
 func (d *Daemon) vmCreate(ctx context.Context, c rpc.Caller, p api.VMCreateParams) (api.VMCreateResult, error) {
-	req := vm.CreateRequest{Name: p.Name, Image: p.Image, VCPUs: p.VCPUs, Memory: p.Memory, Disk: p.Disk, NoStart: p.NoStart}
+	req := vm.CreateRequest{Name: p.Name, Image: p.Image, VCPUs: p.VCPUs, Memory: p.Memory, Disk: p.Disk, NoStart: p.NoStart, Publish: p.Publish}
 	if p.AutoRemove {
 		req.Session = c.Gone
 	}
@@ -100,7 +117,7 @@ func (d *Daemon) vmCreate(ctx context.Context, c rpc.Caller, p api.VMCreateParam
 	if err != nil {
 		return api.VMCreateResult{}, err
 	}
-	return api.VMCreateResult{VM: d.wireVM(v), Operation: wireOp(o), Warnings: d.vms.SpaceWarnings(v, d.cfg.OverlayMiB)}, nil
+	return api.VMCreateResult{VM: d.wireVM(v), Operation: wireOp(o), Warnings: d.vms.SpaceWarnings(v, d.config().OverlayMiB)}, nil
 }
 
 func (d *Daemon) vmSet(ctx context.Context, _ rpc.Caller, p api.VMSetParams) (api.VM, error) {
@@ -179,7 +196,16 @@ func (d *Daemon) wireVM(v model.VM) api.VM {
 		MemoryMiB: v.MemoryMiB, DiskMiB: v.DiskMiB, IP: v.IP, MAC: v.MAC, Driver: v.Driver,
 		Dir: d.vms.Dir(v), LastError: v.LastError, CreatedAt: v.CreatedAt, UpdatedAt: v.UpdatedAt,
 		AutoRemove: v.AutoRemove, Paused: d.vms.Paused(context.Background(), v),
+		Publish: wirePorts(v.Publish),
 	}
+}
+
+func wirePorts(maps []model.PortMap) []string {
+	var out []string
+	for _, p := range maps {
+		out = append(out, fmt.Sprintf("127.0.0.1:%d->%d/%s", p.Host, p.Guest, p.Proto))
+	}
+	return out
 }
 
 func wireOp(o model.Operation) api.Operation {

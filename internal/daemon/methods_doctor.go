@@ -52,7 +52,7 @@ func (f *doctorFacts) Driver() (string, string, bool) {
 // predate the first image.
 func (f *doctorFacts) KVM(ctx context.Context) doctor.KVM {
 	kernel := ""
-	if im, err := f.d.images.Get(ctx, f.d.cfg.DefaultImage); err == nil {
+	if im, err := f.d.images.Get(ctx, f.d.config().DefaultImage); err == nil {
 		kernel = im.KernelPath
 	} else if ims, err := f.d.images.List(ctx); err == nil {
 		for _, im := range ims {
@@ -69,10 +69,10 @@ func (f *doctorFacts) KVM(ctx context.Context) doctor.KVM {
 // Binary resolves the configured Firecracker and jailer binaries.
 func (f *doctorFacts) Binary(ctx context.Context, name string, versionArgs ...string) doctor.Binary {
 	switch {
-	case name == "firecracker" && f.d.cfg.FirecrackerBinary != "":
-		name = f.d.cfg.FirecrackerBinary
-	case name == "jailer" && f.d.cfg.JailerBinary != "":
-		name = f.d.cfg.JailerBinary
+	case name == "firecracker" && f.d.config().FirecrackerBinary != "":
+		name = f.d.config().FirecrackerBinary
+	case name == "jailer" && f.d.config().JailerBinary != "":
+		name = f.d.config().JailerBinary
 	}
 	return f.System.Binary(ctx, name, versionArgs...)
 }
@@ -103,7 +103,7 @@ func (f *doctorFacts) Network(ctx context.Context) doctor.Network {
 }
 
 func (f *doctorFacts) Socket() doctor.Socket {
-	s := doctor.Socket{Path: f.d.opts.Socket, Group: f.d.cfg.SocketGroup, GroupExists: f.d.hasGroup, GroupGID: f.d.groupID}
+	s := doctor.Socket{Path: f.d.opts.Socket, Group: f.d.config().SocketGroup, GroupExists: f.d.hasGroup, GroupGID: f.d.groupID}
 	fi, err := os.Stat(s.Path)
 	if err != nil {
 		s.Err = err
@@ -119,7 +119,7 @@ func (f *doctorFacts) Socket() doctor.Socket {
 func (f *doctorFacts) StateDir() string { return f.d.layout.StateDir }
 
 func (f *doctorFacts) DefaultImage(ctx context.Context) (doctor.Image, error) {
-	name := f.d.cfg.DefaultImage
+	name := f.d.config().DefaultImage
 	im := doctor.Image{Name: name}
 	_, err := f.d.images.Get(ctx, name)
 	switch {

@@ -19,7 +19,7 @@ import (
 func (d *Daemon) vmSSHInfo(ctx context.Context, _ rpc.Caller, p api.VMRef) (api.SSHInfo, error) {
 	// A VM that is still being created or booted is waited for, as long
 	// as a boot may take.
-	wctx, cancel := context.WithTimeout(ctx, d.cfg.BootTimeout+30*time.Second)
+	wctx, cancel := context.WithTimeout(ctx, d.config().BootTimeout+30*time.Second)
 	defer cancel()
 	v, err := d.vms.WaitRunning(wctx, p.Name)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -184,13 +185,14 @@ func (s *Service) publish(ctx context.Context, name, source string, art Artifact
 }
 
 // Initramfs returns banger's initramfs for im's kernel: the agent plus the
-// modules it needs, cached by kernel modules and agent binary.
+// modules it needs, cached by kernel modules, the list of modules and the
+// agent binary.
 func (s *Service) Initramfs(ctx context.Context, im model.Image) (string, error) {
 	s.agentOnce.Do(func() { s.agentSum, s.agentErr = fileSum(s.cfg.AgentPath) })
 	if s.agentErr != nil {
 		return "", fmt.Errorf("reading the guest agent %s: %w; reinstall banger (scripts/install) so banger-agent sits beside bangerd", s.cfg.AgentPath, s.agentErr)
 	}
-	key := sha256.Sum256([]byte(im.ModulesPath + "\x00" + im.Digest + "\x00" + s.agentSum))
+	key := sha256.Sum256([]byte(im.ModulesPath + "\x00" + im.Digest + "\x00" + s.agentSum + "\x00" + strings.Join(initramfs.Needed, ",")))
 	dir := s.cfg.Layout.InitramfsDir()
 	path := filepath.Join(dir, hex.EncodeToString(key[:8])+".cpio")
 	if _, err := os.Stat(path); err == nil {

@@ -20,7 +20,7 @@ import (
 
 // Needed are the modules the guest needs to reach its disks, network,
 // console and control channel; built-in ones are skipped.
-var Needed = []string{"virtio_mmio", "virtio_pci", "virtio_blk", "virtio_net", "virtio_console", "virtio_rng", "overlay", "vmw_vsock_virtio_transport"}
+var Needed = []string{"virtio_mmio", "virtio_pci", "virtio_blk", "virtio_net", "virtio_console", "virtio_rng", "virtio_balloon", "overlay", "vmw_vsock_virtio_transport"}
 
 // OrderFile is where the archive lists its modules, one absolute path a
 // line, dependencies first: the agent loads them in that order.

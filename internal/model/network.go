@@ -3,6 +3,8 @@ package model
 import (
 	"fmt"
 	"net/netip"
+	"strconv"
+	"strings"
 )
 
 // Host networking defaults, shared by the config file and host networking.
@@ -39,3 +41,57 @@ func ValidateSubnet(p netip.Prefix) error {
 // bridge takes it, guests route through it and use it for DNS, and the
 // IP allocator never hands it out.
 func Gateway(subnet netip.Prefix) netip.Addr { return subnet.Masked().Addr().Next() }
+
+// PortMap publishes a guest port on the host's loopback, as `docker run
+// -p HOST:GUEST` does.
+type PortMap struct {
+	Host, Guest int
+	// Proto is "tcp", the only protocol banger forwards.
+	Proto string
+}
+
+// String is the map as --publish takes it: "8080:80/tcp".
+func (p PortMap) String() string { return fmt.Sprintf("%d:%d/%s", p.Host, p.Guest, p.Proto) }
+
+// ParsePortMap reads HOSTPORT:GUESTPORT[/tcp].
+func ParsePortMap(s string) (PortMap, error) {
+	spec, proto, hasProto := strings.Cut(s, "/")
+	if !hasProto {
+		proto = "tcp"
+	}
+	if proto != "tcp" {
+		return PortMap{}, invalid("publish", fmt.Sprintf("%q: only tcp ports can be published", s))
+	}
+	hostStr, guestStr, ok := strings.Cut(spec, ":")
+	if !ok || strings.Contains(guestStr, ":") {
+		return PortMap{}, invalid("publish", fmt.Sprintf("%q is not HOSTPORT:GUESTPORT[/tcp], such as 8080:80", s))
+	}
+	var ports [2]int
+	for i, p := range []string{hostStr, guestStr} {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 65535 {
+			return PortMap{}, invalid("publish", fmt.Sprintf("%q: %q is not a port number (1-65535)", s, p))
+		}
+		ports[i] = n
+	}
+	return PortMap{Host: ports[0], Guest: ports[1], Proto: proto}, nil
+}
+
+// ParsePortMaps reads every --publish value; a host port given twice is an
+// error.
+func ParsePortMaps(specs []string) ([]PortMap, error) {
+	var maps []PortMap
+	seen := map[int]bool{}
+	for _, s := range specs {
+		p, err := ParsePortMap(s)
+		if err != nil {
+			return nil, err
+		}
+		if seen[p.Host] {
+			return nil, invalid("publish", fmt.Sprintf("host port %d is published twice", p.Host))
+		}
+		seen[p.Host] = true
+		maps = append(maps, p)
+	}
+	return maps, nil
+}

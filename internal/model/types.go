@@ -26,8 +26,10 @@ type VM struct {
 	// AutoRemove marks a VM that lives only as long as the client session
 	// that created it (`vm run --rm`).
 	AutoRemove bool
-	CreatedAt  time.Time
-	UpdatedAt  time.Time
+	// Publish lists the guest ports forwarded from the host's loopback.
+	Publish   []PortMap
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // Image is a bootable image registered in the store.

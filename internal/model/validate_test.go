@@ -130,3 +130,19 @@ func checkErr(t *testing.T, err error, want string) {
 		t.Errorf("error %q does not contain %q", err, want)
 	}
 }
+
+func TestParsePortMaps(t *testing.T) {
+	got, err := ParsePortMaps([]string{"8080:80", "2222:22/tcp"})
+	if err != nil || len(got) != 2 || got[0] != (PortMap{8080, 80, "tcp"}) || got[1].String() != "2222:22/tcp" {
+		t.Fatalf("got %+v, %v", got, err)
+	}
+	for _, bad := range []string{"80", "a:80", "8080:b", "0:80", "8080:65536", "53:53/udp", "1:2:3", "8080:80", ""} {
+		specs := []string{bad}
+		if bad == "8080:80" {
+			specs = []string{"8080:80", "8080:81"}
+		}
+		if _, err := ParsePortMaps(specs); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%v: %v, want ErrInvalid", specs, err)
+		}
+	}
+}

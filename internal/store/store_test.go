@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 
@@ -81,6 +82,7 @@ func TestVMRoundTripAndConstraints(t *testing.T) {
 	ctx := context.Background()
 	s, _ := openTemp(t)
 	vm := testVM("aa11", "a", "172.16.0.2")
+	vm.Publish = []model.PortMap{{Host: 8080, Guest: 80, Proto: "tcp"}, {Host: 2222, Guest: 22, Proto: "tcp"}}
 	if err := s.InsertVM(ctx, vm); err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +90,7 @@ func TestVMRoundTripAndConstraints(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got != vm {
+	if !reflect.DeepEqual(got, vm) {
 		t.Fatalf("round trip:\n got %+v\nwant %+v", got, vm)
 	}
 	if byName, _ := s.GetVM(ctx, "a"); byName.ID != vm.ID {

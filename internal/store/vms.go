@@ -12,7 +12,7 @@ import (
 )
 
 const vmColumns = `v.id, v.name, v.image, v.vcpus, v.memory_mib, v.disk_mib, COALESCE(l.ip, ''),
-	v.mac, v.state, v.last_error, v.driver, v.auto_remove, v.created_at, v.updated_at`
+	v.mac, v.state, v.last_error, v.driver, v.auto_remove, v.publish, v.created_at, v.updated_at`
 
 const vmFrom = ` FROM vms v LEFT JOIN ip_leases l ON l.vm_id = v.id`
 
@@ -21,14 +21,27 @@ type rowScanner interface{ Scan(dest ...any) error }
 func scanVM(r rowScanner) (model.VM, error) {
 	var (
 		vm               model.VM
-		state            string
+		state, publish   string
 		created, updated string
 	)
 	err := r.Scan(&vm.ID, &vm.Name, &vm.Image, &vm.VCPUs, &vm.MemoryMiB, &vm.DiskMiB, &vm.IP,
-		&vm.MAC, &state, &vm.LastError, &vm.Driver, &vm.AutoRemove, &created, &updated)
+		&vm.MAC, &state, &vm.LastError, &vm.Driver, &vm.AutoRemove, &publish, &created, &updated)
+	if err == nil && publish != "" {
+		// Written by InsertVM from parsed maps; unreadable means a
+		// damaged row, which should not hide the VM.
+		vm.Publish, _ = model.ParsePortMaps(strings.Fields(publish))
+	}
 	vm.State = model.State(state)
 	vm.CreatedAt, vm.UpdatedAt = parseTime(created), parseTime(updated)
 	return vm, err
+}
+
+func publishColumn(maps []model.PortMap) string {
+	s := make([]string, len(maps))
+	for i, p := range maps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, " ")
 }
 
 // InsertVM records a new VM and its IP lease in one transaction. A clash on
@@ -40,10 +53,10 @@ func (s *Store) InsertVM(ctx context.Context, vm model.VM) error {
 	}
 	defer func() { _ = tx.Rollback() }()
 	_, err = tx.ExecContext(ctx, `INSERT INTO vms
-		(id, name, image, vcpus, memory_mib, disk_mib, mac, state, last_error, driver, auto_remove, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		(id, name, image, vcpus, memory_mib, disk_mib, mac, state, last_error, driver, auto_remove, publish, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		vm.ID, vm.Name, vm.Image, vm.VCPUs, vm.MemoryMiB, vm.DiskMiB, vm.MAC, string(vm.State),
-		vm.LastError, vm.Driver, vm.AutoRemove, fmtTime(vm.CreatedAt), fmtTime(vm.UpdatedAt))
+		vm.LastError, vm.Driver, vm.AutoRemove, publishColumn(vm.Publish), fmtTime(vm.CreatedAt), fmtTime(vm.UpdatedAt))
 	if err != nil {
 		if isUnique(err) {
 			return model.Errorf(model.ErrConflict, "vm name %q is already in use", vm.Name)

@@ -22,6 +22,8 @@ type CreateRequest struct {
 	Memory  string
 	Disk    string
 	NoStart bool
+	// Publish are --publish values, HOSTPORT:GUESTPORT[/tcp].
+	Publish []string
 	// Session, when set, ties the VM to the caller's session: the VM is
 	// deleted when it closes (and at the next start-up if the daemon
 	// stops first), whatever happened to the client.
@@ -82,7 +84,7 @@ func (s *Service) removeWhenGone(life context.Context, vm model.VM, session <-ch
 			return
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(life), s.cfg.StopTimeout+time.Minute)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(life), s.stopTimeout()+time.Minute)
 	defer cancel()
 	s.log.Info("the session of an auto-remove vm ended; deleting it", "vm", vm.Name)
 	if err := s.Delete(ctx, vm.ID, true); err != nil && !errors.Is(err, model.ErrNotFound) {
@@ -92,18 +94,23 @@ func (s *Service) removeWhenGone(life context.Context, vm model.VM, session <-ch
 
 // resolve fills defaults and validates every field.
 func (s *Service) resolve(ctx context.Context, req CreateRequest) (model.VM, error) {
-	vm := model.VM{Name: req.Name, Image: req.Image, VCPUs: s.cfg.DefaultVCPUs,
-		MemoryMiB: s.cfg.DefaultMemoryMiB, DiskMiB: s.cfg.DefaultDiskMiB}
+	def := s.currentDefaults()
+	vm := model.VM{Name: req.Name, Image: req.Image, VCPUs: def.VCPUs,
+		MemoryMiB: def.MemoryMiB, DiskMiB: def.DiskMiB}
 	if err := model.ValidateName(vm.Name); err != nil {
 		return model.VM{}, err
 	}
+	maps, err := model.ParsePortMaps(req.Publish)
+	if err != nil {
+		return model.VM{}, err
+	}
+	vm.Publish = maps
 	if req.VCPUs != nil {
 		vm.VCPUs = *req.VCPUs
 	}
 	if err := model.ValidateVCPUs(vm.VCPUs); err != nil {
 		return model.VM{}, err
 	}
-	var err error
 	if req.Memory != "" {
 		if vm.MemoryMiB, err = model.ParseSize("memory", req.Memory); err != nil {
 			return model.VM{}, err
@@ -121,7 +128,7 @@ func (s *Service) resolve(ctx context.Context, req CreateRequest) (model.VM, err
 		return model.VM{}, err
 	}
 	if vm.Image == "" {
-		vm.Image = s.cfg.DefaultImage
+		vm.Image = def.Image
 	}
 	if err := model.ValidateImageRef(vm.Image); err != nil {
 		return model.VM{}, err
@@ -149,6 +156,9 @@ func (s *Service) reserve(ctx context.Context, vm *model.VM) error {
 	} else if err != nil && !errors.Is(err, model.ErrNotFound) && !errors.Is(err, model.ErrConflict) {
 		return err
 	}
+	if err := s.portsFree(ctx, vm.Publish); err != nil {
+		return err
+	}
 	used, err := s.store.LeasedIPs(ctx)
 	if err != nil {
 		return err
@@ -167,6 +177,28 @@ func (s *Service) reserve(ctx context.Context, vm *model.VM) error {
 	return s.store.InsertVM(ctx, *vm)
 }
 
+// portsFree refuses host ports another VM publishes. (Whether something
+// else on the host holds one shows when the boot binds it.)
+func (s *Service) portsFree(ctx context.Context, maps []model.PortMap) error {
+	if len(maps) == 0 {
+		return nil
+	}
+	vms, err := s.store.ListVMs(ctx)
+	if err != nil {
+		return err
+	}
+	for _, other := range vms {
+		for _, o := range other.Publish {
+			for _, p := range maps {
+				if p.Host == o.Host {
+					return model.Errorf(model.ErrConflict, "host port %d is already published by vm %s; pick another (--publish OTHER:%d)", p.Host, other.Name, p.Guest)
+				}
+			}
+		}
+	}
+	return nil
+}
+
 // finishCreate is the body of a create operation. On failure or
 // cancellation it removes everything reserved, so a failed create leaves no
 // VM behind.
@@ -178,7 +210,7 @@ func (s *Service) finishCreate(ctx context.Context, p *op.Progress, vm model.VM,
 		if ctx.Err() != nil {
 			err = fmt.Errorf("creating vm %s: %w", vm.Name, ctx.Err())
 		}
-		rbCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.StopTimeout+30*time.Second)
+		rbCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.stopTimeout()+30*time.Second)
 		defer cancel()
 		if rbErr := s.remove(rbCtx, vm.ID, true); rbErr != nil && !errors.Is(rbErr, model.ErrNotFound) {
 			s.log.Error("rolling back vm create", "vm", vm.Name, "err", rbErr)

@@ -100,11 +100,22 @@ func (s *Service) start(ctx context.Context, id string) (model.VM, error) {
 	return vm, nil
 }
 
-// boot runs the boot steps: host preparation, the VMM, then waiting for
+// boot boots vm, a second time in a fresh VMM when the guest hung in the
+// first (vmm.ErrGuestHung), within the same deadline.
+func (s *Service) boot(ctx context.Context, vm model.VM) (vmm.Handles, error) {
+	h, err := s.bootOnce(ctx, vm)
+	if errors.Is(err, vmm.ErrGuestHung) && ctx.Err() == nil {
+		s.log.Warn("the guest hung while booting; booting it again", "vm", vm.Name, "err", err)
+		h, err = s.bootOnce(ctx, vm)
+	}
+	return h, err
+}
+
+// bootOnce runs the boot steps: host preparation, the VMM, then waiting for
 // the guest. Handles are recorded as soon as the VMM runs, so a daemon that
 // dies mid-boot can still find the process. On failure everything the
 // boot took is released.
-func (s *Service) boot(ctx context.Context, vm model.VM) (vmm.Handles, error) {
+func (s *Service) bootOnce(ctx context.Context, vm model.VM) (vmm.Handles, error) {
 	rec := context.WithoutCancel(ctx)
 	spec, err := s.host.Prepare(ctx, vm)
 	if err != nil {
@@ -146,7 +157,7 @@ func (s *Service) Stop(ctx context.Context, ref string) (model.VM, error) {
 	if err != nil {
 		return model.VM{}, err
 	}
-	return s.stop(ctx, vm.ID, s.cfg.StopTimeout)
+	return s.stop(ctx, vm.ID, s.stopTimeout())
 }
 
 // stop stops a VM, giving the guest up to grace to shut down cleanly (0

@@ -143,11 +143,12 @@ func (s *Service) reconcileOne(ctx context.Context, vm model.VM, onlyRunning boo
 		if vm.State == model.StateStopping {
 			// The previous daemon died mid-stop: finish the job.
 			s.log.Info("finishing interrupted stop", "vm", vm.Name)
-			_, err := s.shutdown(ctx, &vm, s.cfg.StopTimeout, unlock)
+			_, err := s.shutdown(ctx, &vm, s.stopTimeout(), unlock)
 			return false, err
 		}
 		defer unlock()
 		s.log.Info("vm still running", "vm", vm.Name, "pid", h.PID)
+		s.host.Adopted(ctx, vm, h)
 		return false, s.setState(ctx, &vm, model.StateRunning, "")
 	}
 	defer unlock()

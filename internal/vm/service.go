@@ -58,6 +58,9 @@ type Host interface {
 	Release(ctx context.Context, vm model.VM, h vmm.Handles) error
 	// Records publishes the name → IP table (for DNS) after it changed.
 	Records(ctx context.Context, vms []model.VM)
+	// Adopted resumes what a running VM needs from the host (its
+	// published ports) when a new daemon takes it over.
+	Adopted(ctx context.Context, vm model.VM, h vmm.Handles)
 	// SyncClock brings a running guest's clock to the host's.
 	SyncClock(ctx context.Context, vm model.VM, h vmm.Handles) error
 }
@@ -100,6 +103,10 @@ type Service struct {
 	boots      map[string]*work     // VM ID → boot in progress
 	creating   map[string]*creation // VM ID → create operation in progress
 
+	// defaultsMu guards defaults, which a config reload replaces.
+	defaultsMu sync.RWMutex
+	defaults   Defaults
+
 	// rebootMu guards reboots (VM ID → recent guest reboots): leaf state.
 	rebootMu sync.Mutex
 	reboots  map[string][]time.Time
@@ -123,12 +130,39 @@ func New(cfg Config, store Store, driver vmm.Driver, host Host, ops *op.Registry
 		cfg.ClockEvery = DefaultClockEvery
 	}
 	return &Service{
+		defaults: Defaults{Image: cfg.DefaultImage, VCPUs: cfg.DefaultVCPUs, MemoryMiB: cfg.DefaultMemoryMiB,
+			DiskMiB: cfg.DefaultDiskMiB, StopTimeout: cfg.StopTimeout},
 		cfg: cfg, store: store, driver: driver, host: host, ops: ops, catalog: catalog, log: log,
 		handles:  handleCache{layout: cfg.Layout, m: map[string]vmm.Handles{}},
 		boots:    map[string]*work{},
 		creating: map[string]*creation{},
 	}
 }
+
+// Defaults are the settings a running daemon can change on reload: what a
+// new VM gets when its create leaves a field out, and the stop timeout.
+type Defaults struct {
+	Image       string
+	VCPUs       int
+	MemoryMiB   int64
+	DiskMiB     int64
+	StopTimeout time.Duration
+}
+
+// SetDefaults replaces the defaults (a config reload).
+func (s *Service) SetDefaults(d Defaults) {
+	s.defaultsMu.Lock()
+	defer s.defaultsMu.Unlock()
+	s.defaults = d
+}
+
+func (s *Service) currentDefaults() Defaults {
+	s.defaultsMu.RLock()
+	defer s.defaultsMu.RUnlock()
+	return s.defaults
+}
+
+func (s *Service) stopTimeout() time.Duration { return s.currentDefaults().StopTimeout }
 
 // driverNamed is the driver a VM or its handles name. A VM created while
 // no driver was usable ("none") gets the default.

@@ -69,6 +69,8 @@ type fakeHost struct {
 	taps   map[string]bool
 	next   int
 	clocks map[string]int // VM name → clock exchanges
+	// readyErrs are what the next Ready calls return, in order.
+	readyErrs []error
 }
 
 func (f *fakeHost) Created(context.Context, model.VM, bool, func(string)) error { return nil }
@@ -85,7 +87,16 @@ func (f *fakeHost) Prepare(_ context.Context, vm model.VM) (vmm.Spec, error) {
 	return vmm.Spec{VM: vm, Tap: tap}, nil
 }
 
-func (f *fakeHost) Ready(context.Context, model.VM, vmm.Handles) error { return nil }
+func (f *fakeHost) Ready(context.Context, model.VM, vmm.Handles) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.readyErrs) == 0 {
+		return nil
+	}
+	err := f.readyErrs[0]
+	f.readyErrs = f.readyErrs[1:]
+	return err
+}
 
 func (f *fakeHost) Release(_ context.Context, _ model.VM, h vmm.Handles) error {
 	f.mu.Lock()
@@ -95,6 +106,8 @@ func (f *fakeHost) Release(_ context.Context, _ model.VM, h vmm.Handles) error {
 }
 
 func (f *fakeHost) Records(context.Context, []model.VM) {}
+
+func (f *fakeHost) Adopted(context.Context, model.VM, vmm.Handles) {}
 
 func (f *fakeHost) SyncClock(_ context.Context, vm model.VM, _ vmm.Handles) error {
 	f.mu.Lock()
@@ -613,6 +626,37 @@ func TestWatchPoweroffAndReboot(t *testing.T) {
 	}
 }
 
+// A guest that hangs while booting is booted once more in a fresh VMM; a
+// second hang fails the boot, leaving no VMM or tap behind.
+func TestBootRetriesAHungGuestOnce(t *testing.T) {
+	h := newHarness(t, nil)
+	fh := h.svc.host.(*fakeHost)
+	hung := fmt.Errorf("vm x: waiting for ssh: %w", vmm.ErrGuestHung)
+	fh.mu.Lock()
+	fh.readyErrs = []error{hung}
+	fh.mu.Unlock()
+	v := h.create(t, "once", false)
+	if got, _ := h.svc.Get(context.Background(), v.Name); got.State != model.StateRunning {
+		t.Fatalf("after one hang the vm is %s", got.State)
+	}
+	if n := h.driver.Starts(); n != 2 {
+		t.Fatalf("%d VMM starts, want 2", n)
+	}
+	fh.mu.Lock()
+	fh.readyErrs = []error{hung, hung}
+	fh.mu.Unlock()
+	_, o, err := h.svc.Create(context.Background(), CreateRequest{Name: "twice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := h.wait(t, o.ID); o.State != model.OpFailed || !strings.Contains(o.Error, "hung") {
+		t.Fatalf("two hangs: op %s %q", o.State, o.Error)
+	}
+	if n := fh.heldTaps(); n != 1 {
+		t.Fatalf("%d taps held, want only the running vm's", n)
+	}
+}
+
 // Watch keeps running guests' clocks on the host's, and only theirs.
 func TestWatchSyncsClocksOfRunningVMs(t *testing.T) {
 	h := newHarness(t, nil)
@@ -736,5 +780,29 @@ func TestSetResources(t *testing.T) {
 	}
 	if stored, _ := h.svc.Get(ctx, "a"); stored.VCPUs != 1 || stored.MemoryMiB != 768 || stored.DiskMiB != 3072 {
 		t.Fatalf("stored: %+v", stored)
+	}
+}
+
+// A host port one VM publishes is refused to the next, before anything is
+// reserved; bad --publish values are refused as invalid.
+func TestPublishedPortsAreExclusive(t *testing.T) {
+	h := newHarness(t, nil)
+	ctx := context.Background()
+	vm, o, err := h.svc.Create(ctx, CreateRequest{Name: "web", NoStart: true, Publish: []string{"8080:80", "8443:443/tcp"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.wait(t, o.ID)
+	if got, _ := h.svc.Get(ctx, "web"); len(got.Publish) != 2 || got.Publish[1] != (model.PortMap{Host: 8443, Guest: 443, Proto: "tcp"}) {
+		t.Fatalf("recorded %+v", got.Publish)
+	}
+	if _, _, err := h.svc.Create(ctx, CreateRequest{Name: "other", NoStart: true, Publish: []string{"9000:90", "8443:22"}}); !errors.Is(err, model.ErrConflict) || !strings.Contains(err.Error(), vm.Name) {
+		t.Fatalf("second vm on port 8443: %v, want a conflict naming %s", err, vm.Name)
+	}
+	if _, _, err := h.svc.Create(ctx, CreateRequest{Name: "bad", NoStart: true, Publish: []string{"53:53/udp"}}); !errors.Is(err, model.ErrInvalid) {
+		t.Fatalf("udp: %v, want invalid", err)
+	}
+	if vms, _ := h.svc.List(ctx); len(vms) != 1 {
+		t.Fatalf("%d vms after refused creates, want 1", len(vms))
 	}
 }

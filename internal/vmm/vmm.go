@@ -8,6 +8,7 @@ import (
 	"github.com/banger-dev/banger/internal/proc"
 
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -127,6 +128,12 @@ type Stats struct {
 type PauseReader interface {
 	Paused(ctx context.Context, h Handles) (string, error)
 }
+
+// ErrGuestHung marks a boot whose guest stopped making progress (its agent
+// went silent): under TCG a guest now and then locks up early in its boot
+// (every vCPU stuck in the kernel), and a fresh VMM boots it fine, so the
+// VM service boots it once more.
+var ErrGuestHung = errors.New("the guest hung while booting")
 
 // Exit says why a VMM exited on its own.
 type Exit int

@@ -68,7 +68,8 @@ func (w *world) skew(vm string) (skew, bound time.Duration) {
 // it again, same disks) and powers itself off (stopped, no error).
 func TestGuestEveryday(t *testing.T) {
 	w := newWorld(t)
-	w.ok("vm", "create", "clk")
+	w.ok("vm", "create", "clk", "--publish", "2222:22")
+	w.publishedPort("clk", 2222)
 	if cs := strings.TrimSpace(w.ok("vm", "ssh", "clk", "--", "cat", "/sys/devices/system/clocksource/clocksource0/current_clocksource")); cs != "tsc" {
 		t.Errorf("clocksource %q, want tsc (jiffies drift by seconds a minute under TCG)", cs)
 	}
@@ -99,10 +100,40 @@ func TestGuestEveryday(t *testing.T) {
 		t.Errorf("under load the guest's clock is %v off the host's (±%v), want within 100 ms", s, b)
 	}
 
-	w.guestRebootAndPoweroff("clk")
+	w.guestRebootAndPoweroff("clk", 2222)
 }
 
-func (w *world) guestRebootAndPoweroff(vm string) {
+// publishedPort checks that the host's loopback port reaches the guest's
+// sshd, and that no other VM can take it.
+func (w *world) publishedPort(vm string, port int) {
+	t := w.t
+	t.Helper()
+	if out := w.ok("vm", "show", vm); !strings.Contains(out, fmt.Sprintf("127.0.0.1:%d->22/tcp", port)) {
+		t.Errorf("vm show does not list the published port:\n%s", out)
+	}
+	w.portAnswers(port)
+	r := w.banger("vm", "create", "clash", "--no-start", "--publish", fmt.Sprintf("%d:80", port))
+	if r.code == 0 || !strings.Contains(r.stderr, "already published by vm "+vm) {
+		t.Errorf("a second vm publishing port %d: exit %d, %q", port, r.code, r.stderr)
+	}
+	if r := w.banger("vm", "show", "clash"); r.code == 0 {
+		t.Error("the refused create left a vm")
+	}
+}
+
+// portAnswers reads the guest's sshd banner through a published port.
+func (w *world) portAnswers(port int) {
+	w.t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", w.ns, "timeout", "20", "bash", "-c",
+		fmt.Sprintf("exec 3<>/dev/tcp/127.0.0.1/%d && head -c 8 <&3", port)).CombinedOutput()
+	if err != nil || string(out) != "SSH-2.0-" {
+		w.t.Errorf("127.0.0.1:%d answered %q, %v; want the guest's sshd banner", port, out, err)
+	}
+}
+
+// guestRebootAndPoweroff has the guest reboot itself (it comes back with
+// its disks and published port) and then power itself off.
+func (w *world) guestRebootAndPoweroff(vm string, port int) {
 	t := w.t
 	t.Helper()
 	bootID := func() string {
@@ -121,6 +152,7 @@ func (w *world) guestRebootAndPoweroff(vm string) {
 	if v := w.show(vm); v.State != "running" {
 		t.Errorf("after a reboot the vm is %s (%s)", v.State, v.Error)
 	}
+	w.portAnswers(port)
 	w.ok("vm", "ssh", vm, "--", "sh", "-c", "(sleep 1; systemctl poweroff) >/dev/null 2>&1 &")
 	waitFor(t, "the vm stopped after the guest's poweroff", func() bool { return w.show(vm).State == "stopped" })
 	if v := w.show(vm); v.Error != "" {

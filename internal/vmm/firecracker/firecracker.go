@@ -119,6 +119,9 @@ func Requests(spec vmm.Spec, kernelPath string) []Request {
 			"iface_id": "eth0", "host_dev_name": spec.Tap, "guest_mac": spec.MAC,
 		}})
 	}
+	// An empty balloon that only reports free pages: the guest gives back
+	// what it freed, and is never squeezed.
+	reqs = append(reqs, Request{"PUT", "/balloon", map[string]any{"amount_mib": 0, "deflate_on_oom": true, "free_page_reporting": true}})
 	if spec.ControlSocket != "" {
 		reqs = append(reqs, Request{"PUT", "/vsock", map[string]any{"guest_cid": 3, "uds_path": spec.ControlSocket}})
 	}

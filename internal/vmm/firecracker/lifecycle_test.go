@@ -32,6 +32,7 @@ func (s *stubHost) Prepare(_ context.Context, v model.VM) (vmm.Spec, error) {
 func (s *stubHost) Ready(context.Context, model.VM, vmm.Handles) error     { return nil }
 func (s *stubHost) Release(context.Context, model.VM, vmm.Handles) error   { return nil }
 func (s *stubHost) Records(context.Context, []model.VM)                    {}
+func (s *stubHost) Adopted(context.Context, model.VM, vmm.Handles)         {}
 func (s *stubHost) SyncClock(context.Context, model.VM, vmm.Handles) error { return nil }
 
 func TestServiceLifecycleOnFirecracker(t *testing.T) {

@@ -37,6 +37,9 @@ func TestArgs(t *testing.T) {
 	if tscKHz() > 0 && !strings.Contains(tcg, "tsc_early_khz=") {
 		t.Error("TCG boots need tsc_early_khz (a third hang without it)")
 	}
+	if !strings.Contains(tcg, "reboot=t") {
+		t.Error("QEMU guests must reboot by triple fault: other reboot paths can spin forever under TCG")
+	}
 	if !strings.Contains(tcg, "tsc=reliable") {
 		t.Error("TCG boots need tsc=reliable: the guest otherwise falls back to jiffies, whose clock drifts by seconds")
 	}
