@@ -30,6 +30,7 @@ var allowed = map[string][]string{
 	"internal/client":                  {"internal/api", "internal/rpc"},
 	"internal/guestssh":                {"internal/atomicfile", "internal/guest"},
 	"internal/archive":                 {},
+	"internal/clockskew":               {},
 	"internal/host/portfwd":            {},
 	"internal/cli":                     {"internal/api", "internal/archive", "internal/atomicfile", "internal/client", "internal/guestssh", "internal/paths", "internal/proc", "internal/workspace"},
 	"internal/workspace":               {"internal/host/run", "internal/model"},
@@ -65,7 +66,7 @@ var allowed = map[string][]string{
 	"cmd/banger-agent":    {"internal/agent"},
 	"test/arch":           {},
 	"test/integration":    {},
-	"test/e2e":            {"internal/testimage"},
+	"test/e2e":            {"internal/clockskew", "internal/testimage"},
 	"internal/testimage":  {},
 	"internal/atomicfile": {},
 }

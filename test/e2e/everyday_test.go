@@ -6,29 +6,27 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/banger-dev/banger/internal/clockskew"
 )
 
-// skew measures the guest's clock against the host's over one SSH session:
-// the host writes a line, the guest answers with its clock, and the sample
-// with the shortest round trip wins (its midpoint is when the guest read
-// its clock, within half that round trip). It returns the skew (positive:
-// the guest is ahead) and that bound.
+// skew measures the guest's clock against the host's over one SSH session
+// (clockskew): the skew (positive: the guest is ahead) and its bound.
 func (w *world) skew(vm string) (skew, bound time.Duration) {
 	w.t.Helper()
-	full := []string{"netns", "exec", w.ns, filepath.Join(binDir, "banger"),
+	full := append([]string{"netns", "exec", w.ns, filepath.Join(binDir, "banger"),
 		"--socket", w.socket, "--state-dir", w.stateDir, "--config", w.config,
-		"vm", "ssh", vm, "--", "sh", "-c", "while read x; do date +%s%N; done"}
+		"vm", "ssh", vm, "--"}, clockskew.GuestCommand...)
 	cmd := exec.Command("ip", full...)
 	cmd.Env = append(os.Environ(), "XDG_CACHE_HOME="+filepath.Join(w.dir, "cache"))
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	outPipe, err := cmd.StdoutPipe()
+	out, err := cmd.StdoutPipe()
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -37,27 +35,9 @@ func (w *world) skew(vm string) (skew, bound time.Duration) {
 		w.t.Fatal(err)
 	}
 	defer func() { in.Close(); _ = cmd.Wait() }()
-	out := bufio.NewReader(outPipe)
-	bound = time.Hour
-	for range 20 {
-		sent := time.Now()
-		if _, err := fmt.Fprintln(in, "x"); err != nil {
-			w.t.Fatalf("asking the guest for its clock: %v", err)
-		}
-		line, err := out.ReadString('\n')
-		if err != nil {
-			w.t.Fatalf("reading the guest's clock: %v", err)
-		}
-		got := time.Now()
-		ns, err := strconv.ParseInt(strings.TrimSpace(line), 10, 64)
-		if err != nil {
-			w.t.Fatalf("the guest's clock: %q: %v", line, err)
-		}
-		rtt := got.Sub(sent)
-		if rtt/2 < bound {
-			bound = rtt / 2
-			skew = time.Duration(ns - sent.Add(rtt/2).UnixNano())
-		}
+	skew, bound, err = clockskew.Measure(in, bufio.NewReader(out), 20)
+	if err != nil {
+		w.t.Fatal(err)
 	}
 	return skew, bound
 }
