@@ -9,17 +9,14 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/banger-dev/banger/bench/benchns"
-	"github.com/banger-dev/banger/internal/host/run"
 )
 
 func main() {
@@ -41,17 +38,11 @@ func main() {
 	}
 }
 
-type bench struct{ bin, dir, state, cfg string }
-
-func (b *bench) banger(args ...string) (string, error) {
-	full := append([]string{"--socket", filepath.Join(b.dir, "s.sock"), "--state-dir", b.state, "--config", b.cfg}, args...)
-	out, err := run.Output(context.Background(), append([]string{filepath.Join(b.bin, "banger")}, full...))
-	return string(out), err
-}
+type bench struct{ *benchns.Banger }
 
 // rss is the VMM's resident memory in MiB, from `vm stats --json`.
 func (b *bench) rss() (float64, error) {
-	out, err := b.banger("vm", "stats", "vm", "--json")
+	out, err := b.Run("vm", "stats", "vm", "--json")
 	if err != nil {
 		return 0, err
 	}
@@ -72,7 +63,7 @@ func (b *bench) rss() (float64, error) {
 // reads the RSS.
 func (b *bench) cycle(touch int, settle time.Duration) (float64, error) {
 	script := fmt.Sprintf("dd if=/dev/zero of=/dev/shm/fill bs=1M count=%d status=none; rm /dev/shm/fill; sync", touch)
-	if _, err := b.banger("vm", "ssh", "vm", "--", "sh", "-c", script); err != nil {
+	if _, err := b.Run("vm", "ssh", "vm", "--", "sh", "-c", script); err != nil {
 		return 0, err
 	}
 	time.Sleep(settle)
@@ -80,21 +71,16 @@ func (b *bench) cycle(touch int, settle time.Duration) (float64, error) {
 }
 
 func measure(bin, cache, memory string, touch int, settle time.Duration) error {
-	dir, err := os.MkdirTemp("", "bgballoon")
+	bb, err := benchns.NewBanger(bin, "bgballoon", fmt.Sprintf("image_cache_dir = %q\ndefault_disk = \"2G\"\noverlay_size = \"2G\"\n", cache))
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	b := &bench{bin: bin, dir: dir, state: filepath.Join(dir, "state"), cfg: filepath.Join(dir, "config.toml")}
-	cfg := fmt.Sprintf("image_cache_dir = %q\ndefault_disk = \"2G\"\noverlay_size = \"2G\"\n", cache)
-	if err := os.WriteFile(b.cfg, []byte(cfg), 0o644); err != nil {
+	defer bb.Close()
+	b := &bench{bb}
+	if _, err := b.Run("vm", "create", "vm", "--memory", memory); err != nil {
 		return err
 	}
-	defer func() { _, _ = b.banger("daemon", "stop") }()
-	if _, err := b.banger("vm", "create", "vm", "--memory", memory); err != nil {
-		return err
-	}
-	defer func() { _, _ = b.banger("vm", "delete", "--force", "vm") }()
+	defer func() { _, _ = b.Run("vm", "delete", "--force", "vm") }()
 	time.Sleep(settle)
 	idle, err := b.rss()
 	if err != nil {
@@ -104,7 +90,7 @@ func measure(bin, cache, memory string, touch int, settle time.Duration) error {
 	if err != nil {
 		return err
 	}
-	if _, err := b.banger("vm", "ssh", "vm", "--", "rmmod", "virtio_balloon"); err != nil {
+	if _, err := b.Run("vm", "ssh", "vm", "--", "rmmod", "virtio_balloon"); err != nil {
 		return err
 	}
 	without, err := b.cycle(touch, settle)

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -54,4 +55,47 @@ func List(d []time.Duration) string {
 		parts[i] = fmt.Sprintf("%.2f", x.Seconds())
 	}
 	return strings.Join(parts, " ")
+}
+
+// Banger is a benchmark's own banger: a temporary directory holding its
+// state dir, socket and config file, so nothing touches the host's.
+type Banger struct {
+	Bin, Dir, State string
+	// Env is added to the environment of every banger command.
+	Env []string
+}
+
+// NewBanger makes the directory (named after prefix) and writes config
+// there. Close stops the daemon and removes it all.
+func NewBanger(bin, prefix, config string) (*Banger, error) {
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		return nil, err
+	}
+	b := &Banger{Bin: bin, Dir: dir, State: filepath.Join(dir, "state")}
+	if err := os.WriteFile(b.config(), []byte(config), 0o644); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *Banger) config() string { return filepath.Join(b.Dir, "config.toml") }
+
+// Argv is the banger command line for args.
+func (b *Banger) Argv(args ...string) []string {
+	return append([]string{filepath.Join(b.Bin, "banger"), "--socket", filepath.Join(b.Dir, "s.sock"),
+		"--state-dir", b.State, "--config", b.config()}, args...)
+}
+
+// Run runs banger with args and returns its output.
+func (b *Banger) Run(args ...string) (string, error) {
+	out, err := run.Output(context.Background(), b.Argv(args...), run.Env(b.Env...))
+	return string(out), err
+}
+
+// Close stops the daemon and removes the directory.
+func (b *Banger) Close() {
+	_, _ = b.Run("daemon", "stop")
+	os.RemoveAll(b.Dir)
 }

@@ -45,38 +45,25 @@ func main() {
 	}
 }
 
-type bench struct {
-	bin, dir, state, cfg string
-}
-
-func (b *bench) banger(args ...string) (string, error) {
-	full := append([]string{"--socket", filepath.Join(b.dir, "s.sock"), "--state-dir", b.state, "--config", b.cfg}, args...)
-	out, err := run.Output(context.Background(), append([]string{filepath.Join(b.bin, "banger")}, full...))
-	return string(out), err
-}
+type bench struct{ *benchns.Banger }
 
 func measure(bin string, n int, cache string) error {
-	dir, err := os.MkdirTemp("", "bgbench")
+	bb, err := benchns.NewBanger(bin, "bgbench", fmt.Sprintf("image_cache_dir = %q\ndefault_memory = \"512M\"\ndefault_disk = \"2G\"\noverlay_size = \"2G\"\n", cache))
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	b := &bench{bin: bin, dir: dir, state: filepath.Join(dir, "state"), cfg: filepath.Join(dir, "config.toml")}
-	cfg := fmt.Sprintf("image_cache_dir = %q\ndefault_memory = \"512M\"\ndefault_disk = \"2G\"\noverlay_size = \"2G\"\n", cache)
-	if err := os.WriteFile(b.cfg, []byte(cfg), 0o644); err != nil {
-		return err
-	}
-	defer func() { _, _ = b.banger("daemon", "stop") }()
+	defer bb.Close()
+	b := &bench{bb}
 
 	// Warm-up: the image is published and the initramfs built once, as any
 	// user's first run would; neither counts.
-	if _, err := b.banger("vm", "run", "--rm", "--", "true"); err != nil {
+	if _, err := b.Run("vm", "run", "--rm", "--", "true"); err != nil {
 		return err
 	}
 	var ours []time.Duration
 	for i := 0; i < n; i++ {
 		start := time.Now()
-		if _, err := b.banger("vm", "run", "--rm", "--", "true"); err != nil {
+		if _, err := b.Run("vm", "run", "--rm", "--", "true"); err != nil {
 			return err
 		}
 		ours = append(ours, time.Since(start))
@@ -97,10 +84,10 @@ func measure(bin string, n int, cache string) error {
 // with QEMU directly (the same command line the driver uses, on a tap the
 // benchmark makes) and times each until an SSH command succeeds.
 func (b *bench) bareBoots(n int) ([]time.Duration, error) {
-	if _, err := b.banger("vm", "create", "bare"); err != nil {
+	if _, err := b.Run("vm", "create", "bare"); err != nil {
 		return nil, err
 	}
-	out, err := b.banger("vm", "show", "bare", "--json")
+	out, err := b.Run("vm", "show", "bare", "--json")
 	if err != nil {
 		return nil, err
 	}
@@ -112,13 +99,13 @@ func (b *bench) bareBoots(n int) ([]time.Duration, error) {
 	if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &v); err != nil {
 		return nil, err
 	}
-	if _, err := b.banger("vm", "stop", "bare"); err != nil {
+	if _, err := b.Run("vm", "stop", "bare"); err != nil {
 		return nil, err
 	}
-	defer func() { _, _ = b.banger("vm", "delete", "--force", "bare") }()
+	defer func() { _, _ = b.Run("vm", "delete", "--force", "bare") }()
 	defer func() { _ = run.Run(context.Background(), []string{"ip", "link", "del", "bgbenchtap"}) }()
 
-	layout := paths.Layout{StateDir: b.state}
+	layout := paths.Layout{StateDir: b.State}
 	initrds, _ := filepath.Glob(filepath.Join(layout.InitramfsDir(), "*.cpio"))
 	if len(initrds) != 1 {
 		return nil, fmt.Errorf("want one cached initramfs, found %v", initrds)
@@ -144,8 +131,8 @@ func (b *bench) bareBoots(n int) ([]time.Duration, error) {
 			{Path: filepath.Join(vmDir, "work.ext4")},
 			{Path: filepath.Join(vmDir, "config.img"), ReadOnly: true},
 		},
-		Tap: tap, MAC: v.MAC, ConsoleLog: filepath.Join(b.dir, "bare-console.log"),
-		ControlSocket: filepath.Join(b.dir, "bare-agent.sock"),
+		Tap: tap, MAC: v.MAC, ConsoleLog: filepath.Join(b.Dir, "bare-console.log"),
+		ControlSocket: filepath.Join(b.Dir, "bare-agent.sock"),
 	}
 	args := qemu.New("tcg").Args(spec)
 	signer, err := guestssh.LoadOrCreateKey(layout.SSHKey())

@@ -11,11 +11,9 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/banger-dev/banger/bench/benchns"
@@ -41,21 +39,11 @@ func main() {
 	}
 }
 
-type bench struct{ bin, dir, state, cfg string }
-
-func (b *bench) args(args ...string) []string {
-	return append([]string{filepath.Join(b.bin, "banger"), "--socket", filepath.Join(b.dir, "s.sock"),
-		"--state-dir", b.state, "--config", b.cfg}, args...)
-}
-
-func (b *bench) banger(args ...string) (string, error) {
-	out, err := run.Output(context.Background(), b.args(args...))
-	return string(out), err
-}
+type bench struct{ *benchns.Banger }
 
 // skew samples vm's clock over a fresh SSH session.
 func (b *bench) skew(vm string) (time.Duration, time.Duration, error) {
-	argv := b.args(append([]string{"vm", "ssh", vm, "--"}, clockskew.GuestCommand...)...)
+	argv := b.Argv(append([]string{"vm", "ssh", vm, "--"}, clockskew.GuestCommand...)...)
 	inR, inW, err := os.Pipe()
 	if err != nil {
 		return 0, 0, err
@@ -79,30 +67,25 @@ func (b *bench) skew(vm string) (time.Duration, time.Duration, error) {
 const load = `for i in 1 2; do nohup sh -c 'while :; do :; done' >/dev/null 2>&1 & done`
 
 func measure(bin, cache string, total, every time.Duration) error {
-	dir, err := os.MkdirTemp("", "bgclock")
+	bb, err := benchns.NewBanger(bin, "bgclock", fmt.Sprintf("image_cache_dir = %q\ndefault_memory = \"512M\"\ndefault_disk = \"2G\"\noverlay_size = \"2G\"\n", cache))
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	b := &bench{bin: bin, dir: dir, state: filepath.Join(dir, "state"), cfg: filepath.Join(dir, "config.toml")}
-	cfg := fmt.Sprintf("image_cache_dir = %q\ndefault_memory = \"512M\"\ndefault_disk = \"2G\"\noverlay_size = \"2G\"\n", cache)
-	if err := os.WriteFile(b.cfg, []byte(cfg), 0o644); err != nil {
-		return err
-	}
-	defer func() { _, _ = b.banger("daemon", "stop") }()
+	defer bb.Close()
+	b := &bench{bb}
 	for _, vm := range []string{"kept", "free"} {
-		if _, err := b.banger("vm", "create", vm); err != nil {
+		if _, err := b.Run("vm", "create", vm); err != nil {
 			return err
 		}
-		defer func() { _, _ = b.banger("vm", "delete", "--force", vm) }()
+		defer func() { _, _ = b.Run("vm", "delete", "--force", vm) }()
 	}
 	// The baseline's agent stops answering the daemon's clock exchanges;
 	// commands still run (SSH, each through its own exec helper).
-	if _, err := b.banger("vm", "ssh", "free", "--", "sh", "-c", "kill -STOP $(pgrep -f '^banger-agent serve')"); err != nil {
+	if _, err := b.Run("vm", "ssh", "free", "--", "sh", "-c", "kill -STOP $(pgrep -f '^banger-agent serve')"); err != nil {
 		return err
 	}
 	for _, vm := range []string{"kept", "free"} {
-		if _, err := b.banger("vm", "ssh", vm, "--", "sh", "-c", load); err != nil {
+		if _, err := b.Run("vm", "ssh", vm, "--", "sh", "-c", load); err != nil {
 			return err
 		}
 	}

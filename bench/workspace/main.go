@@ -42,20 +42,7 @@ func main() {
 	}
 }
 
-type bench struct {
-	bin, dir, state, cfg string
-	env                  []string
-}
-
-func (b *bench) bangerArgv(args ...string) []string {
-	return append([]string{filepath.Join(b.bin, "banger"), "--socket", filepath.Join(b.dir, "s.sock"),
-		"--state-dir", b.state, "--config", b.cfg}, args...)
-}
-
-func (b *bench) banger(args ...string) (string, error) {
-	out, err := run.Output(context.Background(), b.bangerArgv(args...), run.Env(b.env...))
-	return string(out), err
-}
+type bench struct{ *benchns.Banger }
 
 func timed(f func() error) (time.Duration, error) {
 	start := time.Now()
@@ -65,34 +52,30 @@ func timed(f func() error) (time.Duration, error) {
 
 func measure(bin string, n, files, commits int, cache string) error {
 	ctx := context.Background()
-	dir, err := os.MkdirTemp("", "bgbenchws")
+	bb, err := benchns.NewBanger(bin, "bgbenchws", fmt.Sprintf("image_cache_dir = %q\ndefault_memory = \"1G\"\ndefault_disk = \"8G\"\noverlay_size = \"2G\"\nboot_timeout = \"300s\"\n", cache))
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	b := &bench{bin: bin, dir: dir, state: filepath.Join(dir, "state"), cfg: filepath.Join(dir, "config.toml"),
-		env: []string{"XDG_CACHE_HOME=" + filepath.Join(dir, "cache"), "HOME=" + dir, "GIT_CONFIG_NOSYSTEM=1"}}
-	cfg := fmt.Sprintf("image_cache_dir = %q\ndefault_memory = \"1G\"\ndefault_disk = \"8G\"\noverlay_size = \"2G\"\nboot_timeout = \"300s\"\n", cache)
-	if err := os.WriteFile(b.cfg, []byte(cfg), 0o644); err != nil {
-		return err
-	}
-	defer func() { _, _ = b.banger("daemon", "stop") }()
+	defer bb.Close()
+	b := &bench{bb}
+	dir := b.Dir
+	b.Env = []string{"XDG_CACHE_HOME=" + filepath.Join(dir, "cache"), "HOME=" + dir, "GIT_CONFIG_NOSYSTEM=1"}
 
 	repo := filepath.Join(dir, "repo")
 	genStart := time.Now()
-	if err := generate(ctx, repo, files, commits, b.env); err != nil {
+	if err := generate(ctx, repo, files, commits, b.Env); err != nil {
 		return fmt.Errorf("generating the repository: %w", err)
 	}
 	du, _ := run.Output(ctx, []string{"du", "-sh", repo})
 	fmt.Printf("repository: %d files, %d commits, %s on disk (generated in %.1fs)\n", files, commits,
 		strings.Fields(string(du))[0], time.Since(genStart).Seconds())
 
-	if _, err := b.banger("vm", "create", "bench"); err != nil {
+	if _, err := b.Run("vm", "create", "bench"); err != nil {
 		return err
 	}
-	defer func() { _, _ = b.banger("vm", "delete", "--force", "bench") }()
+	defer func() { _, _ = b.Run("vm", "delete", "--force", "bench") }()
 	// Warm the SSH path once; neither side counts it.
-	if _, err := b.banger("vm", "ssh", "bench", "--", "true"); err != nil {
+	if _, err := b.Run("vm", "ssh", "bench", "--", "true"); err != nil {
 		return err
 	}
 
@@ -100,7 +83,7 @@ func measure(bin string, n, files, commits int, cache string) error {
 	for i := 0; i < n; i++ {
 		path := fmt.Sprintf("/work/ws%d", i)
 		d, err := timed(func() error {
-			_, err := b.banger("workspace", "prepare", "bench", repo, "--path", path)
+			_, err := b.Run("workspace", "prepare", "bench", repo, "--path", path)
 			return err
 		})
 		if err != nil {
@@ -111,8 +94,8 @@ func measure(bin string, n, files, commits int, cache string) error {
 		tarDir := fmt.Sprintf("/work/tar%d", i)
 		d, err = timed(func() error {
 			argv := append([]string{"sh", "-c", `tar -C "$1" -cf - . | (shift; "$@")`, "tar-ssh", repo},
-				b.bangerArgv("vm", "ssh", "bench", "--", "sh", "-c", "mkdir -p "+tarDir+" && tar -x -C "+tarDir)...)
-			return run.Run(ctx, argv, run.Env(b.env...))
+				b.Argv("vm", "ssh", "bench", "--", "sh", "-c", "mkdir -p "+tarDir+" && tar -x -C "+tarDir)...)
+			return run.Run(ctx, argv, run.Env(b.Env...))
 		})
 		if err != nil {
 			return fmt.Errorf("tar|ssh baseline: %w", err)
@@ -121,11 +104,11 @@ func measure(bin string, n, files, commits int, cache string) error {
 
 		// The guest's work: one commit and one uncommitted change.
 		work := fmt.Sprintf("cd %s && echo run %d >> README && git add README && git commit -q -m 'guest %d' && echo wip >> f/00/0.txt", path, i, i)
-		if _, err := b.banger("vm", "ssh", "bench", "--", "sh", "-c", work); err != nil {
+		if _, err := b.Run("vm", "ssh", "bench", "--", "sh", "-c", work); err != nil {
 			return fmt.Errorf("guest work: %w", err)
 		}
 		d, err = timed(func() error {
-			_, err := b.banger("workspace", "export", "bench", repo, "--path", path, "--to", fmt.Sprintf("branch:bench/%d", i))
+			_, err := b.Run("workspace", "export", "bench", repo, "--path", path, "--to", fmt.Sprintf("branch:bench/%d", i))
 			return err
 		})
 		if err != nil {
@@ -135,21 +118,21 @@ func measure(bin string, n, files, commits int, cache string) error {
 
 		// Baseline: git fetch of the guest's HEAD over ssh (banger's ssh as
 		// the transport) into a scratch clone of the host repository.
-		if _, err := b.banger("vm", "ssh", "bench", "--", "sh", "-c", fmt.Sprintf("cd %s && git add -A && git commit -q -m wip", path)); err != nil {
+		if _, err := b.Run("vm", "ssh", "bench", "--", "sh", "-c", fmt.Sprintf("cd %s && git add -A && git commit -q -m wip", path)); err != nil {
 			return err
 		}
 		scratch := filepath.Join(dir, fmt.Sprintf("scratch%d", i))
-		if err := run.Run(ctx, []string{"git", "clone", "-q", "--shared", repo, scratch}, run.Env(b.env...)); err != nil {
+		if err := run.Run(ctx, []string{"git", "clone", "-q", "--shared", repo, scratch}, run.Env(b.Env...)); err != nil {
 			return err
 		}
 		sshWrap := filepath.Join(dir, "ssh-wrap")
-		script := "#!/bin/sh\nshift\nexec " + shellJoin(b.bangerArgv("vm", "ssh", "bench", "--", "sh", "-c")) + " \"$*\"\n"
+		script := "#!/bin/sh\nshift\nexec " + shellJoin(b.Argv("vm", "ssh", "bench", "--", "sh", "-c")) + " \"$*\"\n"
 		if err := os.WriteFile(sshWrap, []byte(script), 0o755); err != nil {
 			return err
 		}
 		d, err = timed(func() error {
 			return run.Run(ctx, []string{"git", "-C", scratch, "fetch", "-q", "ssh://bench" + path, "HEAD"},
-				run.Env(append(b.env, "GIT_SSH_COMMAND="+sshWrap)...))
+				run.Env(append(b.Env, "GIT_SSH_COMMAND="+sshWrap)...))
 		})
 		if err != nil {
 			return fmt.Errorf("git fetch baseline: %w", err)
