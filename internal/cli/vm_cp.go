@@ -17,7 +17,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/banger-dev/banger/internal/archive"
-	"github.com/banger-dev/banger/internal/guestssh"
+	"github.com/banger-dev/banger/internal/workspace"
 )
 
 // cpEnd is one side of `vm cp`: a guest path (vm set), a host path, or
@@ -158,23 +158,10 @@ cd -- "$(dirname -- "$src")"
 exec tar -c -f - -- "$(basename -- "$src")"
 `
 
-// guestScript runs script in the guest with args, wired to the given
-// streams, and turns a failure into an error carrying the guest's words.
+// guestScript runs one of vm cp's scripts in the guest; a failure carries
+// the guest's words, sanitized (workspace.RunScript).
 func guestScript(ctx context.Context, sc *ssh.Client, script string, args []string, stdin io.Reader, stdout io.Writer) error {
-	var stderr strings.Builder
-	argv := append([]string{"sh", "-c", script, "banger-cp"}, args...)
-	code, err := guestssh.Run(ctx, sc, shellQuote(argv), stdin, stdout, &stderr)
-	if err != nil {
-		return err
-	}
-	if code != 0 {
-		msg := strings.TrimSpace(stderr.String())
-		if msg == "" {
-			msg = fmt.Sprintf("exit status %d", code)
-		}
-		return fmt.Errorf("in the guest: %s", msg)
-	}
-	return nil
+	return workspace.RunScript(ctx, sshGuest{sc}, "banger-cp", script, args, stdin, stdout)
 }
 
 // cpToGuest packs src as the invoking user (or passes stdin's tar stream

@@ -34,10 +34,17 @@ func (e *GuestError) Error() string { return e.Msg }
 // replace.
 var ErrGuestChanged = errors.New("the guest changed the workspace")
 
-// runScript runs a script in the guest: sh -c SCRIPT banger-workspace ARGS...
+// runScript runs a workspace script in the guest.
 func runScript(ctx context.Context, g Guest, script string, args []string, stdin io.Reader, stdout io.Writer) error {
+	return RunScript(ctx, g, "banger-workspace", script, args, stdin, stdout)
+}
+
+// RunScript runs a script in the guest (sh -c SCRIPT NAME ARGS...). When it
+// fails, the guest's stderr, bounded and sanitized for the user's
+// terminal, becomes a *GuestError.
+func RunScript(ctx context.Context, g Guest, name, script string, args []string, stdin io.Reader, stdout io.Writer) error {
 	var stderr bytes.Buffer
-	argv := append([]string{"sh", "-c", script, "banger-workspace"}, args...)
+	argv := append([]string{"sh", "-c", script, name}, args...)
 	code, err := g.Exec(ctx, argv, stdin, stdout, &limited{w: &stderr, n: 8 << 10})
 	if err != nil {
 		return fmt.Errorf("running in the guest: %w", err)
