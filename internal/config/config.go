@@ -33,6 +33,7 @@ type File struct {
 	LogLevel      string `toml:"log_level"`
 
 	Bridge         string   `toml:"bridge"`
+	IsolateVMs     bool     `toml:"isolate_vms"`
 	VMM            string   `toml:"vmm"`
 	OverlaySize    Size     `toml:"overlay_size"`
 	BootTimeout    string   `toml:"boot_timeout"`
@@ -84,11 +85,14 @@ type Config struct {
 	OpRetention      time.Duration
 	LogLevel         slog.Level
 	Bridge           string
-	VMM              string
-	OverlayMiB       int64
-	BootTimeout      time.Duration
-	DebianMirror     string
-	DebianPackages   []string
+	// IsolateVMs keeps bridge VMs from reaching each other (they still
+	// reach the host, published ports and, through NAT, the outside).
+	IsolateVMs     bool
+	VMM            string
+	OverlayMiB     int64
+	BootTimeout    time.Duration
+	DebianMirror   string
+	DebianPackages []string
 	// ImageCacheDir is empty for <state-dir>/cache.
 	ImageCacheDir string
 
@@ -185,7 +189,7 @@ func Load(path string, required bool) (Config, error) {
 
 func (f File) parse() (Config, error) {
 	c := Config{SocketGroup: f.SocketGroup, DefaultImage: f.DefaultImage, DefaultVCPUs: f.DefaultVCPUs,
-		Bridge: f.Bridge, VMM: f.VMM, DebianMirror: f.DebianMirror, DebianPackages: f.DebianPackages, ImageCacheDir: f.ImageCacheDir,
+		Bridge: f.Bridge, IsolateVMs: f.IsolateVMs, VMM: f.VMM, DebianMirror: f.DebianMirror, DebianPackages: f.DebianPackages, ImageCacheDir: f.ImageCacheDir,
 		FirecrackerBinary: f.FirecrackerBinary, Jailer: f.Jailer, JailerBinary: f.JailerBinary,
 		JailerUID: f.JailerUID, JailerGID: f.JailerGID, JailerChrootBase: f.JailerChrootBase}
 	var err error
@@ -313,6 +317,7 @@ func Diff(old, cur Config) Changes {
 		{"socket_group", old.SocketGroup != cur.SocketGroup},
 		{"subnet", old.Subnet != cur.Subnet},
 		{"bridge", old.Bridge != cur.Bridge},
+		{"isolate_vms", old.IsolateVMs != cur.IsolateVMs},
 		{"vmm", old.VMM != cur.VMM},
 		{"overlay_size", old.OverlayMiB != cur.OverlayMiB},
 		{"boot_timeout", old.BootTimeout != cur.BootTimeout},

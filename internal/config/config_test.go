@@ -114,7 +114,7 @@ func TestDiffCoversEveryKey(t *testing.T) {
 	old := Config{}
 	cur := Config{
 		SocketGroup: "g", Subnet: netip.MustParsePrefix("10.0.0.0/24"), DefaultImage: "i", DefaultVCPUs: 1,
-		DefaultMemoryMiB: 1, DefaultDiskMiB: 1, StopTimeout: 1, OpRetention: 1, LogLevel: 1, Bridge: "b",
+		DefaultMemoryMiB: 1, DefaultDiskMiB: 1, StopTimeout: 1, OpRetention: 1, LogLevel: 1, Bridge: "b", IsolateVMs: true,
 		VMM: "v", OverlayMiB: 1, BootTimeout: 1, DebianMirror: "m", DebianPackages: []string{"p"},
 		ImageCacheDir: "c", FirecrackerBinary: "f", Jailer: true, JailerBinary: "j", JailerUID: 1,
 		JailerGID: 1, JailerChrootBase: "r",

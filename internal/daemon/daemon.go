@@ -183,7 +183,7 @@ func Run(ctx context.Context, opts Options) error {
 		Layout: layout, CacheDir: cacheDir, Mirror: cfg.DebianMirror, ExtraPackages: cfg.DebianPackages,
 		AgentPath: agent,
 	}, st, catalog, ops, log)
-	hcfg := hostnet.Config{Bridge: cfg.Bridge, Subnet: cfg.Subnet}
+	hcfg := hostnet.Config{Bridge: cfg.Bridge, Subnet: cfg.Subnet, IsolateVMs: cfg.IsolateVMs}
 	if cfg.Jailer {
 		// The jailed Firecracker runs as jailer_uid and must open its tap.
 		hcfg.TapOwner = uint32(cfg.JailerUID)

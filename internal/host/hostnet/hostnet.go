@@ -59,6 +59,12 @@ type Config struct {
 	// TapOwner, when set, owns every tap, so an unprivileged VMM (one run
 	// by Firecracker's jailer) may open it. 0 keeps taps root's.
 	TapOwner uint32
+	// IsolateVMs keeps guests from reaching each other, as docker's
+	// --icc=false does: every tap is an isolated bridge port (no frames
+	// between taps), and the forward chain drops what the host would
+	// route from the bridge back onto it. Guests still reach the host and,
+	// through NAT, the outside.
+	IsolateVMs bool
 }
 
 // Manager sets up and tears down banger's host networking. It is safe for
@@ -221,7 +227,8 @@ func (m *Manager) ensureBridge(ctx context.Context) error {
 }
 
 // reattachTaps puts back on the bridge any of banger's taps that left it
-// (the bridge was deleted and recreated under running VMs, say).
+// (the bridge was deleted and recreated under running VMs, say), and
+// gives each the port isolation the configuration asks for.
 func (m *Manager) reattachTaps(bridge netlink.Link) error {
 	links, err := linkList()
 	if err != nil {
@@ -229,13 +236,30 @@ func (m *Manager) reattachTaps(bridge netlink.Link) error {
 	}
 	for _, l := range links {
 		name := l.Attrs().Name
-		if !m.isTap(name) || l.Type() != "tuntap" || l.Attrs().MasterIndex == bridge.Attrs().Index {
+		if !m.isTap(name) || l.Type() != "tuntap" {
 			continue
 		}
-		if err := netlink.LinkSetMaster(l, bridge); err != nil {
-			return fmt.Errorf("attaching tap %s to bridge %s: %w", name, m.cfg.Bridge, err)
+		if l.Attrs().MasterIndex != bridge.Attrs().Index {
+			if err := netlink.LinkSetMaster(l, bridge); err != nil {
+				return fmt.Errorf("attaching tap %s to bridge %s: %w", name, m.cfg.Bridge, err)
+			}
+			m.log.Info("reattached tap to bridge", "tap", name, "bridge", m.cfg.Bridge)
 		}
-		m.log.Info("reattached tap to bridge", "tap", name, "bridge", m.cfg.Bridge)
+		if err := m.ensureIsolation(l); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ensureIsolation makes a bridge port's isolation flag match IsolateVMs.
+func (m *Manager) ensureIsolation(l netlink.Link) error {
+	pi, err := netlink.LinkGetProtinfo(l)
+	if err == nil && pi.Isolated == m.cfg.IsolateVMs {
+		return nil
+	}
+	if err := netlink.LinkSetIsolated(l, m.cfg.IsolateVMs); err != nil {
+		return fmt.Errorf("setting port isolation of tap %s to %v: %w", l.Attrs().Name, m.cfg.IsolateVMs, err)
 	}
 	return nil
 }

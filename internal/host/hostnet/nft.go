@@ -37,6 +37,7 @@ func (m *Manager) table() *nftables.Table {
 //	  }
 //	  chain forward {
 //	    type filter hook forward priority filter; policy accept;
+//	    iifname BRIDGE oifname BRIDGE drop comment "banger: no vm to vm"  (isolate_vms only)
 //	    iifname BRIDGE accept comment "banger: from guests"
 //	    oifname BRIDGE accept comment "banger: to guests"
 //	  }
@@ -89,12 +90,24 @@ func (m *Manager) desiredNFT() []nftChain {
 		return &nftables.Rule{Table: t, Chain: c, Exprs: exprs,
 			UserData: userdata.AppendString(nil, userdata.TypeComment, comment)}
 	}
+	var fwdRules []*nftables.Rule
+	if m.cfg.IsolateVMs {
+		// Guest to guest through the host's routing: the bridge's port
+		// isolation stops only frames between taps.
+		fwdRules = append(fwdRules, rule(fwd, "banger: no vm to vm", []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifnameBytes(m.cfg.Bridge)},
+			&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifnameBytes(m.cfg.Bridge)},
+			&expr.Verdict{Kind: expr.VerdictDrop},
+		}))
+	}
+	fwdRules = append(fwdRules,
+		rule(fwd, "banger: from guests", ifname(expr.MetaKeyIIFNAME)),
+		rule(fwd, "banger: to guests", ifname(expr.MetaKeyOIFNAME)))
 	return []nftChain{
 		{post, []*nftables.Rule{rule(post, "banger: nat", masq)}},
-		{fwd, []*nftables.Rule{
-			rule(fwd, "banger: from guests", ifname(expr.MetaKeyIIFNAME)),
-			rule(fwd, "banger: to guests", ifname(expr.MetaKeyOIFNAME)),
-		}},
+		{fwd, fwdRules},
 	}
 }
 

@@ -311,6 +311,9 @@ func (m *Manager) addTap(name string, bridgeIndex int) error {
 		return fmt.Errorf("creating tap %s: %w", name, err)
 	}
 	l, err := netlink.LinkByName(name)
+	if err == nil && m.cfg.IsolateVMs {
+		err = m.ensureIsolation(l)
+	}
 	if err == nil {
 		err = netlink.LinkSetUp(l)
 	}
