@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/banger-dev/banger/internal/guest"
+	"github.com/banger-dev/banger/internal/tunnel"
 )
 
 // Serve runs the control-channel server (banger-agent serve) until ctx is
@@ -33,11 +35,20 @@ func Serve(ctx context.Context, version string) error {
 	for start := time.Now(); ctx.Err() == nil; time.Sleep(100 * time.Millisecond) {
 		if port := findPort("/sys/class/virtio-ports", guest.PortName); port != "" {
 			log.Printf("control channel on %s", port)
+			if tport := findPort("/sys/class/virtio-ports", guest.TunnelPortName); tport != "" {
+				go serveTunnelPort(ctx, log, tport)
+			}
 			return servePort(ctx, s, port)
 		}
 		if hasVsock("/sys/bus/virtio/drivers") {
 			log.Printf("control channel on vsock port %d", guest.VsockPort)
-			return serveVsock(ctx, s)
+			go func() {
+				err := serveVsock(ctx, log, guest.TunnelVsockPort, func(c *os.File) error {
+					return tunnel.Serve(ctx, c, 0, tunnel.DialLoopback)
+				})
+				log.Printf("tunnel on vsock port %d: %v", guest.TunnelVsockPort, err)
+			}()
+			return serveVsock(ctx, log, guest.VsockPort, func(c *os.File) error { return s.run(ctx, c) })
 		}
 		if !warned && time.Since(start) > 10*time.Second {
 			log.Printf("no virtio-serial port %s and no vsock device yet; still looking", guest.PortName)
@@ -88,19 +99,41 @@ func servePort(ctx context.Context, s *server, dev string) error {
 	return ctx.Err()
 }
 
-// serveVsock listens on guest.VsockPort; each connection is a session.
-func serveVsock(ctx context.Context, s *server) error {
+// serveTunnelPort serves the tunnel on a virtio-serial port for the life
+// of the guest: one session per host connection.
+func serveTunnelPort(ctx context.Context, log *logger, dev string) {
+	log.Printf("tunnel on %s", dev)
+	for ctx.Err() == nil {
+		fd, err := unix.Open(dev, unix.O_RDWR|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+		if err != nil {
+			log.Printf("opening %s: %v", dev, err)
+			time.Sleep(time.Second)
+			continue
+		}
+		f := os.NewFile(uintptr(fd), dev)
+		err = tunnel.Serve(ctx, f, 200*time.Millisecond, tunnel.DialLoopback)
+		f.Close()
+		if err != nil && ctx.Err() == nil {
+			log.Printf("tunnel on %s: %v", dev, err)
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+}
+
+// serveVsock listens on a vsock port and serves each connection with
+// handle, one at a time per connection, until ctx ends.
+func serveVsock(ctx context.Context, log *logger, port uint32, handle func(*os.File) error) error {
 	fd, err := unix.Socket(unix.AF_VSOCK, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("vsock socket: %w", err)
 	}
 	ln := os.NewFile(uintptr(fd), "vsock-listener")
 	defer ln.Close()
-	if err := unix.Bind(fd, &unix.SockaddrVM{CID: unix.VMADDR_CID_ANY, Port: guest.VsockPort}); err != nil {
-		return fmt.Errorf("binding vsock port %d: %w", guest.VsockPort, err)
+	if err := unix.Bind(fd, &unix.SockaddrVM{CID: unix.VMADDR_CID_ANY, Port: port}); err != nil {
+		return fmt.Errorf("binding vsock port %d: %w", port, err)
 	}
 	if err := unix.Listen(fd, 4); err != nil {
-		return fmt.Errorf("listening on vsock port %d: %w", guest.VsockPort, err)
+		return fmt.Errorf("listening on vsock port %d: %w", port, err)
 	}
 	for ctx.Err() == nil {
 		nfd, _, err := unix.Accept4(fd, unix.SOCK_CLOEXEC)
@@ -108,13 +141,13 @@ func serveVsock(ctx context.Context, s *server) error {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("accepting on vsock port %d: %w", guest.VsockPort, err)
+			return fmt.Errorf("accepting on vsock port %d: %w", port, err)
 		}
 		conn := os.NewFile(uintptr(nfd), "vsock")
 		go func() {
 			defer conn.Close()
-			if err := s.run(ctx, conn); err != nil {
-				s.log.Printf("control channel on vsock: %v", err)
+			if err := handle(conn); err != nil && !errors.Is(err, io.EOF) {
+				log.Printf("vsock port %d: %v", port, err)
 			}
 		}()
 	}

@@ -48,6 +48,14 @@ func DialerFor(socket, proto string) Dialer {
 	return UnixDialer(socket)
 }
 
+// TunnelDialerFor is DialerFor for the agent's tunnel (package tunnel).
+func TunnelDialerFor(socket, proto string) Dialer {
+	if proto == ProtoFirecrackerVsock {
+		return FirecrackerVsockDialer(socket, guest.TunnelVsockPort)
+	}
+	return UnixDialer(socket)
+}
+
 // FirecrackerVsockDialer connects to guest port through Firecracker's
 // vsock Unix socket.
 func FirecrackerVsockDialer(path string, port int) Dialer {

@@ -20,9 +20,12 @@ const (
 	MethodVMStop    = "vm.stop"
 	MethodVMRestart = "vm.restart"
 	MethodVMSSHInfo = "vm.ssh_info"
-	MethodVMLogs    = "vm.logs"
-	MethodVMStats   = "vm.stats"
-	MethodVMSet     = "vm.set"
+	// MethodVMTunnel turns its connection into a byte stream to a guest
+	// TCP port (a stream method: the connection's only request).
+	MethodVMTunnel = "vm.tunnel"
+	MethodVMLogs   = "vm.logs"
+	MethodVMStats  = "vm.stats"
+	MethodVMSet    = "vm.set"
 
 	MethodImageList   = "image.list"
 	MethodImageShow   = "image.show"
@@ -82,8 +85,10 @@ type VM struct {
 	DiskMiB   int64  `json:"disk_mib"`
 	IP        string `json:"ip"`
 	MAC       string `json:"mac"`
-	Driver    string `json:"driver"`
-	Dir       string `json:"dir"`
+	// Network is "bridge" or "none".
+	Network string `json:"network"`
+	Driver  string `json:"driver"`
+	Dir     string `json:"dir"`
 	// AutoRemove says the VM goes when the session that made it ends.
 	AutoRemove bool `json:"auto_remove,omitempty"`
 	// Publish lists the forwarded ports, as "127.0.0.1:8080->80/tcp".
@@ -149,6 +154,14 @@ type VMCreateParams struct {
 	// Publish are HOSTPORT:GUESTPORT[/tcp] forwards from the host's
 	// loopback to the guest.
 	Publish []string `json:"publish,omitempty"`
+	// Network is "bridge" (the default) or "none".
+	Network string `json:"network,omitempty"`
+}
+
+// VMTunnelParams names the running VM and the guest TCP port to reach.
+type VMTunnelParams struct {
+	Name string `json:"name"`
+	Port int    `json:"port"`
 }
 
 // VMCreateResult is vm.create's result: the reserved VM and the operation
@@ -192,7 +205,10 @@ type Empty struct{}
 // the daemon's private key (callers are trusted members), and the VM's
 // pinned host key, so the user is never asked to trust one.
 type SSHInfo struct {
+	// Address is the guest's host:port, empty for a VM without a network:
+	// then Tunnel says to reach port 22 through vm.tunnel.
 	Address    string `json:"address"`
+	Tunnel     bool   `json:"tunnel,omitempty"`
 	User       string `json:"user"`
 	PrivateKey string `json:"private_key"`
 	HostKey    string `json:"host_key"`

@@ -27,6 +27,7 @@ import (
 	"github.com/banger-dev/banger/internal/model"
 	"github.com/banger-dev/banger/internal/paths"
 	"github.com/banger-dev/banger/internal/proc"
+	"github.com/banger-dev/banger/internal/tunnel"
 	"github.com/banger-dev/banger/internal/vmm"
 
 	"github.com/banger-dev/banger/internal/atomicfile"
@@ -74,6 +75,9 @@ type Host struct {
 	// fwdMu guards fwd (VM ID → its published ports' forwarders).
 	fwdMu sync.Mutex
 	fwd   map[string][]*portfwd.Forwarder
+	// tunMu guards tunnels (VM ID → the client of its agent's tunnel).
+	tunMu   sync.Mutex
+	tunnels map[string]*tunnel.Client
 }
 
 // New makes a Host. signer is the daemon's SSH key.
@@ -154,12 +158,18 @@ func (h *Host) Prepare(ctx context.Context, vm model.VM) (spec vmm.Spec, err err
 	if err := h.writeConfigDisk(vm); err != nil {
 		return vmm.Spec{}, err
 	}
-	if err := h.net.Ensure(ctx); err != nil {
-		return vmm.Spec{}, fmt.Errorf("setting up host network: %w", err)
+	var tap string
+	if vm.NetworkMode() != model.NetworkNone {
+		if err := h.net.Ensure(ctx); err != nil {
+			return vmm.Spec{}, fmt.Errorf("setting up host network: %w", err)
+		}
+		if tap, err = h.net.AcquireTap(ctx); err != nil {
+			return vmm.Spec{}, fmt.Errorf("getting a tap device: %w", err)
+		}
 	}
-	tap, err := h.net.AcquireTap(ctx)
-	if err != nil {
-		return vmm.Spec{}, fmt.Errorf("getting a tap device: %w", err)
+	mac := vm.MAC
+	if tap == "" {
+		mac = ""
 	}
 	return vmm.Spec{
 		VM: vm, Dir: h.cfg.Layout.VMDir(vm.ID),
@@ -170,9 +180,10 @@ func (h *Host) Prepare(ctx context.Context, vm model.VM) (spec vmm.Spec, err err
 			{Path: h.file(vm, "work.ext4")},
 			{Path: h.file(vm, "config.img"), ReadOnly: true},
 		},
-		Tap: tap, MAC: vm.MAC,
+		Tap: tap, MAC: mac,
 		ConsoleLog:    h.file(vm, "console.log"),
 		ControlSocket: h.file(vm, "agent.sock"),
+		TunnelSocket:  h.file(vm, "tunnel.sock"),
 	}, nil
 }
 
@@ -185,18 +196,18 @@ func (h *Host) writeConfigDisk(vm model.VM) error {
 	if err != nil {
 		return err
 	}
-	gw := model.Gateway(h.cfg.Subnet)
-	img, err := guest.EncodeDisk(guest.Config{
+	cfg := guest.Config{
 		Hostname:       vm.Name,
-		Address:        vm.IP + "/" + strconv.Itoa(h.cfg.Subnet.Bits()),
-		Gateway:        gw.String(),
-		DNS:            []string{gw.String()},
-		SearchDomain:   "vm",
-		MAC:            vm.MAC,
 		AuthorizedKeys: []string{guestssh.AuthorizedKey(h.signer)},
 		HostKey:        string(hostKey),
 		HostKeyPub:     hostPub,
-	})
+	}
+	if vm.NetworkMode() != model.NetworkNone {
+		gw := model.Gateway(h.cfg.Subnet)
+		cfg.Address = vm.IP + "/" + strconv.Itoa(h.cfg.Subnet.Bits())
+		cfg.Gateway, cfg.DNS, cfg.SearchDomain, cfg.MAC = gw.String(), []string{gw.String()}, "vm", vm.MAC
+	}
+	img, err := guest.EncodeDisk(cfg)
 	if err != nil {
 		return err
 	}
@@ -255,7 +266,7 @@ func (h *Host) Ready(ctx context.Context, vm model.VM, hd vmm.Handles) error {
 				cancel(fmt.Errorf("%w: %w", vmm.ErrGuestHung, err))
 			}
 		}()
-		err = guestssh.WaitBanner(wctx, net.JoinHostPort(vm.IP, "22"))
+		err = guestssh.WaitBanner(wctx, "vm "+vm.Name, h.dialer(vm, hd, 22))
 		hung := context.Cause(wctx)
 		cancel(nil)
 		<-watched
@@ -266,10 +277,10 @@ func (h *Host) Ready(ctx context.Context, vm model.VM, hd vmm.Handles) error {
 			}
 			return fail("waiting for ssh", err)
 		}
-	} else if err := guestssh.WaitBanner(ctx, net.JoinHostPort(vm.IP, "22")); err != nil {
+	} else if err := guestssh.WaitBanner(ctx, "vm "+vm.Name, h.dialer(vm, hd, 22)); err != nil {
 		return fail("waiting for ssh", err)
 	}
-	return h.publish(vm)
+	return h.publish(vm, hd)
 }
 
 // guestSilence is how long a booting guest's agent may say nothing (it
@@ -277,21 +288,28 @@ func (h *Host) Ready(ctx context.Context, vm model.VM, hd vmm.Handles) error {
 const guestSilence = 40 * time.Second
 
 // Adopted resumes what a running VM needs from the host when a new daemon
-// takes it over: its published ports.
-func (h *Host) Adopted(_ context.Context, vm model.VM, _ vmm.Handles) {
-	if err := h.publish(vm); err != nil {
+// takes it over: the host network as configured now (its DNS server,
+// isolate_vms on its tap) and its published ports.
+func (h *Host) Adopted(ctx context.Context, vm model.VM, hd vmm.Handles) {
+	if vm.NetworkMode() != model.NetworkNone {
+		if err := h.net.Ensure(ctx); err != nil {
+			h.log.Warn("setting up host network for a running vm", "vm", vm.Name, "err", err)
+		}
+	}
+	if err := h.publish(vm, hd); err != nil {
 		h.log.Warn("publishing ports of a running vm", "vm", vm.Name, "err", err)
 	}
 }
 
 // publish forwards each of the VM's published ports from the host's
 // loopback to the guest: all of them, or none and an error.
-func (h *Host) publish(vm model.VM) error {
+func (h *Host) publish(vm model.VM, hd vmm.Handles) error {
 	h.unpublish(vm.ID)
 	var fs []*portfwd.Forwarder
 	for _, p := range vm.Publish {
 		listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Host))
-		f, err := portfwd.Listen(listen, net.JoinHostPort(vm.IP, strconv.Itoa(p.Guest)), h.log)
+		target := fmt.Sprintf("vm %s port %d", vm.Name, p.Guest)
+		f, err := portfwd.Listen(listen, target, portfwd.Dialer(h.dialer(vm, hd, p.Guest)), h.log)
 		if err != nil {
 			for _, f := range fs {
 				f.Close()
@@ -359,9 +377,61 @@ func (h *Host) syncClock(ctx context.Context, c *agentctl.Conn, vm model.VM) (ag
 	return cs, err
 }
 
-// Release gives back the VM's tap and stops forwarding its ports.
+// DialGuest connects to a TCP port of a running guest: to its IP on
+// banger's bridge, or through the agent's tunnel when it has no network.
+func (h *Host) DialGuest(ctx context.Context, vm model.VM, hd vmm.Handles, port int) (net.Conn, error) {
+	return h.dialer(vm, hd, port)(ctx)
+}
+
+func (h *Host) dialer(vm model.VM, hd vmm.Handles, port int) guestssh.Dialer {
+	if vm.NetworkMode() != model.NetworkNone {
+		return guestssh.TCP(net.JoinHostPort(vm.IP, strconv.Itoa(port)))
+	}
+	return func(ctx context.Context) (net.Conn, error) {
+		t, err := h.tunnel(vm, hd)
+		if err != nil {
+			return nil, err
+		}
+		return t.Dial(ctx, port)
+	}
+}
+
+// ErrNoTunnel is a VM without a network whose VMM exposes no tunnel.
+var ErrNoTunnel = errors.New("the vm has no network and its vmm exposes no tunnel to it")
+
+// tunnel returns the VM's tunnel client, making it on first use.
+func (h *Host) tunnel(vm model.VM, hd vmm.Handles) (*tunnel.Client, error) {
+	if hd.TunnelSocket == "" {
+		return nil, fmt.Errorf("vm %s: %w", vm.Name, ErrNoTunnel)
+	}
+	h.tunMu.Lock()
+	defer h.tunMu.Unlock()
+	if t := h.tunnels[vm.ID]; t != nil {
+		return t, nil
+	}
+	if h.tunnels == nil {
+		h.tunnels = map[string]*tunnel.Client{}
+	}
+	t := tunnel.NewClient(agentctl.TunnelDialerFor(hd.TunnelSocket, hd.ControlProto))
+	h.tunnels[vm.ID] = t
+	return t, nil
+}
+
+func (h *Host) closeTunnel(id string) {
+	h.tunMu.Lock()
+	t := h.tunnels[id]
+	delete(h.tunnels, id)
+	h.tunMu.Unlock()
+	if t != nil {
+		t.Close()
+	}
+}
+
+// Release gives back the VM's tap, stops forwarding its ports and closes
+// its tunnel.
 func (h *Host) Release(ctx context.Context, vm model.VM, hd vmm.Handles) error {
 	h.unpublish(vm.ID)
+	h.closeTunnel(vm.ID)
 	if hd.Tap == "" {
 		return nil
 	}

@@ -76,15 +76,28 @@ func printVM(w io.Writer, v api.VM) {
 	row(tw, "vCPUs:", v.VCPUs)
 	row(tw, "Memory:", mib(v.MemoryMiB))
 	row(tw, "Work disk:", mib(v.DiskMiB))
-	row(tw, "IP:", v.IP)
+	row(tw, "Network:", v.Network)
+	if v.IP != "" {
+		row(tw, "IP:", v.IP)
+	}
 	if len(v.Publish) > 0 {
 		row(tw, "Ports:", strings.Join(v.Publish, ", "))
 	}
-	row(tw, "MAC:", v.MAC)
+	if v.Network != "none" {
+		row(tw, "MAC:", v.MAC)
+	}
 	row(tw, "Driver:", v.Driver)
 	row(tw, "Directory:", v.Dir)
 	row(tw, "Created:", v.CreatedAt.Local().Format(time.RFC3339)+" ("+ago(v.CreatedAt)+")")
 	tw.Flush()
+}
+
+// addressOf is how a VM is reached, in a word or two.
+func addressOf(v api.VM) string {
+	if v.IP == "" {
+		return "network " + v.Network
+	}
+	return "ip " + v.IP
 }
 
 func printOp(w io.Writer, o api.Operation) {

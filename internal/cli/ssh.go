@@ -15,17 +15,26 @@ import (
 	"golang.org/x/term"
 
 	"github.com/banger-dev/banger/internal/api"
+	"github.com/banger-dev/banger/internal/client"
 	"github.com/banger-dev/banger/internal/guestssh"
 )
 
-// dialVM opens SSH to a VM with the key and pinned host key the daemon
-// hands out.
-func dialVM(ctx context.Context, info api.SSHInfo) (*ssh.Client, error) {
+// dialVM opens SSH to VM name with the key and pinned host key the daemon
+// hands out: over TCP to its address, or through the daemon and the
+// agent's tunnel when it has no network.
+func dialVM(ctx context.Context, c *client.Client, name string, info api.SSHInfo) (*ssh.Client, error) {
 	signer, err := ssh.ParsePrivateKey([]byte(info.PrivateKey))
 	if err != nil {
 		return nil, fmt.Errorf("parsing the daemon's ssh key: %w", err)
 	}
-	return guestssh.Dial(ctx, info.Address, signer, info.HostKey)
+	if !info.Tunnel {
+		return guestssh.Dial(ctx, info.Address, signer, info.HostKey)
+	}
+	conn, err := c.VMTunnel(ctx, name, 22)
+	if err != nil {
+		return nil, err
+	}
+	return guestssh.Handshake(ctx, conn, "vm "+name, signer, info.HostKey)
 }
 
 // shellQuote joins argv into one command line for the remote shell.

@@ -84,7 +84,7 @@ func (a *app) vmCpCommand() *cobra.Command {
 					return fmt.Errorf("copying %s: %w", src.path, err)
 				}
 			}
-			sc, err := dialVM(ctx, info)
+			sc, err := dialVM(ctx, c, name, info)
 			if err != nil {
 				return err
 			}

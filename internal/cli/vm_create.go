@@ -57,7 +57,7 @@ func (a *app) vmCreateCommand() *cobra.Command {
 			if asJSON {
 				return printJSON(a.streams.Out, v)
 			}
-			fmt.Fprintf(a.streams.Out, "vm %s %s (id %s, ip %s)\n", v.Name, v.State, v.ID, v.IP)
+			fmt.Fprintf(a.streams.Out, "vm %s %s (id %s, %s)\n", v.Name, v.State, v.ID, addressOf(v))
 			return nil
 		},
 	}
@@ -76,6 +76,7 @@ func machineFlags(f *pflag.FlagSet, p *api.VMCreateParams, vcpus *int) {
 	f.StringVar(&p.Memory, "memory", "", "memory, e.g. 512M, 2G or 2048 (MiB) (default: default_memory, 1G)")
 	f.StringVar(&p.Disk, "disk", "", "size of the persistent /work disk, at least 1G (default: default_disk, 8G)")
 	f.StringArrayVarP(&p.Publish, "publish", "p", nil, "forward HOSTPORT:GUESTPORT[/tcp] from the host's loopback to the guest, as docker run -p (repeatable)")
+	f.StringVar(&p.Network, "network", "", "bridge (banger's bridge: other VMs, the host, NAT out; the default) or none (no network device; SSH and --publish still work, through the agent)")
 }
 
 // setVCPUs sends --vcpus only when given, so an explicit 0 is refused by

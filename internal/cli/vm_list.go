@@ -72,7 +72,11 @@ func (a *app) vmListCommand() *cobra.Command {
 				if v.Paused != "" {
 					state += " (paused)"
 				}
-				row(tw, v.Name, state, v.Image, v.VCPUs, mib(v.MemoryMiB), mib(v.DiskMiB), v.IP, ago(v.CreatedAt))
+				ip := v.IP
+				if ip == "" {
+					ip = "(" + v.Network + ")"
+				}
+				row(tw, v.Name, state, v.Image, v.VCPUs, mib(v.MemoryMiB), mib(v.DiskMiB), ip, ago(v.CreatedAt))
 			}
 			return tw.Flush()
 		},

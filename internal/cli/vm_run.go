@@ -93,7 +93,7 @@ func (a *app) vmRunCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			sc, err := dialVM(ctx, info)
+			sc, err := dialVM(ctx, c, res.VM.ID, info)
 			if err != nil {
 				return err
 			}

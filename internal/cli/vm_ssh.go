@@ -36,7 +36,7 @@ func (a *app) vmSSHCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			sc, err := dialVM(ctx, info)
+			sc, err := dialVM(ctx, c, args[0], info)
 			if err != nil {
 				return err
 			}

@@ -91,21 +91,36 @@ func (a *app) printSSHConfig(ctx context.Context, c *client.Client, dir, name st
 	if err := atomicfile.WriteFile(key, []byte(info.PrivateKey), 0o600); err != nil {
 		return err
 	}
-	host, _, err := net.SplitHostPort(info.Address)
-	if err != nil {
-		return fmt.Errorf("vm %s has no usable address %q", v.Name, info.Address)
+	opts := [][2]string{}
+	if info.Tunnel {
+		// No network: ssh reaches the guest through `banger vm tunnel`.
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("finding banger's own path for ProxyCommand: %w", err)
+		}
+		opts = append(opts, [2]string{"ProxyCommand", shellQuote([]string{exe, "--socket", c.Socket, "vm", "tunnel", v.ID, "22"})})
+	} else {
+		host, _, err := net.SplitHostPort(info.Address)
+		if err != nil {
+			return fmt.Errorf("vm %s has no usable address %q", v.Name, info.Address)
+		}
+		opts = append(opts, [2]string{"HostName", host})
 	}
 	known := filepath.Join(dir, "known_hosts_"+v.Name)
 	if err := atomicfile.WriteFile(known, []byte(v.Name+".vm "+strings.TrimSpace(info.HostKey)+"\n"), 0o600); err != nil {
 		return err
 	}
 	fmt.Fprintf(a.streams.Out, "Host %s.vm %s\n", v.Name, v.Name)
-	for _, kv := range [][2]string{
-		{"HostName", host}, {"User", info.User}, {"IdentityFile", key}, {"IdentitiesOnly", "yes"},
+	for _, kv := range append(opts, [][2]string{
+		{"User", info.User}, {"IdentityFile", key}, {"IdentitiesOnly", "yes"},
 		{"HostKeyAlias", v.Name + ".vm"}, {"UserKnownHostsFile", known}, {"StrictHostKeyChecking", "yes"},
 		{"ServerAliveInterval", "5"}, {"ServerAliveCountMax", "3"},
-	} {
-		fmt.Fprintf(a.streams.Out, "  %s %s\n", kv[0], quoteSSHValue(kv[1]))
+	}...) {
+		val := kv[1]
+		if kv[0] != "ProxyCommand" { // the rest of its line is a shell command
+			val = quoteSSHValue(val)
+		}
+		fmt.Fprintf(a.streams.Out, "  %s %s\n", kv[0], val)
 	}
 	fmt.Fprintln(a.streams.Out)
 	return nil

@@ -63,7 +63,7 @@ func (a *app) dialWorkspace(ctx context.Context, t *wsTarget) (*ssh.Client, erro
 	if err != nil {
 		return nil, err
 	}
-	return dialVM(ctx, info)
+	return dialVM(ctx, c, t.vm, info)
 }
 
 // sshGuest runs workspace scripts over a VM's SSH connection.

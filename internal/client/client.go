@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"syscall"
 
 	"github.com/banger-dev/banger/internal/api"
@@ -131,6 +132,16 @@ func (c *Client) VMSSHInfo(ctx context.Context, name string) (api.SSHInfo, error
 }
 
 // VMLogs is vm.logs.
+// VMTunnel connects to a guest TCP port of a running VM through the
+// daemon (for a VM without a network, through the agent's tunnel).
+func (c *Client) VMTunnel(ctx context.Context, name string, port int) (*net.UnixConn, error) {
+	conn, err := c.rpc.Stream(ctx, api.MethodVMTunnel, api.VMTunnelParams{Name: name, Port: port}, nil)
+	if err != nil {
+		return nil, c.explain(err)
+	}
+	return conn, nil
+}
+
 func (c *Client) VMLogs(ctx context.Context, p api.VMLogsParams) (api.VMLogs, error) {
 	var out api.VMLogs
 	return out, c.call(ctx, api.MethodVMLogs, p, &out)

@@ -31,6 +31,7 @@ func (d *Daemon) methods() map[string]rpc.Method {
 		api.MethodVMStop:    member(rpc.Typed(d.vmLifecycle(d.vms.Stop))),
 		api.MethodVMRestart: member(rpc.Typed(d.vmLifecycle(d.vms.Restart))),
 		api.MethodVMSSHInfo: member(rpc.Typed(d.vmSSHInfo)),
+		api.MethodVMTunnel:  {Access: rpc.AccessMember, Stream: d.vmTunnel},
 		api.MethodVMLogs:    member(rpc.Typed(d.vmLogs)),
 		api.MethodVMStats:   member(rpc.Typed(d.vmStats)),
 		api.MethodVMSet:     member(rpc.Typed(d.vmSet)),
@@ -109,7 +110,7 @@ func nonNil(s []string) []string {
 }
 
 func (d *Daemon) vmCreate(ctx context.Context, c rpc.Caller, p api.VMCreateParams) (api.VMCreateResult, error) {
-	req := vm.CreateRequest{Name: p.Name, Image: p.Image, VCPUs: p.VCPUs, Memory: p.Memory, Disk: p.Disk, NoStart: p.NoStart, Publish: p.Publish}
+	req := vm.CreateRequest{Name: p.Name, Image: p.Image, VCPUs: p.VCPUs, Memory: p.Memory, Disk: p.Disk, NoStart: p.NoStart, Publish: p.Publish, Network: p.Network}
 	if p.AutoRemove {
 		req.Session = c.Gone
 	}
@@ -193,7 +194,7 @@ func (d *Daemon) opList(ctx context.Context, _ rpc.Caller, _ api.Empty) ([]api.O
 func (d *Daemon) wireVM(v model.VM) api.VM {
 	return api.VM{
 		ID: v.ID, Name: v.Name, State: string(v.State), Image: v.Image, VCPUs: v.VCPUs,
-		MemoryMiB: v.MemoryMiB, DiskMiB: v.DiskMiB, IP: v.IP, MAC: v.MAC, Driver: v.Driver,
+		MemoryMiB: v.MemoryMiB, DiskMiB: v.DiskMiB, IP: v.IP, MAC: v.MAC, Network: v.NetworkMode(), Driver: v.Driver,
 		Dir: d.vms.Dir(v), LastError: v.LastError, CreatedAt: v.CreatedAt, UpdatedAt: v.UpdatedAt,
 		AutoRemove: v.AutoRemove, Paused: d.vms.Paused(context.Background(), v),
 		Publish: wirePorts(v.Publish),

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"github.com/banger-dev/banger/internal/guestssh"
 	"github.com/banger-dev/banger/internal/model"
 	"github.com/banger-dev/banger/internal/rpc"
+	"github.com/banger-dev/banger/internal/tunnel"
 )
 
 func (d *Daemon) vmSSHInfo(ctx context.Context, _ rpc.Caller, p api.VMRef) (api.SSHInfo, error) {
@@ -33,7 +35,46 @@ func (d *Daemon) vmSSHInfo(ctx context.Context, _ rpc.Caller, p api.VMRef) (api.
 	if err != nil {
 		return api.SSHInfo{}, fmt.Errorf("reading the daemon's ssh key: %w", err)
 	}
-	return api.SSHInfo{Address: net.JoinHostPort(v.IP, "22"), User: guestssh.User, PrivateKey: string(key), HostKey: hostKey}, nil
+	info := api.SSHInfo{User: guestssh.User, PrivateKey: string(key), HostKey: hostKey}
+	if v.NetworkMode() == model.NetworkNone {
+		info.Tunnel = true
+	} else {
+		info.Address = net.JoinHostPort(v.IP, "22")
+	}
+	return info, nil
+}
+
+// vmTunnel connects the caller's connection to a TCP port of a running
+// guest, through the agent's tunnel for a VM without a network. A VM
+// still booting is waited for, as ssh_info does.
+func (d *Daemon) vmTunnel(ctx context.Context, _ rpc.Caller, raw json.RawMessage) (any, func(rpc.Stream), error) {
+	var p api.VMTunnelParams
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return nil, nil, model.Errorf(model.ErrInvalid, "invalid params: %v", err)
+	}
+	if p.Port < 1 || p.Port > 65535 {
+		return nil, nil, model.Errorf(model.ErrInvalid, "port %d is not a TCP port (1-65535)", p.Port)
+	}
+	wctx, cancel := context.WithTimeout(ctx, d.config().BootTimeout+30*time.Second)
+	defer cancel()
+	v, err := d.vms.WaitRunning(wctx, p.Name)
+	if err != nil {
+		return nil, nil, err
+	}
+	v, hd, err := d.vms.Handles(ctx, v.ID)
+	if err != nil {
+		return nil, nil, err
+	}
+	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	g, err := d.boot.DialGuest(dctx, v, hd, p.Port)
+	if err != nil {
+		return nil, nil, model.Errorf(model.ErrUnavailable, "vm %s: connecting to guest port %d: %v", v.Name, p.Port, err)
+	}
+	return api.Empty{}, func(c rpc.Stream) {
+		defer g.Close()
+		tunnel.Join(c, g)
+	}, nil
 }
 
 const maxLogChunk = 256 << 10

@@ -38,6 +38,13 @@ const PortName = "org.banger.agent"
 // VsockPort is the vsock port (Firecracker) carrying the control channel.
 const VsockPort = 1024
 
+// TunnelPortName is the virtio-serial port (QEMU) carrying the tunnel: the
+// host's way to guest TCP ports that needs no guest network.
+const TunnelPortName = "org.banger.tunnel"
+
+// TunnelVsockPort is the vsock port (Firecracker) carrying the tunnel.
+const TunnelVsockPort = 1025
+
 // Config is what the agent needs to bring a VM up. Secrets (the SSH host
 // key) travel here, never on the kernel command line.
 type Config struct {

@@ -78,8 +78,31 @@ func AuthorizedKey(s ssh.Signer) string {
 
 // Dial connects to addr (host:port) as root, accepting only hostPub.
 func Dial(ctx context.Context, addr string, signer ssh.Signer, hostPub string) (*ssh.Client, error) {
+	conn, err := TCP(addr)(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to %s: %w", addr, err)
+	}
+	return Handshake(ctx, conn, addr, signer, hostPub)
+}
+
+// Dialer opens a connection to a guest's SSH server: over TCP, or
+// through the agent's tunnel for a VM without a network.
+type Dialer func(ctx context.Context) (net.Conn, error)
+
+// TCP dials addr.
+func TCP(addr string) Dialer {
+	return func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", addr)
+	}
+}
+
+// Handshake logs in as root over conn (named name in errors), accepting
+// only hostPub. It owns conn: on error conn is closed.
+func Handshake(ctx context.Context, conn net.Conn, name string, signer ssh.Signer, hostPub string) (*ssh.Client, error) {
 	hk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(hostPub))
 	if err != nil {
+		conn.Close()
 		return nil, fmt.Errorf("parsing pinned host key: %w", err)
 	}
 	cfg := &ssh.ClientConfig{
@@ -88,18 +111,13 @@ func Dial(ctx context.Context, addr string, signer ssh.Signer, hostPub string) (
 		HostKeyCallback: ssh.FixedHostKey(hk),
 		Timeout:         10 * time.Second,
 	}
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("connecting to %s: %w", addr, err)
-	}
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
 	}
-	c, chans, reqs, err := ssh.NewClientConn(conn, addr, cfg)
+	c, chans, reqs, err := ssh.NewClientConn(conn, name, cfg)
 	if err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("ssh handshake with %s: %w", addr, err)
+		return nil, fmt.Errorf("ssh handshake with %s: %w", name, err)
 	}
 	_ = conn.SetDeadline(time.Time{})
 	return ssh.NewClient(c, chans, reqs), nil
@@ -184,16 +202,16 @@ func WaitReady(ctx context.Context, addr string, signer ssh.Signer, hostPub stri
 	}
 }
 
-// WaitBanner polls addr until an SSH server greets with its version line.
-// It is the readiness check of a boot: much cheaper than a handshake under
-// emulation (where one costs about a second), and the client's own
-// connection verifies the pinned host key anyway.
-func WaitBanner(ctx context.Context, addr string) error {
+// WaitBanner polls until an SSH server reached through dial (named name
+// in errors) greets with its version line. It is the readiness check of a
+// boot: much cheaper than a handshake under emulation (where one costs
+// about a second), and the client's own connection verifies the pinned
+// host key anyway.
+func WaitBanner(ctx context.Context, name string, dial Dialer) error {
 	var last error
 	for {
-		var d net.Dialer
 		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		conn, err := d.DialContext(dctx, "tcp", addr)
+		conn, err := dial(dctx)
 		cancel()
 		if err == nil {
 			_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -207,7 +225,7 @@ func WaitBanner(ctx context.Context, addr string) error {
 		last = err
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for ssh on %s: %w (last error: %w)", addr, ctx.Err(), last)
+			return fmt.Errorf("waiting for ssh on %s: %w (last error: %w)", name, ctx.Err(), last)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}

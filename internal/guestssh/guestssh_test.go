@@ -104,7 +104,7 @@ func TestPinnedHostKeyAndExitCodes(t *testing.T) {
 	if err := WaitReady(ctx, addr, client, hostPub); err != nil {
 		t.Fatal(err)
 	}
-	if err := WaitBanner(ctx, addr); err != nil {
+	if err := WaitBanner(ctx, addr, TCP(addr)); err != nil {
 		t.Fatal(err)
 	}
 
@@ -133,7 +133,7 @@ func TestWaitBannerGivesUp(t *testing.T) {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	if err := WaitBanner(ctx, ln.Addr().String()); err == nil || !strings.Contains(err.Error(), "no ssh greeting") {
+	if err := WaitBanner(ctx, ln.Addr().String(), TCP(ln.Addr().String())); err == nil || !strings.Contains(err.Error(), "no ssh greeting") {
 		t.Fatalf("want a timeout naming the missing greeting, got %v", err)
 	}
 }

@@ -42,6 +42,33 @@ func ValidateSubnet(p netip.Prefix) error {
 // IP allocator never hands it out.
 func Gateway(subnet netip.Prefix) netip.Addr { return subnet.Masked().Addr().Next() }
 
+// Network modes. A bridge VM has a NIC on banger's bridge, an IP lease and
+// a DNS name; it reaches the host, other bridge VMs and (through NAT) the
+// outside. A none VM has no network device at all: banger reaches its SSH
+// and published ports through the agent's tunnel on a virtio-serial port
+// or vsock, and the guest reaches nothing.
+const (
+	NetworkBridge = "bridge"
+	NetworkNone   = "none"
+)
+
+// ValidateNetwork checks a --network value.
+func ValidateNetwork(s string) error {
+	switch s {
+	case NetworkBridge, NetworkNone:
+		return nil
+	}
+	return invalid("network", fmt.Sprintf("%q is not a network mode; use %s (the default) or %s (no network device at all)", s, NetworkBridge, NetworkNone))
+}
+
+// NetworkMode is the VM's network mode, NetworkBridge when unset.
+func (v VM) NetworkMode() string {
+	if v.Network == "" {
+		return NetworkBridge
+	}
+	return v.Network
+}
+
 // PortMap publishes a guest port on the host's loopback, as `docker run
 // -p HOST:GUEST` does.
 type PortMap struct {

@@ -27,7 +27,9 @@ type VM struct {
 	// that created it (`vm run --rm`).
 	AutoRemove bool
 	// Publish lists the guest ports forwarded from the host's loopback.
-	Publish   []PortMap
+	Publish []PortMap
+	// Network is NetworkBridge or NetworkNone ("" reads as bridge).
+	Network   string
 	CreatedAt time.Time
 	UpdatedAt time.Time
 }

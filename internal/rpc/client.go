@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -30,6 +31,55 @@ func (c *Client) Call(ctx context.Context, method string, params, result any) er
 	defer stop()
 
 	return roundTrip(ctx, conn, json.NewDecoder(conn), c.next.Add(1), method, params, result)
+}
+
+// Stream calls a stream method: it sends the request on a connection of
+// its own and, once the result is in, returns the connection as the
+// method's byte stream. The caller closes it.
+func (c *Client) Stream(ctx context.Context, method string, params, result any) (*net.UnixConn, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", c.Path)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to %s: %w", c.Path, err)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(aLongTimeAgo) })
+	// The answer is read a byte at a time: what follows it is the stream's.
+	lr := &lineReader{r: conn}
+	err = roundTrip(ctx, conn, json.NewDecoder(lr), c.next.Add(1), method, params, result)
+	if err == nil {
+		// The decoder stops at the value's end; the newline is not the
+		// stream's either.
+		_, err = io.Copy(io.Discard, lr)
+	}
+	if !stop() || err != nil {
+		conn.Close()
+		if err == nil {
+			err = callErr(ctx, method, ctx.Err())
+		}
+		return nil, err
+	}
+	return conn.(*net.UnixConn), nil
+}
+
+// lineReader reads up to the end of one line, one byte at a time, and
+// then reports EOF.
+type lineReader struct {
+	r    io.Reader
+	done bool
+}
+
+func (l *lineReader) Read(p []byte) (int, error) {
+	if l.done {
+		return 0, io.EOF
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	n, err := l.r.Read(p[:1])
+	if n == 1 && p[0] == '\n' {
+		l.done = true
+	}
+	return n, err
 }
 
 // roundTrip writes one request and reads its response.

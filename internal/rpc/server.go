@@ -39,10 +39,25 @@ const (
 // absent).
 type Handler func(ctx context.Context, c Caller, params json.RawMessage) (any, error)
 
-// Method is one entry of the method table.
+// StreamHandler serves a method that turns its connection into a byte
+// stream. It returns the result to answer with and serve, which runs
+// after the answer is written and owns the connection until it returns.
+type StreamHandler func(ctx context.Context, c Caller, params json.RawMessage) (result any, serve func(conn Stream), err error)
+
+// Stream is a connection handed to a stream method: what the client sends
+// after its request, and a half-close to pass on its end.
+type Stream interface {
+	io.ReadWriteCloser
+	CloseWrite() error
+}
+
+// Method is one entry of the method table: Handler, or Stream for a
+// method whose connection becomes a byte stream (it must then be the
+// connection's first and only request).
 type Method struct {
 	Access  Access
 	Handler Handler
+	Stream  StreamHandler
 }
 
 // Error is a JSON-RPC error object. Handlers may return one directly; other
@@ -211,7 +226,7 @@ func (s *Server) serveConn(ctx context.Context, conn *net.UnixConn) {
 		_, _ = conn.Write(append(b, '\n'))
 	}
 	br := bufio.NewReaderSize(conn, 64<<10)
-	for {
+	for first := true; ; first = false {
 		line, err := readLine(br, setDeadline)
 		if err != nil {
 			if errors.Is(err, errLineTooLong) {
@@ -234,6 +249,21 @@ func (s *Server) serveConn(ctx context.Context, conn *net.UnixConn) {
 			continue
 		}
 		raw := json.RawMessage(line)
+		if m, req, ok := s.streamMethod(raw); ok {
+			if !first {
+				write(response{JSONRPC: "2.0", ID: req.ID, Error: &Error{Code: api.CodeInvalidRequest, Message: fmt.Sprintf("invalid request: %s must be the first request on a connection", req.Method)}})
+				continue
+			}
+			serve, resp := s.startStream(ctx, caller, req, m)
+			write(resp)
+			if serve == nil {
+				continue
+			}
+			setDeadline(time.Time{})
+			serve(streamConn{br, conn})
+			close(gone)
+			return
+		}
 		slots <- struct{}{}
 		inflight.Add(1)
 		go func() {
@@ -246,6 +276,58 @@ func (s *Server) serveConn(ctx context.Context, conn *net.UnixConn) {
 	}
 	// Let in-flight requests finish and answer before closing.
 	inflight.Wait()
+}
+
+// streamConn reads through the request reader, so bytes sent right after
+// the request reach the stream.
+type streamConn struct {
+	*bufio.Reader
+	*net.UnixConn
+}
+
+func (c streamConn) Read(p []byte) (int, error) { return c.Reader.Read(p) }
+
+// streamMethod reports whether raw is one request for a stream method.
+func (s *Server) streamMethod(raw json.RawMessage) (Method, request, bool) {
+	var req request
+	if len(raw) == 0 || raw[0] != '{' || json.Unmarshal(raw, &req) != nil {
+		return Method{}, req, false
+	}
+	m, ok := s.methods[req.Method]
+	if !ok || m.Stream == nil || req.JSONRPC != "2.0" || !validID(req.ID) || len(req.ID) == 0 {
+		return Method{}, req, false
+	}
+	return m, req, true
+}
+
+// startStream authorizes and runs a stream method's handler.
+func (s *Server) startStream(ctx context.Context, c Caller, req request, m Method) (func(Stream), response) {
+	if s.authorize != nil {
+		if err := s.authorize(c, m.Access); err != nil {
+			s.log.Warn("permission denied", "method", req.Method, "uid", c.UID, "pid", c.PID)
+			return nil, response{JSONRPC: "2.0", ID: req.ID, Error: &Error{Code: api.CodePermissionDenied, Message: err.Error()}}
+		}
+	}
+	var (
+		result any
+		serve  func(Stream)
+	)
+	_, err := s.call(ctx, c, req, Method{Handler: func(ctx context.Context, c Caller, params json.RawMessage) (any, error) {
+		var err error
+		result, serve, err = m.Stream(ctx, c, params)
+		return result, err
+	}})
+	if err != nil {
+		var rerr *Error
+		if !errors.As(err, &rerr) {
+			rerr = s.mapErr(err)
+		}
+		return nil, response{JSONRPC: "2.0", ID: req.ID, Error: rerr}
+	}
+	if result == nil {
+		result = struct{}{}
+	}
+	return serve, response{JSONRPC: "2.0", ID: req.ID, Result: result}
 }
 
 var errLineTooLong = fmt.Errorf("invalid request: a message is longer than %d bytes", maxMessage)

@@ -2,9 +2,11 @@ package rpc
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -41,6 +43,18 @@ func startServer(t *testing.T, authorize func(Caller, Access) error) string {
 		}},
 		"fail":  {Handler: func(context.Context, Caller, json.RawMessage) (any, error) { return nil, errors.New("boom") }},
 		"panic": {Handler: func(context.Context, Caller, json.RawMessage) (any, error) { panic("kaboom") }},
+		// upper streams back what it is sent, upper-cased, then "bye"
+		// after the client's half-close.
+		"upper": {Access: AccessMember, Stream: func(_ context.Context, _ Caller, p json.RawMessage) (any, func(Stream), error) {
+			if string(p) == `"refuse"` {
+				return nil, nil, errors.New("refused")
+			}
+			return map[string]string{"ok": "yes"}, func(c Stream) {
+				b, _ := io.ReadAll(c)
+				_, _ = c.Write(append(bytes.ToUpper(b), "bye"...))
+				_ = c.CloseWrite()
+			}, nil
+		}},
 	}
 	mapErr := func(err error) *Error { return &Error{Code: api.CodeConflict, Message: "mapped: " + err.Error()} }
 	srv := NewServer(methods, authorize, mapErr, nil)
@@ -353,5 +367,49 @@ func TestCallerGoneOnHangup(t *testing.T) {
 	case <-hung:
 	case <-time.After(5 * time.Second):
 		t.Fatal("Gone did not close when the caller hung up")
+	}
+}
+
+func TestStreamMethod(t *testing.T) {
+	path := startServer(t, nil)
+	c := &Client{Path: path}
+	ctx := context.Background()
+	var res map[string]string
+	conn, err := c.Stream(ctx, "upper", "go", &res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if res["ok"] != "yes" {
+		t.Fatalf("stream result: %v", res)
+	}
+	if _, err := io.WriteString(conn, "hello stream\n{not json"); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.CloseWrite()
+	b, err := io.ReadAll(conn)
+	if err != nil || string(b) != "HELLO STREAM\n{NOT JSONbye" {
+		t.Fatalf("stream: %q, %v", b, err)
+	}
+
+	var rerr *Error
+	if _, err := c.Stream(ctx, "upper", "refuse", nil); !errors.As(err, &rerr) || !strings.Contains(rerr.Message, "mapped: refused") {
+		t.Fatalf("a refused stream: %v", err)
+	}
+	// A stream method after another request on the same connection is
+	// refused: the connection is no longer only its own.
+	raw, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	_, _ = io.WriteString(raw, `{"jsonrpc":"2.0","method":"echo","params":{"text":"x"},"id":1}`+"\n")
+	br := bufio.NewReader(raw)
+	if line, err := br.ReadString('\n'); err != nil || !strings.Contains(line, `"x"`) {
+		t.Fatalf("echo: %q %v", line, err)
+	}
+	_, _ = io.WriteString(raw, `{"jsonrpc":"2.0","method":"upper","id":2}`+"\n")
+	if line, err := br.ReadString('\n'); err != nil || !strings.Contains(line, "must be the first request") {
+		t.Fatalf("a stream method second on a connection: %q %v", line, err)
 	}
 }

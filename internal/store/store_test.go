@@ -83,6 +83,7 @@ func TestVMRoundTripAndConstraints(t *testing.T) {
 	s, _ := openTemp(t)
 	vm := testVM("aa11", "a", "172.16.0.2")
 	vm.Publish = []model.PortMap{{Host: 8080, Guest: 80, Proto: "tcp"}, {Host: 2222, Guest: 22, Proto: "tcp"}}
+	vm.Network = model.NetworkBridge
 	if err := s.InsertVM(ctx, vm); err != nil {
 		t.Fatal(err)
 	}
@@ -92,6 +93,25 @@ func TestVMRoundTripAndConstraints(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, vm) {
 		t.Fatalf("round trip:\n got %+v\nwant %+v", got, vm)
+	}
+	// A VM without a network holds no lease, and several can exist.
+	for _, id := range []string{"cc01", "cc02"} {
+		nn := testVM(id, "none-"+id, "")
+		nn.MAC, nn.Network = "02:fe:"+id, model.NetworkNone
+		if err := s.InsertVM(ctx, nn); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.GetVM(ctx, id); err != nil || got.IP != "" || got.Network != model.NetworkNone {
+			t.Fatalf("a vm without a network: %+v, %v", got, err)
+		}
+	}
+	if ips, _ := s.LeasedIPs(ctx); len(ips) != 1 {
+		t.Fatalf("leases: %v", ips)
+	}
+	for _, id := range []string{"cc01", "cc02"} {
+		if err := s.DeleteVM(ctx, id); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if byName, _ := s.GetVM(ctx, "a"); byName.ID != vm.ID {
 		t.Fatal("lookup by name failed")

@@ -12,7 +12,7 @@ import (
 )
 
 const vmColumns = `v.id, v.name, v.image, v.vcpus, v.memory_mib, v.disk_mib, COALESCE(l.ip, ''),
-	v.mac, v.state, v.last_error, v.driver, v.auto_remove, v.publish, v.created_at, v.updated_at`
+	v.mac, v.state, v.last_error, v.driver, v.auto_remove, v.publish, v.network, v.created_at, v.updated_at`
 
 const vmFrom = ` FROM vms v LEFT JOIN ip_leases l ON l.vm_id = v.id`
 
@@ -25,7 +25,7 @@ func scanVM(r rowScanner) (model.VM, error) {
 		created, updated string
 	)
 	err := r.Scan(&vm.ID, &vm.Name, &vm.Image, &vm.VCPUs, &vm.MemoryMiB, &vm.DiskMiB, &vm.IP,
-		&vm.MAC, &state, &vm.LastError, &vm.Driver, &vm.AutoRemove, &publish, &created, &updated)
+		&vm.MAC, &state, &vm.LastError, &vm.Driver, &vm.AutoRemove, &publish, &vm.Network, &created, &updated)
 	if err == nil && publish != "" {
 		// Written by InsertVM from parsed maps; unreadable means a
 		// damaged row, which should not hide the VM.
@@ -53,15 +53,22 @@ func (s *Store) InsertVM(ctx context.Context, vm model.VM) error {
 	}
 	defer func() { _ = tx.Rollback() }()
 	_, err = tx.ExecContext(ctx, `INSERT INTO vms
-		(id, name, image, vcpus, memory_mib, disk_mib, mac, state, last_error, driver, auto_remove, publish, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		(id, name, image, vcpus, memory_mib, disk_mib, mac, state, last_error, driver, auto_remove, publish, network, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		vm.ID, vm.Name, vm.Image, vm.VCPUs, vm.MemoryMiB, vm.DiskMiB, vm.MAC, string(vm.State),
-		vm.LastError, vm.Driver, vm.AutoRemove, publishColumn(vm.Publish), fmtTime(vm.CreatedAt), fmtTime(vm.UpdatedAt))
+		vm.LastError, vm.Driver, vm.AutoRemove, publishColumn(vm.Publish), vm.NetworkMode(), fmtTime(vm.CreatedAt), fmtTime(vm.UpdatedAt))
 	if err != nil {
 		if isUnique(err) {
 			return model.Errorf(model.ErrConflict, "vm name %q is already in use", vm.Name)
 		}
 		return fmt.Errorf("inserting vm %s: %w", vm.Name, err)
+	}
+	if vm.IP == "" {
+		// A VM without a network leases no address.
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("committing vm %s: %w", vm.Name, err)
+		}
+		return nil
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO ip_leases (ip, vm_id, leased_at) VALUES (?, ?, ?)`,
 		vm.IP, vm.ID, fmtTime(vm.CreatedAt)); err != nil {

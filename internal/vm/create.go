@@ -24,6 +24,8 @@ type CreateRequest struct {
 	NoStart bool
 	// Publish are --publish values, HOSTPORT:GUESTPORT[/tcp].
 	Publish []string
+	// Network is model.NetworkBridge (also for "") or model.NetworkNone.
+	Network string
 	// Session, when set, ties the VM to the caller's session: the VM is
 	// deleted when it closes (and at the next start-up if the daemon
 	// stops first), whatever happened to the client.
@@ -105,6 +107,13 @@ func (s *Service) resolve(ctx context.Context, req CreateRequest) (model.VM, err
 		return model.VM{}, err
 	}
 	vm.Publish = maps
+	vm.Network = model.NetworkBridge
+	if req.Network != "" {
+		if err := model.ValidateNetwork(req.Network); err != nil {
+			return model.VM{}, err
+		}
+		vm.Network = req.Network
+	}
 	if req.VCPUs != nil {
 		vm.VCPUs = *req.VCPUs
 	}
@@ -159,18 +168,23 @@ func (s *Service) reserve(ctx context.Context, vm *model.VM) error {
 	if err := s.portsFree(ctx, vm.Publish); err != nil {
 		return err
 	}
-	used, err := s.store.LeasedIPs(ctx)
-	if err != nil {
-		return err
-	}
-	ip, err := nextFreeIP(s.cfg.Subnet, used)
-	if err != nil {
-		return err
+	vm.ID = model.NewID()
+	if vm.NetworkMode() == model.NetworkNone {
+		// No NIC; the MAC only keeps the column unique.
+		vm.MAC = "02:fe:" + vm.ID[:2] + ":" + vm.ID[2:4] + ":" + vm.ID[4:6] + ":" + vm.ID[6:8]
+	} else {
+		used, err := s.store.LeasedIPs(ctx)
+		if err != nil {
+			return err
+		}
+		ip, err := nextFreeIP(s.cfg.Subnet, used)
+		if err != nil {
+			return err
+		}
+		vm.IP = ip.String()
+		vm.MAC = macFor(ip)
 	}
 	now := time.Now().UTC()
-	vm.ID = model.NewID()
-	vm.IP = ip.String()
-	vm.MAC = macFor(ip)
 	vm.State = model.StateCreated
 	vm.Driver = s.driver.Name()
 	vm.CreatedAt, vm.UpdatedAt = now, now

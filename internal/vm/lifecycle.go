@@ -351,15 +351,25 @@ func (s *Service) Paused(ctx context.Context, vm model.VM) string {
 	return why
 }
 
-// Stats reads a running VM's resource counters from its driver.
-func (s *Service) Stats(ctx context.Context, ref string) (model.VM, vmm.Stats, error) {
+// Handles returns a running VM and its handles, for reaching into the
+// guest.
+func (s *Service) Handles(ctx context.Context, ref string) (model.VM, vmm.Handles, error) {
 	vm, err := s.store.GetVM(ctx, ref)
 	if err != nil {
-		return model.VM{}, vmm.Stats{}, err
+		return model.VM{}, vmm.Handles{}, err
 	}
 	h, ok := s.handles.get(vm.ID)
 	if vm.State != model.StateRunning || !ok {
-		return model.VM{}, vmm.Stats{}, model.Errorf(model.ErrState, "vm %s is %s; stats are for running vms", vm.Name, vm.State)
+		return model.VM{}, vmm.Handles{}, model.Errorf(model.ErrState, "vm %s is %s; start it first", vm.Name, vm.State)
+	}
+	return vm, h, nil
+}
+
+// Stats reads a running VM's resource counters from its driver.
+func (s *Service) Stats(ctx context.Context, ref string) (model.VM, vmm.Stats, error) {
+	vm, h, err := s.Handles(ctx, ref)
+	if err != nil {
+		return model.VM{}, vmm.Stats{}, err
 	}
 	r, ok := s.driverNamed(h.Driver).(vmm.StatsReader)
 	if !ok {

@@ -38,6 +38,9 @@ type Spec struct {
 	// ControlSocket is the Unix socket path where the driver exposes the
 	// guest agent's control channel for the host to connect to.
 	ControlSocket string
+	// TunnelSocket is where the driver exposes the guest agent's tunnel
+	// (package tunnel) when it is a socket of its own.
+	TunnelSocket string
 }
 
 // Disk is one block device.
@@ -57,9 +60,12 @@ type Handles struct {
 	Tap string `json:"tap,omitempty"`
 	// ControlSocket is where the agent's control channel is reachable, and
 	// ControlProto how to speak to it (see agentctl).
-	ControlSocket string            `json:"control_socket,omitempty"`
-	ControlProto  string            `json:"control_proto,omitempty"`
-	Extra         map[string]string `json:"extra,omitempty"`
+	ControlSocket string `json:"control_socket,omitempty"`
+	ControlProto  string `json:"control_proto,omitempty"`
+	// TunnelSocket is where the agent's tunnel is reachable (spoken to as
+	// ControlProto says); empty for a VM booted without one.
+	TunnelSocket string            `json:"tunnel_socket,omitempty"`
+	Extra        map[string]string `json:"extra,omitempty"`
 }
 
 // Driver runs VMs with one monitor.

@@ -8,17 +8,23 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"sync"
 	"time"
+
+	"github.com/banger-dev/banger/internal/tunnel"
 )
+
+// Dialer opens a connection to the guest port: over TCP to the guest's
+// IP, or through the agent's tunnel.
+type Dialer func(ctx context.Context) (net.Conn, error)
 
 // Forwarder is one published port.
 type Forwarder struct {
 	ln     net.Listener
 	target string
+	dial   Dialer
 	log    *slog.Logger
 	wg     sync.WaitGroup
 	mu     sync.Mutex
@@ -27,13 +33,13 @@ type Forwarder struct {
 }
 
 // Listen binds listen (e.g. 127.0.0.1:8080) and forwards what it accepts
-// to target (the guest's IP and port) until Close.
-func Listen(listen, target string, log *slog.Logger) (*Forwarder, error) {
+// to a connection from dial (target names it in logs) until Close.
+func Listen(listen, target string, dial Dialer, log *slog.Logger) (*Forwarder, error) {
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return nil, fmt.Errorf("publishing %s: %w", listen, err)
 	}
-	f := &Forwarder{ln: ln, target: target, log: log, conns: map[net.Conn]struct{}{}}
+	f := &Forwarder{ln: ln, target: target, dial: dial, log: log, conns: map[net.Conn]struct{}{}}
 	f.wg.Go(f.accept)
 	return f, nil
 }
@@ -81,7 +87,7 @@ func (f *Forwarder) untrack(c net.Conn) {
 
 func (f *Forwarder) serve(c net.Conn) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	g, err := (&net.Dialer{}).DialContext(ctx, "tcp", f.target)
+	g, err := f.dial(ctx)
 	cancel()
 	if err != nil {
 		f.log.Debug("published port: guest not answering", "target", f.target, "err", err)
@@ -92,20 +98,7 @@ func (f *Forwarder) serve(c net.Conn) {
 		return
 	}
 	defer f.untrack(g)
-	var wg sync.WaitGroup
-	wg.Go(func() { pipe(g, c) })
-	pipe(c, g)
-	wg.Wait()
-}
-
-// pipe copies src to dst, then passes the end of src on as a half-close.
-func pipe(dst, src net.Conn) {
-	_, _ = io.Copy(dst, src)
-	if tc, ok := dst.(*net.TCPConn); ok {
-		_ = tc.CloseWrite()
-	} else {
-		dst.Close()
-	}
+	tunnel.Join(c, g)
 }
 
 // Close stops listening and ends every forwarded connection.

@@ -2,6 +2,7 @@ package portfwd
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"log/slog"
 	"net"
@@ -39,7 +40,7 @@ func echo(t *testing.T) string {
 }
 
 func TestForwardsBothWaysWithHalfClose(t *testing.T) {
-	f, err := Listen("127.0.0.1:0", echo(t), slog.New(slog.DiscardHandler))
+	f, err := listenTo("127.0.0.1:0", echo(t), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +60,7 @@ func TestForwardsBothWaysWithHalfClose(t *testing.T) {
 }
 
 func TestCloseEndsConnectionsAndFreesThePort(t *testing.T) {
-	f, err := Listen("127.0.0.1:0", echo(t), slog.New(slog.DiscardHandler))
+	f, err := listenTo("127.0.0.1:0", echo(t), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,13 +81,20 @@ func TestCloseEndsConnectionsAndFreesThePort(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Close hung on an open connection")
 	}
-	again, err := Listen(addr, "127.0.0.1:1", slog.New(slog.DiscardHandler))
+	again, err := listenTo(addr, "127.0.0.1:1", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("the port stayed taken after Close: %v", err)
 	}
 	defer again.Close()
-	if twice, err := Listen(addr, "127.0.0.1:1", slog.New(slog.DiscardHandler)); err == nil {
+	if twice, err := listenTo(addr, "127.0.0.1:1", slog.New(slog.DiscardHandler)); err == nil {
 		twice.Close()
 		t.Fatal("a port in use was bound twice")
 	}
+}
+
+func listenTo(listen, target string, log *slog.Logger) (*Forwarder, error) {
+	return Listen(listen, target, func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", target)
+	}, log)
 }

@@ -202,9 +202,10 @@ func (d *Driver) Start(ctx context.Context, spec vmm.Spec) (vmm.Handles, error) 
 		_, _ = proc.Wait()
 		close(exited)
 	}()
+	// The vsock socket reaches every guest port: the tunnel is on it too.
 	h := vmm.Handles{Driver: d.Name(), PID: proc.Pid, ControlSocket: controlSocket,
-		ControlProto: agentctl.ProtoFirecrackerVsock,
-		Extra:        map[string]string{"api": f.api, "metrics": f.metrics, "id": spec.VM.ID}}
+		ControlProto: agentctl.ProtoFirecrackerVsock, TunnelSocket: controlSocket,
+		Extra: map[string]string{"api": f.api, "metrics": f.metrics, "id": spec.VM.ID}}
 	if d.Jailer != nil {
 		h.Extra["jail"] = d.jailDir(spec.VM.ID)
 	}

@@ -123,6 +123,11 @@ func (d *Driver) Args(spec vmm.Spec) []string {
 			"-device", "virtio-serial-device",
 			"-chardev", "socket,id=agent,path="+spec.ControlSocket+",server=on,wait=off",
 			"-device", "virtserialport,chardev=agent,name="+guest.PortName)
+		if spec.TunnelSocket != "" {
+			args = append(args,
+				"-chardev", "socket,id=tunnel,path="+spec.TunnelSocket+",server=on,wait=off",
+				"-device", "virtserialport,chardev=tunnel,name="+guest.TunnelPortName)
+		}
 	}
 	return args
 }
@@ -132,7 +137,7 @@ func (d *Driver) Args(spec vmm.Spec) []string {
 func (d *Driver) Start(ctx context.Context, spec vmm.Spec) (vmm.Handles, error) {
 	pidfile, qmp, stderrPath := files(spec.Dir)
 	events, exitFile := eventFiles(spec.Dir)
-	for _, p := range []string{pidfile, qmp, events, exitFile, spec.ControlSocket} {
+	for _, p := range []string{pidfile, qmp, events, exitFile, spec.ControlSocket, spec.TunnelSocket} {
 		if p != "" {
 			_ = os.Remove(p)
 		}
@@ -152,7 +157,7 @@ func (d *Driver) Start(ctx context.Context, spec vmm.Spec) (vmm.Handles, error) 
 		_, _ = proc.Wait()
 		close(exited)
 	}()
-	h := vmm.Handles{Driver: d.Name(), PID: proc.Pid, ControlSocket: spec.ControlSocket,
+	h := vmm.Handles{Driver: d.Name(), PID: proc.Pid, ControlSocket: spec.ControlSocket, TunnelSocket: spec.TunnelSocket,
 		Extra: map[string]string{"qmp": qmp, "pidfile": pidfile, "events": events}}
 
 	// QEMU creates its sockets before running the guest: when QMP answers,
@@ -268,7 +273,7 @@ func (d *Driver) Cleanup(_ context.Context, h vmm.Handles) error {
 	if sock := h.Extra["events"]; sock != "" {
 		_, exitFile = eventFiles(filepath.Dir(sock))
 	}
-	for _, p := range []string{h.Extra["qmp"], h.Extra["pidfile"], h.Extra["events"], exitFile, h.ControlSocket} {
+	for _, p := range []string{h.Extra["qmp"], h.Extra["pidfile"], h.Extra["events"], exitFile, h.ControlSocket, h.TunnelSocket} {
 		if p != "" {
 			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("removing %s: %w", p, err)

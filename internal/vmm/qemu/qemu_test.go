@@ -17,6 +17,7 @@ func TestArgs(t *testing.T) {
 		Disks: []vmm.Disk{{Path: "/i/rootfs.ext4", ReadOnly: true}, {Path: "/s/vms/x/upper.ext4"}},
 		Tap:   "bgtap0", MAC: "02:fc:ac:10:00:02",
 		ConsoleLog: "/s/vms/x/console.log", ControlSocket: "/s/vms/x/agent.sock",
+		TunnelSocket: "/s/vms/x/tunnel.sock",
 	}
 	tcg := strings.Join(New("tcg").Args(spec), " ")
 	for _, want := range []string{
@@ -27,6 +28,8 @@ func TestArgs(t *testing.T) {
 		"path=/s/vms/x/console.log,append=on",
 		"socket,id=agent,path=/s/vms/x/agent.sock,server=on,wait=off",
 		"virtserialport,chardev=agent,name=" + guest.PortName,
+		"socket,id=tunnel,path=/s/vms/x/tunnel.sock,server=on,wait=off",
+		"virtserialport,chardev=tunnel,name=" + guest.TunnelPortName,
 		"-pidfile /s/vms/x/qemu.pid", "virtio-rng-device",
 		"-no-reboot", "-qmp unix:/s/vms/x/qmp-events.sock,server=on,wait=off",
 	} {
