@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/banger-dev/banger/internal/rootfs"
 )
 
 // Stats counts what a stream carried.
@@ -279,30 +281,14 @@ func (u *unpacker) one(name string, hdr *tar.Header, r io.Reader) error {
 	return nil
 }
 
-// mknod makes a FIFO or device node. os.Root has no mknod, so it is made
-// with mknodat in its parent, opened through the root, under a name with
-// no slash: nothing outside the root is reached. Devices need privileges
-// the invoking user seldom has; without them the entry is skipped.
+// mknod makes a FIFO or device node (through rootfs.Mknod: os.Root has
+// none). Devices need privileges the invoking user seldom has; without
+// them the entry is skipped.
 func (u *unpacker) mknod(name string, hdr *tar.Header) (bool, error) {
 	if err := u.clear(name); err != nil {
 		return false, err
 	}
-	parent, err := u.root.Open(path.Dir(name))
-	if err != nil {
-		return false, err
-	}
-	defer parent.Close()
-	mode := uint32(hdr.Mode & 0o7777)
-	switch hdr.Typeflag {
-	case tar.TypeFifo:
-		mode |= unix.S_IFIFO
-	case tar.TypeChar:
-		mode |= unix.S_IFCHR
-	default:
-		mode |= unix.S_IFBLK
-	}
-	dev := unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor))
-	err = unix.Mknodat(int(parent.Fd()), path.Base(name), mode, int(dev))
+	err := rootfs.Mknod(u.root, name, rootfs.NodeMode(hdr), unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor)))
 	if errors.Is(err, unix.EPERM) && hdr.Typeflag != tar.TypeFifo {
 		return false, nil
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/banger-dev/banger/internal/host/run"
 	"github.com/banger-dev/banger/internal/model"
+	"github.com/banger-dev/banger/internal/rootfs"
 )
 
 // debianBuilderVersion names the build steps. Bump it whenever BuildDebian
@@ -179,7 +180,7 @@ type tools struct {
 	minRootfs int64
 }
 
-var hostTools = tools{lookPath: run.LookPath, output: run.Output, euid: os.Geteuid, minRootfs: minRootfsSize}
+var hostTools = tools{lookPath: run.LookPath, output: run.Output, euid: os.Geteuid, minRootfs: rootfs.MinImageSize}
 
 // BuildDebian bootstraps a Debian tree with mmdebstrap, prepares it for
 // banger (see prepareTree) and writes its kernel, modules and an ext4
@@ -253,7 +254,12 @@ func (t tools) buildDebian(ctx context.Context, opts DebianOptions, progress fun
 	if err := ctx.Err(); err != nil {
 		return Artifacts{}, fmt.Errorf("building debian image: %w", err)
 	}
-	kver, err := kernelVersion(root)
+	tree, err := rootfs.Open(root)
+	if err != nil {
+		return Artifacts{}, err
+	}
+	defer tree.Close()
+	kver, err := kernelVersion(tree)
 	if err != nil {
 		return Artifacts{}, err
 	}
@@ -263,10 +269,10 @@ func (t tools) buildDebian(ctx context.Context, opts DebianOptions, progress fun
 		KernelVersion: kver,
 		Rootfs:        filepath.Join(outDir, "rootfs.ext4"),
 	}
-	if err := takeKernel(root, kver, art.Kernel); err != nil {
+	if err := takeKernel(tree, kver, art.Kernel); err != nil {
 		return Artifacts{}, err
 	}
-	if err := prepareTree(root); err != nil {
+	if err := prepareTree(tree); err != nil {
 		return Artifacts{}, err
 	}
 
@@ -280,7 +286,10 @@ func (t tools) buildDebian(ctx context.Context, opts DebianOptions, progress fun
 	// The rootfs keeps its own /lib/modules (the guest loads late modules
 	// from it, and it is in the image now); the host's copy is only read
 	// when making initramfs images, so the tree's can simply move.
-	if err := moveTree(filepath.Join(root, "usr/lib/modules", kver), art.ModulesDir); err != nil {
+	if err := os.MkdirAll(filepath.Dir(art.ModulesDir), 0o755); err != nil {
+		return Artifacts{}, fmt.Errorf("copying kernel modules: %w", err)
+	}
+	if err := tree.MoveOut(modulesRoot(tree)+"/"+kver, art.ModulesDir); err != nil {
 		return Artifacts{}, fmt.Errorf("copying kernel modules: %w", err)
 	}
 	if err := t.ensureModulesDep(ctx, work, art.ModulesDir, kver); err != nil {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/banger-dev/banger/internal/host/run"
+	"github.com/banger-dev/banger/internal/rootfs"
 )
 
 func TestRecipeIgnoresPackageOrderAndDirs(t *testing.T) {
@@ -486,11 +487,11 @@ func TestParseMountsUnder(t *testing.T) {
 }
 
 func TestRootfsGeometry(t *testing.T) {
-	size, inodes := rootfsGeometry(300<<20, 15000, minRootfsSize)
+	size, inodes := rootfs.Geometry(300<<20, 15000, rootfs.MinImageSize)
 	if size != 1<<30 || inodes != (1<<30)/16384 {
 		t.Errorf("small tree: %d bytes, %d inodes", size, inodes)
 	}
-	size, inodes = rootfsGeometry(4<<30, 2_000_000, minRootfsSize)
+	size, inodes = rootfs.Geometry(4<<30, 2_000_000, rootfs.MinImageSize)
 	if size < (4<<30)*6/5 || size%(1<<20) != 0 || inodes < 2_500_000 {
 		t.Errorf("big tree: %d bytes, %d inodes", size, inodes)
 	}

@@ -12,22 +12,28 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"github.com/banger-dev/banger/internal/rootfs"
 )
 
 // The tree BuildDebian works on is a guest's root: absolute symlinks in it
-// point into the guest, so nothing here follows a symlink it did not check
-// (writes replace the final component instead of opening through it).
+// point into the guest. Every edit to it goes through a rootfs.Tree, which
+// resolves names inside the tree and replaces the final component instead
+// of opening through it.
 
-// kernelVersion finds the one kernel in root's /boot that has modules.
-func kernelVersion(root string) (string, error) {
-	kernels, err := filepath.Glob(filepath.Join(root, "boot", "vmlinuz-*"))
+// kernelVersion finds the one kernel in the tree's /boot that has modules.
+func kernelVersion(t *rootfs.Tree) (string, error) {
+	boot, err := t.ReadDir("boot")
 	if err != nil {
 		return "", fmt.Errorf("finding the kernel: %w", err)
 	}
 	var found []string
-	for _, k := range kernels {
-		kver := strings.TrimPrefix(filepath.Base(k), "vmlinuz-")
-		if fi, err := os.Lstat(filepath.Join(modulesRoot(root), kver)); err == nil && fi.IsDir() {
+	for _, e := range boot {
+		kver, ok := strings.CutPrefix(e.Name(), "vmlinuz-")
+		if !ok {
+			continue
+		}
+		if fi, err := t.Lstat(modulesRoot(t) + "/" + kver); err == nil && fi.IsDir() {
 			found = append(found, kver)
 		}
 	}
@@ -42,11 +48,11 @@ func kernelVersion(root string) (string, error) {
 
 // modulesRoot is the tree's /lib/modules (/usr/lib/modules when /usr is
 // merged, as from bookworm on).
-func modulesRoot(root string) string {
-	if fi, err := os.Lstat(filepath.Join(root, "usr/lib/modules")); err == nil && fi.IsDir() {
-		return filepath.Join(root, "usr/lib/modules")
+func modulesRoot(t *rootfs.Tree) string {
+	if fi, err := t.Lstat("usr/lib/modules"); err == nil && fi.IsDir() {
+		return "usr/lib/modules"
 	}
-	return filepath.Join(root, "lib/modules")
+	return "lib/modules"
 }
 
 // isBzImage reports whether b starts like an x86 bzImage: the setup
@@ -58,9 +64,9 @@ func isBzImage(b []byte) bool {
 // takeKernel moves /boot/vmlinuz-<kver> to dst and drops the other boot
 // files the guest never uses (its initrd, the /vmlinuz and /initrd.img
 // links). /boot/config-* and System.map stay: small, and read by tools.
-func takeKernel(root, kver, dst string) error {
-	src := filepath.Join(root, "boot", "vmlinuz-"+kver)
-	f, err := os.Open(src)
+func takeKernel(t *rootfs.Tree, kver, dst string) error {
+	src := "boot/vmlinuz-" + kver
+	f, err := t.Open(src)
 	if err != nil {
 		return fmt.Errorf("reading the kernel: %w", err)
 	}
@@ -68,14 +74,14 @@ func takeKernel(root, kver, dst string) error {
 	_, err = io.ReadFull(f, head)
 	f.Close()
 	if err != nil || !isBzImage(head) {
-		return fmt.Errorf("kernel %s is not a bzImage", src)
+		return fmt.Errorf("kernel /%s is not a bzImage", src)
 	}
-	if err := moveFile(src, dst); err != nil {
+	if err := t.MoveOut(src, dst); err != nil {
 		return fmt.Errorf("taking the kernel: %w", err)
 	}
 	for _, p := range []string{"boot/initrd.img-" + kver, "vmlinuz", "vmlinuz.old", "initrd.img", "initrd.img.old"} {
-		if err := removeIfExists(filepath.Join(root, p)); err != nil {
-			return err
+		if err := t.RemoveAll(p); err != nil {
+			return fmt.Errorf("removing /%s: %w", p, err)
 		}
 	}
 	return nil
@@ -108,7 +114,7 @@ var unitsToMask = []string{
 //   - units in unitsToMask are masked, ssh.service is enabled, the default
 //     target is multi-user.target;
 //   - leftovers of the build (/tmp) are removed.
-func prepareTree(root string) error {
+func prepareTree(t *rootfs.Tree) error {
 	files := []struct {
 		path, body string
 	}{
@@ -117,31 +123,31 @@ func prepareTree(root string) error {
 		{"etc/machine-id", ""},
 	}
 	for _, f := range files {
-		if err := replaceFile(filepath.Join(root, f.path), []byte(f.body), 0o644); err != nil {
-			return err
+		if err := t.WriteFile(f.path, []byte(f.body), 0o644); err != nil {
+			return fmt.Errorf("writing /%s: %w", f.path, err)
 		}
 	}
-	if _, err := os.Lstat(filepath.Join(root, "etc/hosts")); errors.Is(err, os.ErrNotExist) {
+	if _, err := t.Lstat("etc/hosts"); errors.Is(err, fs.ErrNotExist) {
 		hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
-		if err := replaceFile(filepath.Join(root, "etc/hosts"), []byte(hosts), 0o644); err != nil {
-			return err
+		if err := t.WriteFile("etc/hosts", []byte(hosts), 0o644); err != nil {
+			return fmt.Errorf("writing /etc/hosts: %w", err)
 		}
 	}
-	if err := removeIfExists(filepath.Join(root, "etc/hostname")); err != nil {
+	if err := t.RemoveAll("etc/hostname"); err != nil {
+		return fmt.Errorf("removing /etc/hostname: %w", err)
+	}
+	if err := prepareSSH(t); err != nil {
 		return err
 	}
-	if err := prepareSSH(root); err != nil {
+	if err := prepareSystemd(t); err != nil {
 		return err
 	}
-	if err := prepareSystemd(root); err != nil {
-		return err
-	}
-	entries, err := os.ReadDir(filepath.Join(root, "tmp"))
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
+	entries, err := t.ReadDir("tmp")
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("cleaning /tmp: %w", err)
 	}
 	for _, e := range entries {
-		if err := os.RemoveAll(filepath.Join(root, "tmp", e.Name())); err != nil {
+		if err := t.RemoveAll("tmp/" + e.Name()); err != nil {
 			return fmt.Errorf("cleaning /tmp: %w", err)
 		}
 	}
@@ -153,30 +159,34 @@ func prepareTree(root string) error {
 // saying it keeps it true if a package changes sshd_config.
 const sshdDropIn = "# banger: root logs in with keys only; host keys are per VM.\nPermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
 
-func prepareSSH(root string) error {
-	keys, err := filepath.Glob(filepath.Join(root, "etc/ssh/ssh_host_*"))
+func prepareSSH(t *rootfs.Tree) error {
+	entries, err := t.ReadDir("etc/ssh")
 	if err != nil {
 		return fmt.Errorf("removing ssh host keys: %w", err)
 	}
-	for _, k := range keys {
-		if err := removeIfExists(k); err != nil {
-			return err
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "ssh_host_") {
+			if err := t.RemoveAll("etc/ssh/" + e.Name()); err != nil {
+				return fmt.Errorf("removing ssh host keys: %w", err)
+			}
 		}
 	}
-	cfgPath := filepath.Join(root, "etc/ssh/sshd_config")
-	cfg, err := readRegular(cfgPath)
+	cfg, err := t.ReadFile("etc/ssh/sshd_config")
 	if err != nil {
 		return fmt.Errorf("reading sshd_config: %w", err)
 	}
 	if hasSSHDInclude(cfg) {
-		dir := filepath.Join(root, "etc/ssh/sshd_config.d")
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return fmt.Errorf("writing sshd config: %w", err)
-		}
-		return replaceFile(filepath.Join(dir, "banger.conf"), []byte(sshdDropIn), 0o644)
+		return writeTreeFile(t, "etc/ssh/sshd_config.d/banger.conf", []byte(sshdDropIn))
 	}
 	// sshd takes the first value it reads for each keyword: go first.
-	return replaceFile(cfgPath, append([]byte(sshdDropIn), cfg...), 0o644)
+	return writeTreeFile(t, "etc/ssh/sshd_config", append([]byte(sshdDropIn), cfg...))
+}
+
+func writeTreeFile(t *rootfs.Tree, name string, data []byte) error {
+	if err := t.WriteFile(name, data, 0o644); err != nil {
+		return fmt.Errorf("writing /%s: %w", name, err)
+	}
+	return nil
 }
 
 func hasSSHDInclude(cfg []byte) bool {
@@ -195,7 +205,7 @@ var unitDirs = []string{"usr/lib/systemd/system", "lib/systemd/system", "etc/sys
 
 // hasUnit reports whether the tree has unit, or for an instance
 // (getty@tty1.service) its template (getty@.service).
-func hasUnit(root, unit string) bool {
+func hasUnit(t *rootfs.Tree, unit string) bool {
 	names := []string{unit}
 	if at := strings.Index(unit, "@"); at >= 0 {
 		if dot := strings.LastIndex(unit, "."); dot > at+1 {
@@ -204,7 +214,7 @@ func hasUnit(root, unit string) bool {
 	}
 	for _, d := range unitDirs {
 		for _, n := range names {
-			if _, err := os.Lstat(filepath.Join(root, d, n)); err == nil {
+			if _, err := t.Lstat(d + "/" + n); err == nil {
 				return true
 			}
 		}
@@ -212,68 +222,56 @@ func hasUnit(root, unit string) bool {
 	return false
 }
 
-func prepareSystemd(root string) error {
-	etc := filepath.Join(root, "etc/systemd/system")
-	if err := os.MkdirAll(etc, 0o755); err != nil {
+func prepareSystemd(t *rootfs.Tree) error {
+	const etc = "etc/systemd/system"
+	link := func(target, name string) error {
+		if err := t.Symlink(target, name); err != nil {
+			return fmt.Errorf("configuring systemd: linking /%s: %w", name, err)
+		}
+		return nil
+	}
+	entries, err := t.ReadDir(etc)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("configuring systemd: %w", err)
 	}
-	wants, err := filepath.Glob(filepath.Join(etc, "*.wants"))
-	if err != nil {
-		return fmt.Errorf("configuring systemd: %w", err)
+	var wants []string
+	for _, e := range entries {
+		if e.IsDir() && strings.HasSuffix(e.Name(), ".wants") {
+			wants = append(wants, etc+"/"+e.Name())
+		}
 	}
 	for _, unit := range unitsToMask {
-		if !hasUnit(root, unit) {
+		if !hasUnit(t, unit) {
 			continue
 		}
 		for _, w := range wants {
-			if err := removeIfExists(filepath.Join(w, unit)); err != nil {
-				return err
+			if err := t.RemoveAll(w + "/" + unit); err != nil {
+				return fmt.Errorf("configuring systemd: %w", err)
 			}
 		}
-		if err := replaceSymlink("/dev/null", filepath.Join(etc, unit)); err != nil {
+		if err := link("/dev/null", etc+"/"+unit); err != nil {
 			return err
 		}
 	}
-	if !hasUnit(root, "multi-user.target") {
+	if !hasUnit(t, "multi-user.target") {
 		return errors.New("configuring systemd: the tree has no multi-user.target (is systemd-sysv installed?)")
 	}
-	if err := replaceSymlink("/lib/systemd/system/multi-user.target", filepath.Join(etc, "default.target")); err != nil {
+	if err := link("/lib/systemd/system/multi-user.target", etc+"/default.target"); err != nil {
 		return err
 	}
-	if !hasUnit(root, "ssh.service") {
+	if !hasUnit(t, "ssh.service") {
 		return errors.New("configuring systemd: the tree has no ssh.service (is openssh-server installed?)")
-	}
-	if err := os.MkdirAll(filepath.Join(etc, "multi-user.target.wants"), 0o755); err != nil {
-		return fmt.Errorf("configuring systemd: %w", err)
 	}
 	// What `systemctl enable ssh` does: WantedBy=multi-user.target and
 	// Alias=sshd.service.
-	if err := replaceSymlink("/lib/systemd/system/ssh.service", filepath.Join(etc, "multi-user.target.wants/ssh.service")); err != nil {
+	if err := link("/lib/systemd/system/ssh.service", etc+"/multi-user.target.wants/ssh.service"); err != nil {
 		return err
 	}
-	return replaceSymlink("/lib/systemd/system/ssh.service", filepath.Join(etc, "sshd.service"))
+	return link("/lib/systemd/system/ssh.service", etc+"/sshd.service")
 }
 
-// replaceFile writes path afresh: whatever was there, a symlink included,
-// is removed first, so the write never lands outside the tree.
-func replaceFile(path string, data []byte, mode os.FileMode) error {
-	if err := removeIfExists(path); err != nil {
-		return err
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
-}
-
+// replaceSymlink replaces path, in banger's own work directory (never an
+// image tree), with a symlink to target.
 func replaceSymlink(target, path string) error {
 	if err := removeIfExists(path); err != nil {
 		return err
@@ -290,97 +288,6 @@ func removeIfExists(path string) error {
 		return fmt.Errorf("removing %s: %w", path, err)
 	}
 	return nil
-}
-
-// readRegular reads path if it is a regular file (not through a symlink).
-func readRegular(path string) ([]byte, error) {
-	fi, err := os.Lstat(path)
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", path)
-	}
-	return os.ReadFile(path)
-}
-
-// moveFile renames src to dst, copying when they are on different
-// filesystems.
-func moveFile(src, dst string) error {
-	err := os.Rename(src, dst)
-	if !errors.Is(err, syscall.EXDEV) {
-		return err
-	}
-	fi, err := os.Lstat(src)
-	if err != nil {
-		return err
-	}
-	if err := copyFile(src, dst, fi.Mode().Perm()); err != nil {
-		return err
-	}
-	return os.Remove(src)
-}
-
-// moveTree renames the directory src to dst (creating dst's parents),
-// copying when they are on different filesystems.
-func moveTree(src, dst string) error {
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return err
-	}
-	err := os.Rename(src, dst)
-	if !errors.Is(err, syscall.EXDEV) {
-		return err
-	}
-	return copyTree(src, dst)
-}
-
-// copyTree copies directories, regular files and symlinks (as symlinks)
-// from src to a new dst, keeping permission bits.
-func copyTree(src, dst string) error {
-	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, path)
-		if err != nil {
-			return err
-		}
-		target := filepath.Join(dst, rel)
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		switch {
-		case d.IsDir():
-			return os.MkdirAll(target, fi.Mode().Perm())
-		case d.Type()&fs.ModeSymlink != 0:
-			link, err := os.Readlink(path)
-			if err != nil {
-				return err
-			}
-			return os.Symlink(link, target)
-		case d.Type().IsRegular():
-			return copyFile(path, target, fi.Mode().Perm())
-		}
-		return nil // no device nodes or sockets in a modules tree
-	})
-}
-
-func copyFile(src, dst string, mode os.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 // removeAllUnmounted removes dir like os.RemoveAll, but first unmounts
