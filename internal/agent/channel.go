@@ -31,6 +31,17 @@ func Serve(ctx context.Context, version string) error {
 		shutdown:    func() { shutdownGuest(log) },
 		adjustClock: adjustClock,
 	}
+	if findInit("") == "" {
+		// Nothing in the image starts an sshd: serve SSH here.
+		go func() {
+			for ctx.Err() == nil {
+				if err := serveSSH(ctx, log); err != nil && ctx.Err() == nil {
+					log.Printf("ssh server: %v; restarting it", err)
+					time.Sleep(time.Second)
+				}
+			}
+		}()
+	}
 	warned := false
 	for start := time.Now(); ctx.Err() == nil; time.Sleep(100 * time.Millisecond) {
 		if port := findPort("/sys/class/virtio-ports", guest.PortName); port != "" {

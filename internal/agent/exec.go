@@ -111,13 +111,25 @@ func ParseExecArgs(args []string) (ExecOptions, error) {
 // running. It returns the status a shell would report: the exit code, or
 // 128 plus the signal that killed the command.
 func Exec(o ExecOptions, stderr io.Writer) int {
-	path, err := lookPath(o.Command[0])
+	env := os.Environ()
+	// An OCI image's config gives defaults, as docker exec honours them:
+	// its Env under the command's own, its WorkingDir and its User.
+	if img := readImageConfig(); img != nil {
+		env = append(env, img.Env...)
+		if o.Dir == "" {
+			o.Dir = img.WorkingDir
+		}
+		if o.User == "" {
+			o.User, _, _ = strings.Cut(img.User, ":")
+		}
+	}
+	env = dedupEnv(append(env, o.Env...))
+	path, err := lookPathIn(o.Command[0], envValue(env, "PATH"))
 	if err != nil {
 		fmt.Fprintf(stderr, "banger: %v\n", err)
 		return 127
 	}
 	attr := &syscall.SysProcAttr{Setpgid: true}
-	env := append(os.Environ(), o.Env...)
 	if o.User != "" {
 		u, err := lookupUser(o.User)
 		if err != nil {
@@ -264,13 +276,25 @@ func isTerminal(fd int) bool {
 
 // lookPath finds a command as a shell would: a name with a slash as is,
 // else the first executable file of that name on PATH.
-func lookPath(name string) (string, error) {
+// envValue is the value of key in env (the last one wins), or "".
+func envValue(env []string, key string) string {
+	v := ""
+	for _, kv := range env {
+		if k, val, ok := strings.Cut(kv, "="); ok && k == key {
+			v = val
+		}
+	}
+	return v
+}
+
+// lookPathIn finds name in the directories of path (the usual ones when
+// empty).
+func lookPathIn(name, path string) (string, error) {
 	if strings.Contains(name, "/") {
 		return name, nil
 	}
-	path := os.Getenv("PATH")
 	if path == "" {
-		path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+		path = defaultPath
 	}
 	for _, dir := range filepath.SplitList(path) {
 		p := filepath.Join(dir, name)

@@ -1,12 +1,14 @@
 package agent
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net/netip"
 	"os"
 	"path"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -26,6 +28,20 @@ func (b *boot) writeFiles() error {
 	defer root.Close()
 	if err := writeGuestFiles(root, b.cfg); err != nil {
 		return err
+	}
+	if b.cfg.Image != nil {
+		// /run is the tmpfs the new root gets: the exec helper and the
+		// embedded SSH server read the image's defaults here.
+		data, err := json.Marshal(b.cfg.Image)
+		if err == nil {
+			err = os.MkdirAll(filepath.Dir(guest.ImageConfigPath), 0o755)
+		}
+		if err == nil {
+			err = os.WriteFile(guest.ImageConfigPath, data, 0o644)
+		}
+		if err != nil {
+			return fmt.Errorf("writing the image config: %w", err)
+		}
 	}
 	if err := installExec(root); err != nil {
 		// SSH commands still run, only without the group signals.

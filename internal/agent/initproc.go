@@ -2,6 +2,7 @@ package agent
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -50,16 +51,41 @@ func forkServe() (int, error) {
 func (b *boot) execInit() error {
 	if b.init == "" {
 		b.log.Printf("the image has no init (%v): staying as a minimal init", initCandidates)
-		return nil
+		return mountMinimal()
 	}
 	b.log.Printf("exec %s", b.init)
 	return unix.Exec(b.init, []string{b.init}, os.Environ())
 }
 
+// minimalMounts are what an init mounts that the boot has not: PTYs for
+// SSH sessions, shared memory and a /tmp.
+var minimalMounts = []struct {
+	dir, fstype, data string
+	flags             uintptr
+	mode              os.FileMode
+}{
+	{"/dev/pts", "devpts", "ptmxmode=0666,mode=0620", unix.MS_NOSUID | unix.MS_NOEXEC, 0o755},
+	{"/dev/shm", "tmpfs", "mode=1777", unix.MS_NOSUID | unix.MS_NODEV, 0o1777},
+	{"/tmp", "tmpfs", "mode=1777", unix.MS_NOSUID | unix.MS_NODEV, 0o1777},
+}
+
+// mountMinimal mounts minimalMounts, making the directories an image may
+// lack (the root is the writable overlay).
+func mountMinimal() error {
+	for _, m := range minimalMounts {
+		if err := os.MkdirAll(m.dir, m.mode); err != nil {
+			return fmt.Errorf("creating %s: %w", m.dir, err)
+		}
+		if err := unix.Mount(m.fstype, m.dir, m.fstype, m.flags, m.data); err != nil && !errors.Is(err, unix.EBUSY) {
+			return fmt.Errorf("mounting %s on %s: %w", m.fstype, m.dir, err)
+		}
+	}
+	return nil
+}
+
 // minimalInit is PID 1 for images without an init: it reaps orphans,
 // restarts the control-channel server if it dies, and on Ctrl-Alt-Del,
 // SIGTERM or SIGPWR stops everything and powers off.
-// TODO: serve SSH here for images without sshd (see the brief's Guest part).
 func (b *boot) minimalInit() {
 	// Ctrl-Alt-Del (Firecracker's SendCtrlAltDel) then sends SIGINT here
 	// rather than resetting the machine on the spot.

@@ -231,14 +231,46 @@ type VMLogs struct {
 
 // Image is an image as the API shows it.
 type Image struct {
-	Name       string    `json:"name"`
-	KernelPath string    `json:"kernel_path"`
-	InitrdPath string    `json:"initrd_path,omitempty"`
-	RootfsPath string    `json:"rootfs_path"`
-	Source     string    `json:"source"`
-	Digest     string    `json:"digest"`
-	SizeBytes  int64     `json:"size_bytes"`
-	CreatedAt  time.Time `json:"created_at"`
+	Name       string `json:"name"`
+	KernelPath string `json:"kernel_path"`
+	InitrdPath string `json:"initrd_path,omitempty"`
+	RootfsPath string `json:"rootfs_path"`
+	Source     string `json:"source"`
+	Digest     string `json:"digest"`
+	SizeBytes  int64  `json:"size_bytes"`
+	// Config is an OCI image's runtime config.
+	Config    *ImageConfig `json:"config,omitempty"`
+	CreatedAt time.Time    `json:"created_at"`
+}
+
+// ImageConfig is an OCI image's runtime config, as docker honours it.
+type ImageConfig struct {
+	Env        []string `json:"env,omitempty"`
+	Entrypoint []string `json:"entrypoint,omitempty"`
+	Cmd        []string `json:"cmd,omitempty"`
+	WorkingDir string   `json:"working_dir,omitempty"`
+	User       string   `json:"user,omitempty"`
+}
+
+// ImagePullParams asks for an image: a catalog name or an OCI reference.
+type ImagePullParams struct {
+	Name string `json:"name"`
+	// As is the local name (default: Name as given).
+	As string `json:"as,omitempty"`
+	// Auth is the caller's own registry credential, resolved on the
+	// caller's side, used for this pull only and never stored.
+	Auth     *RegistryAuth `json:"auth,omitempty"`
+	Insecure bool          `json:"insecure,omitempty"`
+	Platform string        `json:"platform,omitempty"`
+}
+
+// RegistryAuth is a registry credential as docker's config holds one.
+type RegistryAuth struct {
+	Username      string `json:"username,omitempty"`
+	Password      string `json:"password,omitempty"`
+	Auth          string `json:"auth,omitempty"`
+	IdentityToken string `json:"identity_token,omitempty"`
+	RegistryToken string `json:"registry_token,omitempty"`
 }
 
 // ImageRef names one image.

@@ -155,7 +155,7 @@ func (h *Host) Prepare(ctx context.Context, vm model.VM) (spec vmm.Spec, err err
 	if err := h.ensureDisks(ctx, vm); err != nil {
 		return vmm.Spec{}, err
 	}
-	if err := h.writeConfigDisk(vm); err != nil {
+	if err := h.writeConfigDisk(vm, im.Config); err != nil {
 		return vmm.Spec{}, err
 	}
 	var tap string
@@ -187,7 +187,7 @@ func (h *Host) Prepare(ctx context.Context, vm model.VM) (spec vmm.Spec, err err
 	}, nil
 }
 
-func (h *Host) writeConfigDisk(vm model.VM) error {
+func (h *Host) writeConfigDisk(vm model.VM, ic *model.ImageConfig) error {
 	hostKey, err := os.ReadFile(h.file(vm, "ssh_host_ed25519_key"))
 	if err != nil {
 		return fmt.Errorf("reading vm host key: %w", err)
@@ -201,6 +201,9 @@ func (h *Host) writeConfigDisk(vm model.VM) error {
 		AuthorizedKeys: []string{guestssh.AuthorizedKey(h.signer)},
 		HostKey:        string(hostKey),
 		HostKeyPub:     hostPub,
+	}
+	if ic != nil {
+		cfg.Image = &guest.ImageConfig{Env: ic.Env, Entrypoint: ic.Entrypoint, Cmd: ic.Cmd, WorkingDir: ic.WorkingDir, User: ic.User}
 	}
 	if vm.NetworkMode() != model.NetworkNone {
 		gw := model.Gateway(h.cfg.Subnet)

@@ -1,42 +1,130 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
+
+	"github.com/banger-dev/banger/internal/api"
+	"github.com/banger-dev/banger/internal/client"
 )
 
 func (a *app) imagePullCommand() *cobra.Command {
-	var detach bool
+	var (
+		detach bool
+		p      api.ImagePullParams
+	)
 	cmd := &cobra.Command{
-		Use:   "pull NAME",
-		Short: "Fetch or build an image (debian-12 is built from Debian packages)",
-		Args:  exactArgs(1, "one image name"),
+		Use:   "pull NAME|REFERENCE",
+		Short: "Fetch or build an image: a catalog name (debian-12) or any OCI image reference",
+		Long: "Builds a catalog image (debian-12, from Debian packages) or pulls an image from an\n" +
+			"OCI registry (registry/repo:tag, @sha256:..., Docker Hub short names). Layers are\n" +
+			"cached by digest and shared between images; pulling again follows a moved tag.\n" +
+			"Credentials are your own docker/podman login (and credential helpers), read as you\n" +
+			"and handed to the daemon for this pull only.",
+		Example: "  banger image pull debian-12\n  banger image pull docker.io/library/alpine:3.20\n  banger image pull localhost:5000/team/app:1 --name app",
+		Args:    exactArgs(1, "one image name or reference"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			c, err := a.client(ctx)
 			if err != nil {
 				return err
 			}
-			o, err := c.ImagePull(ctx, args[0])
-			if err != nil {
-				return err
-			}
-			if detach {
-				fmt.Fprintln(a.streams.Out, o.ID)
-				return nil
-			}
-			final, err := a.waitOp(ctx, c, o, "pulling image "+args[0])
-			if err != nil {
+			p.Name = args[0]
+			final, err := a.pullImage(ctx, c, p, detach)
+			if err != nil || detach {
 				return err
 			}
 			if err := opErr(final); err != nil {
 				return err
 			}
-			fmt.Fprintf(a.streams.Out, "image %s ready\n", args[0])
+			fmt.Fprintf(a.streams.Out, "image %s ready\n", final.Target)
 			return nil
 		},
 	}
-	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "print the operation ID and return at once")
+	f := cmd.Flags()
+	f.BoolVarP(&detach, "detach", "d", false, "print the operation ID and return at once")
+	f.StringVar(&p.As, "name", "", "the local name of a pulled image (default: the reference as given)")
+	f.StringVar(&p.Platform, "platform", "", "os/arch[/variant] of a multi-platform image (default linux/amd64)")
+	f.BoolVar(&p.Insecure, "insecure", false, "allow plain HTTP to a registry that is not on loopback")
 	return cmd
+}
+
+// pullImage starts a pull, with the caller's own credential for the
+// registry of an OCI reference, and waits for it unless detach.
+func (a *app) pullImage(ctx context.Context, c *client.Client, p api.ImagePullParams, detach bool) (api.Operation, error) {
+	if isOCIRef(p.Name) {
+		auth, err := registryAuth(p.Name, p.Insecure)
+		if err != nil {
+			return api.Operation{}, err
+		}
+		p.Auth = auth
+	}
+	o, err := c.ImagePull(ctx, p)
+	if err != nil {
+		return api.Operation{}, err
+	}
+	if detach {
+		fmt.Fprintln(a.streams.Out, o.ID)
+		return o, nil
+	}
+	return a.waitOp(ctx, c, o, "pulling image "+p.Name)
+}
+
+// ensureImage pulls an OCI reference that is not local yet, as docker run
+// does; catalog names are fetched by the daemon itself.
+func (a *app) ensureImage(ctx context.Context, c *client.Client, ref string) error {
+	if !isOCIRef(ref) {
+		return nil
+	}
+	if _, err := c.ImageShow(ctx, ref); err == nil {
+		return nil
+	} else if !isNotFound(err) {
+		return err
+	}
+	final, err := a.pullImage(ctx, c, api.ImagePullParams{Name: ref}, false)
+	if err != nil {
+		return err
+	}
+	return opErr(final)
+}
+
+// isOCIRef is image.IsOCIRef on this side of the socket.
+func isOCIRef(ref string) bool {
+	for _, r := range ref {
+		if r == '/' || r == ':' || r == '@' {
+			return true
+		}
+	}
+	return false
+}
+
+// registryAuth reads the invoking user's credential for ref's registry
+// (docker and podman login files, credential helpers). None is fine: the
+// pull goes anonymous.
+func registryAuth(ref string, insecure bool) (*api.RegistryAuth, error) {
+	opts := []name.Option{name.WeakValidation}
+	if insecure {
+		opts = append(opts, name.Insecure)
+	}
+	r, err := name.ParseReference(ref, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("image reference %q: %w", ref, err)
+	}
+	authr, err := authn.DefaultKeychain.Resolve(r.Context().Registry)
+	if err != nil {
+		return nil, fmt.Errorf("reading your registry credentials for %s: %w", r.Context().RegistryStr(), err)
+	}
+	cfg, err := authr.Authorization()
+	if err != nil {
+		return nil, fmt.Errorf("reading your registry credentials for %s: %w", r.Context().RegistryStr(), err)
+	}
+	if *cfg == (authn.AuthConfig{}) {
+		return nil, nil
+	}
+	return &api.RegistryAuth{Username: cfg.Username, Password: cfg.Password, Auth: cfg.Auth,
+		IdentityToken: cfg.IdentityToken, RegistryToken: cfg.RegistryToken}, nil
 }

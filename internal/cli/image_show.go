@@ -36,6 +36,23 @@ func (a *app) imageShowCommand() *cobra.Command {
 				row(tw, "Initrd:", im.InitrdPath)
 			}
 			row(tw, "Rootfs:", im.RootfsPath)
+			if c := im.Config; c != nil {
+				if len(c.Entrypoint) > 0 {
+					row(tw, "Entrypoint:", shellQuote(c.Entrypoint))
+				}
+				if len(c.Cmd) > 0 {
+					row(tw, "Cmd:", shellQuote(c.Cmd))
+				}
+				if c.WorkingDir != "" {
+					row(tw, "Workdir:", c.WorkingDir)
+				}
+				if c.User != "" {
+					row(tw, "User:", c.User)
+				}
+				for _, e := range c.Env {
+					row(tw, "Env:", e)
+				}
+			}
 			row(tw, "Created:", im.CreatedAt.Local().Format(time.RFC3339))
 			return tw.Flush()
 		},

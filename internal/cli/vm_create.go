@@ -31,6 +31,9 @@ func (a *app) vmCreateCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := a.ensureImage(ctx, c, p.Image); err != nil {
+				return err
+			}
 			res, err := c.VMCreate(ctx, p)
 			if err != nil {
 				return err

@@ -22,21 +22,19 @@ func (a *app) vmRunCommand() *cobra.Command {
 		e     execFlags
 	)
 	cmd := &cobra.Command{
-		Use:   "run [flags] -- CMD...",
+		Use:   "run [flags] [-- CMD...]",
 		Short: "Create and boot a VM, run a command in it, and exit with its status",
 		Long: "Creates a VM, boots it, runs CMD in it (its words are its argv, as for `vm ssh`)\n" +
 			"and exits with CMD's status. With --rm the VM belongs to this command: the daemon\n" +
 			"deletes it when the command ends, however it ends (exit, Ctrl-C, SIGTERM, SIGHUP,\n" +
-			"a broken pipe, or banger being killed).",
+			"a broken pipe, or banger being killed).\n\n" +
+			"An OCI image's entrypoint and cmd are honoured as docker run does: without CMD\n" +
+			"the image's entrypoint and cmd run; with CMD, the entrypoint runs with CMD as its\n" +
+			"arguments. Its env, working directory and user are the defaults of every command.",
 		Example: "  banger vm run -- uname -a\n" +
 			"  banger vm run --rm --memory 2G -- sh -c 'nproc; free -m'\n" +
-			"  banger vm run --rm -it -- bash",
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 0 {
-				return usagef(cmd, "give the command to run after --: banger vm run -- CMD...")
-			}
-			return nil
-		},
+			"  banger vm run --rm -it -- bash\n" +
+			"  banger vm run --rm --image docker.io/library/busybox:1.36 -- busybox uname -a",
 		RunE: func(cmd *cobra.Command, args []string) (err error) {
 			ctx := cmd.Context()
 			if err := e.check(cmd); err != nil {
@@ -51,6 +49,15 @@ func (a *app) vmRunCommand() *cobra.Command {
 			c, err := a.client(ctx)
 			if err != nil {
 				return err
+			}
+			if err := a.ensureImage(ctx, c, p.Image); err != nil {
+				return err
+			}
+			if args, err = a.runArgv(ctx, c, p.Image, args); err != nil {
+				return err
+			}
+			if len(args) == 0 {
+				return usagef(cmd, "give the command to run after --: banger vm run -- CMD... (the image has no entrypoint or cmd)")
 			}
 			var res api.VMCreateResult
 			if rm {
@@ -116,6 +123,25 @@ func (a *app) vmRunCommand() *cobra.Command {
 	f.BoolVar(&rm, "rm", false, "delete the VM afterwards, whatever happened")
 	e.add(f)
 	return cmd
+}
+
+// runArgv is what vm run runs: as docker run, an OCI image's
+// entrypoint with args, or with its cmd when there are no args.
+func (a *app) runArgv(ctx context.Context, c *client.Client, ref string, args []string) ([]string, error) {
+	if ref == "" {
+		return args, nil
+	}
+	im, err := c.ImageShow(ctx, ref)
+	if isNotFound(err) {
+		return args, nil // a catalog image the daemon will fetch
+	}
+	if err != nil || im.Config == nil {
+		return args, err
+	}
+	if len(args) == 0 {
+		args = im.Config.Cmd
+	}
+	return append(append([]string{}, im.Config.Entrypoint...), args...), nil
 }
 
 // isNotFound reports whether the daemon answered "not found".

@@ -165,9 +165,9 @@ func (c *Client) ImageDelete(ctx context.Context, name string) error {
 }
 
 // ImagePull is image.pull: it starts an operation.
-func (c *Client) ImagePull(ctx context.Context, name string) (api.Operation, error) {
+func (c *Client) ImagePull(ctx context.Context, p api.ImagePullParams) (api.Operation, error) {
 	var out api.Operation
-	return out, c.call(ctx, api.MethodImagePull, api.ImageRef{Name: name}, &out)
+	return out, c.call(ctx, api.MethodImagePull, p, &out)
 }
 
 // VMStats is vm.stats.

@@ -4,7 +4,9 @@ import (
 	"context"
 
 	"github.com/banger-dev/banger/internal/api"
+	"github.com/banger-dev/banger/internal/image"
 	"github.com/banger-dev/banger/internal/model"
+	"github.com/banger-dev/banger/internal/oci"
 	"github.com/banger-dev/banger/internal/rpc"
 )
 
@@ -32,8 +34,12 @@ func (d *Daemon) imageDelete(ctx context.Context, _ rpc.Caller, p api.ImageRef) 
 	return api.Empty{}, d.images.Delete(ctx, p.Name)
 }
 
-func (d *Daemon) imagePull(ctx context.Context, _ rpc.Caller, p api.ImageRef) (api.Operation, error) {
-	o, err := d.images.Pull(ctx, p.Name)
+func (d *Daemon) imagePull(ctx context.Context, _ rpc.Caller, p api.ImagePullParams) (api.Operation, error) {
+	req := image.PullRequest{Ref: p.Name, Name: p.As, Insecure: p.Insecure, Platform: p.Platform}
+	if a := p.Auth; a != nil {
+		req.Auth = &oci.Auth{Username: a.Username, Password: a.Password, Auth: a.Auth, IdentityToken: a.IdentityToken, RegistryToken: a.RegistryToken}
+	}
+	o, err := d.images.Pull(ctx, req)
 	if err != nil {
 		return api.Operation{}, err
 	}
@@ -44,5 +50,13 @@ func wireImage(im model.Image) api.Image {
 	return api.Image{
 		Name: im.Name, KernelPath: im.KernelPath, InitrdPath: im.InitrdPath, RootfsPath: im.RootfsPath,
 		Source: im.Source, Digest: im.Digest, SizeBytes: im.SizeBytes, CreatedAt: im.CreatedAt,
+		Config: wireImageConfig(im.Config),
 	}
+}
+
+func wireImageConfig(c *model.ImageConfig) *api.ImageConfig {
+	if c == nil {
+		return nil
+	}
+	return &api.ImageConfig{Env: c.Env, Entrypoint: c.Entrypoint, Cmd: c.Cmd, WorkingDir: c.WorkingDir, User: c.User}
 }

@@ -63,7 +63,23 @@ type Config struct {
 	HostKeyPub string `json:"host_key_pub"`
 	// Hosts are extra /etc/hosts entries, name → IP.
 	Hosts map[string]string `json:"hosts,omitempty"`
+	// Image is an OCI image's runtime config: the defaults of every
+	// command run in the guest (nil for images that bring their own init).
+	Image *ImageConfig `json:"image,omitempty"`
 }
+
+// ImageConfig is what an OCI image says about running commands in it.
+type ImageConfig struct {
+	Env        []string `json:"env,omitempty"`
+	Entrypoint []string `json:"entrypoint,omitempty"`
+	Cmd        []string `json:"cmd,omitempty"`
+	WorkingDir string   `json:"working_dir,omitempty"`
+	User       string   `json:"user,omitempty"`
+}
+
+// ImageConfigPath is where the agent keeps the image config in the guest,
+// for the exec helper and the embedded SSH server.
+const ImageConfigPath = "/run/banger/image.json"
 
 // EncodeDisk renders cfg as a config disk image of ConfigDiskSize bytes.
 func EncodeDisk(cfg Config) ([]byte, error) {

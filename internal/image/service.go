@@ -89,24 +89,38 @@ func (s *Service) Delete(ctx context.Context, name string) error {
 	return nil
 }
 
-// Pull starts an operation that makes name local.
-func (s *Service) Pull(ctx context.Context, name string) (model.Operation, error) {
+// Pull starts an operation that makes an image local: a catalog entry is
+// fetched or built, an OCI reference pulled (again: a moved tag is
+// followed).
+func (s *Service) Pull(ctx context.Context, req PullRequest) (model.Operation, error) {
+	name := req.Ref
 	if err := model.ValidateImageRef(name); err != nil {
 		return model.Operation{}, err
 	}
-	if _, ok := s.catalog.Lookup(name); !ok {
-		if _, err := s.store.GetImage(ctx, name); err != nil {
-			return model.Operation{}, s.unknown(name)
+	if req.Name != "" {
+		if err := model.ValidateImageRef(req.Name); err != nil {
+			return model.Operation{}, err
+		}
+		name = req.Name
+	}
+	if _, ok := s.catalog.Lookup(req.Ref); !ok && IsOCIRef(req.Ref) {
+		return s.ops.Begin("image.pull", name, func(ctx context.Context, p *op.Progress) error {
+			return s.pullOCI(ctx, p, req)
+		}), nil
+	}
+	if _, ok := s.catalog.Lookup(req.Ref); !ok {
+		if _, err := s.store.GetImage(ctx, req.Ref); err != nil {
+			return model.Operation{}, s.unknown(req.Ref)
 		}
 	}
-	return s.ops.Begin("image.pull", name, func(ctx context.Context, p *op.Progress) error {
-		_, err := s.Ensure(ctx, name, func(phase string) { p.Phase(phase, 0) })
+	return s.ops.Begin("image.pull", req.Ref, func(ctx context.Context, p *op.Progress) error {
+		_, err := s.Ensure(ctx, req.Ref, func(phase string) { p.Phase(phase, 0) })
 		return err
 	}), nil
 }
 
 func (s *Service) unknown(name string) error {
-	return model.Errorf(model.ErrNotFound, "image %q is neither registered nor in the catalog (catalog: %v)", name, s.catalog.Names())
+	return model.Errorf(model.ErrNotFound, "image %q is neither registered nor in the catalog (catalog: %v); a registry image is named by its reference, such as docker.io/library/alpine:3.20", name, s.catalog.Names())
 }
 
 // Ensure returns the named image, building it from its catalog recipe
@@ -134,7 +148,7 @@ func (s *Service) Ensure(ctx context.Context, name string, progress func(string)
 		return model.Image{}, fmt.Errorf("building image %s: %w", name, err)
 	}
 	progress("installing image")
-	im, err = s.publish(ctx, name, entry.Source, art)
+	im, err = s.publish(ctx, name, entry.Source, art, nil)
 	if err != nil {
 		return model.Image{}, err
 	}
@@ -145,7 +159,7 @@ func (s *Service) Ensure(ctx context.Context, name string, progress func(string)
 // publish links the cached artifacts into a staging directory, then
 // within publishMu renames it into place and records it. A concurrent
 // publisher of the same name loses cleanly and gets the winner's image.
-func (s *Service) publish(ctx context.Context, name, source string, art Artifacts) (model.Image, error) {
+func (s *Service) publish(ctx context.Context, name, source string, art Artifacts, cfg *model.ImageConfig) (model.Image, error) {
 	if err := os.MkdirAll(s.cfg.Layout.ImagesDir(), 0o750); err != nil {
 		return model.Image{}, fmt.Errorf("creating images directory: %w", err)
 	}
@@ -165,7 +179,7 @@ func (s *Service) publish(ctx context.Context, name, source string, art Artifact
 	im := model.Image{
 		Name: name, KernelPath: filepath.Join(final, "vmlinuz"), RootfsPath: filepath.Join(final, "rootfs.ext4"),
 		ModulesPath: filepath.Join(final, "modules", filepath.Base(art.ModulesDir)),
-		Source:      source, Digest: art.Digest, SizeBytes: art.SizeBytes, CreatedAt: time.Now().UTC(),
+		Source:      source, Digest: art.Digest, SizeBytes: art.SizeBytes, Config: cfg, CreatedAt: time.Now().UTC(),
 	}
 
 	s.publishMu.Lock()

@@ -45,7 +45,20 @@ type Image struct {
 	Source      string
 	Digest      string
 	SizeBytes   int64
-	CreatedAt   time.Time
+	// Config is an OCI image's runtime config (nil for images with none).
+	Config    *ImageConfig
+	CreatedAt time.Time
+}
+
+// ImageConfig is what an OCI image says about running it, as docker
+// honours it: the environment, the default command, the working directory
+// and the user.
+type ImageConfig struct {
+	Env        []string `json:"env,omitempty"`
+	Entrypoint []string `json:"entrypoint,omitempty"`
+	Cmd        []string `json:"cmd,omitempty"`
+	WorkingDir string   `json:"working_dir,omitempty"`
+	User       string   `json:"user,omitempty"`
 }
 
 // OpState is where an asynchronous operation is.

@@ -3,28 +3,43 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 
 	"github.com/banger-dev/banger/internal/model"
 )
 
-const imageColumns = `name, kernel_path, initrd_path, rootfs_path, modules_path, source, digest, size_bytes, created_at`
+const imageColumns = `name, kernel_path, initrd_path, rootfs_path, modules_path, source, digest, size_bytes, config, created_at`
 
 func scanImage(r rowScanner) (model.Image, error) {
 	var (
-		im      model.Image
-		created string
+		im              model.Image
+		created, config string
 	)
-	err := r.Scan(&im.Name, &im.KernelPath, &im.InitrdPath, &im.RootfsPath, &im.ModulesPath, &im.Source, &im.Digest, &im.SizeBytes, &created)
+	err := r.Scan(&im.Name, &im.KernelPath, &im.InitrdPath, &im.RootfsPath, &im.ModulesPath, &im.Source, &im.Digest, &im.SizeBytes, &config, &created)
+	if err == nil && config != "" {
+		var c model.ImageConfig
+		if jerr := json.Unmarshal([]byte(config), &c); jerr == nil {
+			im.Config = &c
+		}
+	}
 	im.CreatedAt = parseTime(created)
 	return im, err
 }
 
+func configColumn(c *model.ImageConfig) string {
+	if c == nil {
+		return ""
+	}
+	b, _ := json.Marshal(c)
+	return string(b)
+}
+
 // InsertImage registers an image; a name clash is model.ErrConflict.
 func (s *Store) InsertImage(ctx context.Context, im model.Image) error {
-	_, err := s.exec(ctx, `INSERT INTO images (`+imageColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		im.Name, im.KernelPath, im.InitrdPath, im.RootfsPath, im.ModulesPath, im.Source, im.Digest, im.SizeBytes, fmtTime(im.CreatedAt))
+	_, err := s.exec(ctx, `INSERT INTO images (`+imageColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		im.Name, im.KernelPath, im.InitrdPath, im.RootfsPath, im.ModulesPath, im.Source, im.Digest, im.SizeBytes, configColumn(im.Config), fmtTime(im.CreatedAt))
 	if isUnique(err) {
 		return model.Errorf(model.ErrConflict, "image name %q is already in use", im.Name)
 	}

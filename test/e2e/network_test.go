@@ -53,6 +53,10 @@ func TestNetworkNone(t *testing.T) {
 	}
 
 	w.portAnswers(2223)
+	// A terminal through the tunnel, on the image's own sshd.
+	if out, code := w.runTTY("", "vm", "ssh", "-t", "iso", "--", "sh", "-c", "tty; stty size"); code != 0 || !strings.Contains(out, "/dev/pts/") || !strings.Contains(out, "40 120") {
+		t.Errorf("vm ssh -t: exit %d, %q", code, out)
+	}
 	cfg := filepath.Join(w.dir, "ssh_config")
 	if err := os.WriteFile(cfg, []byte(w.ok("vm", "ssh-config", "iso")), 0o600); err != nil {
 		t.Fatal(err)

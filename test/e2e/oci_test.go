@@ -1,0 +1,239 @@
+package e2e
+
+import (
+	"archive/tar"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+)
+
+// registryPort is where the test's registry listens, on the loopback of
+// the test's network namespace.
+const registryPort = 5000
+
+// startRegistry runs Debian's docker-registry (the CNCF distribution
+// registry) in the world's namespace, storing under the world's dir.
+func (w *world) startRegistry() string {
+	t := w.t
+	t.Helper()
+	bin, err := exec.LookPath("docker-registry")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("docker-registry is not installed (scripts/deps installs it)")
+		}
+		t.Skip("docker-registry is not installed")
+	}
+	dir := filepath.Join(w.dir, "registry")
+	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%d\n", dir, registryPort)
+	cfgPath := filepath.Join(w.dir, "registry.yml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logf, err := os.Create(filepath.Join(w.dir, "registry.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("ip", "netns", "exec", w.ns, bin, "serve", cfgPath)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		logf.Close()
+	})
+	addr := fmt.Sprintf("127.0.0.1:%d", registryPort)
+	for i := 0; ; i++ {
+		out, err := exec.Command("ip", "netns", "exec", w.ns, "bash", "-c", "exec 3<>/dev/tcp/"+strings.Replace(addr, ":", "/", 1)).CombinedOutput()
+		if err == nil {
+			break
+		}
+		if i > 100 {
+			t.Fatalf("the registry does not answer: %v %s", err, out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return addr
+}
+
+// pushImages pushes the test images from inside the namespace, by running
+// this test binary there (pushMain).
+func (w *world) pushImages(registry string) {
+	w.t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	cmd := exec.Command("ip", "netns", "exec", w.ns, exe)
+	cmd.Env = append(os.Environ(), "BANGER_E2E_PUSH="+registry)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		w.t.Fatalf("pushing the test images: %v\n%s", err, out)
+	}
+}
+
+// pushMain builds the test images and pushes them to registry:
+//   - bb:1, init-less: busybox-static with its applets as symlinks, a user
+//     "app" (uid 1000), an env, a working directory and a cmd; a second
+//     layer whites out a file of the first and adds one;
+//   - bb:2, the same content under a new tag plus one layer (shares the
+//     first two layers with bb:1).
+func pushMain(registry string) int {
+	busybox, err := os.ReadFile("/usr/bin/busybox")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "busybox-static is not installed:", err)
+		return 1
+	}
+	type entry struct {
+		name, link, body string
+		mode             int64
+		typ              byte
+	}
+	mkLayer := func(ents []entry) v1.Layer {
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		for _, e := range ents {
+			hdr := &tar.Header{Name: e.name, Linkname: e.link, Mode: e.mode, Typeflag: e.typ, Size: int64(len(e.body)), ModTime: time.Unix(1700000000, 0)}
+			if err := tw.WriteHeader(hdr); err != nil {
+				panic(err)
+			}
+			_, _ = tw.Write([]byte(e.body))
+		}
+		_ = tw.Close()
+		data := buf.Bytes()
+		l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
+		if err != nil {
+			panic(err)
+		}
+		return l
+	}
+	base := []entry{
+		{name: "bin/", mode: 0o755, typ: tar.TypeDir},
+		{name: "bin/busybox", mode: 0o755, typ: tar.TypeReg, body: string(busybox)},
+		{name: "etc/", mode: 0o755, typ: tar.TypeDir},
+		{name: "etc/passwd", mode: 0o644, typ: tar.TypeReg, body: "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n"},
+		{name: "etc/group", mode: 0o644, typ: tar.TypeReg, body: "root:x:0:\napp:x:1000:\n"},
+		{name: "etc/motd", mode: 0o644, typ: tar.TypeReg, body: "lower\n"},
+		{name: "home/", mode: 0o755, typ: tar.TypeDir},
+		{name: "home/app/", mode: 0o755, typ: tar.TypeDir},
+		{name: "srv/", mode: 0o777, typ: tar.TypeDir},
+	}
+	for _, applet := range []string{"sh", "ls", "cat", "echo", "id", "pwd", "tty", "sleep", "uname", "tar", "mkdir", "rm", "env", "sha256sum", "stat", "test", "["} {
+		base = append(base, entry{name: "bin/" + applet, link: "busybox", mode: 0o777, typ: tar.TypeSymlink})
+	}
+	upper := []entry{
+		{name: "etc/.wh.motd", typ: tar.TypeReg, mode: 0o644},
+		{name: "etc/issue", typ: tar.TypeReg, mode: 0o644, body: "upper\n"},
+	}
+	cfg := v1.Config{Env: []string{"PATH=/bin", "GREETING=hello"}, WorkingDir: "/srv", User: "app",
+		Cmd: []string{"/bin/sh", "-c", "echo from-cmd $GREETING"}}
+	push := func(tag string, layers ...v1.Layer) error {
+		img, err := mutate.AppendLayers(empty.Image, layers...)
+		if err != nil {
+			return err
+		}
+		if img, err = mutate.Config(img, cfg); err != nil {
+			return err
+		}
+		ref, err := name.ParseReference(registry + "/bb:" + tag)
+		if err != nil {
+			return err
+		}
+		return remote.Write(ref, img)
+	}
+	l1, l2 := mkLayer(base), mkLayer(upper)
+	if err := push("1", l1, l2); err != nil {
+		fmt.Fprintln(os.Stderr, "push bb:1:", err)
+		return 1
+	}
+	if err := push("2", l1, l2, mkLayer([]entry{{name: "etc/v2", typ: tar.TypeReg, mode: 0o644, body: "2\n"}})); err != nil {
+		fmt.Fprintln(os.Stderr, "push bb:2:", err)
+		return 1
+	}
+	return 0
+}
+
+// An init-less image from a real registry boots with banger-agent as PID
+// 1 serving SSH itself; its config (cmd, env, working directory, user) is
+// honoured as docker run honours it; a second pull fetches only the
+// manifest, and a tag sharing layers fetches only its own.
+func TestOCIImageFromRegistry(t *testing.T) {
+	w := newWorld(t)
+	reg := w.startRegistry()
+	w.pushImages(reg)
+	ref := reg + "/bb:1"
+	w.ok("image", "pull", ref)
+	var im struct {
+		Digest string `json:"digest"`
+		Config struct {
+			Cmd  []string `json:"cmd"`
+			User string   `json:"user"`
+		} `json:"config"`
+	}
+	if err := json.Unmarshal([]byte(w.ok("image", "show", ref, "--json")), &im); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(im.Digest, "sha256:") || im.Config.User != "app" || len(im.Config.Cmd) != 3 {
+		t.Fatalf("image show: %+v", im)
+	}
+	// Pulled again: current, nothing downloaded.
+	start := time.Now()
+	w.ok("image", "pull", ref)
+	t.Logf("warm re-pull took %v", time.Since(start))
+	if log, _ := os.ReadFile(filepath.Join(w.stateDir, "bangerd.log")); !strings.Contains(string(log), `"image is current"`) && !strings.Contains(string(log), "image is current") {
+		t.Error("the second pull did not find the image current")
+	}
+
+	out := w.ok("vm", "run", "--rm", "--image", ref)
+	if strings.TrimSpace(out) != "from-cmd hello" {
+		t.Errorf("vm run with no command ran %q, want the image's cmd", out)
+	}
+	out = w.ok("vm", "run", "--name", "bb", "--image", ref, "--", "sh", "-c", `id -u; pwd; echo $GREETING; cat /etc/issue; test -e /etc/motd && echo motd-visible; cat /proc/1/comm`)
+	// PID 1 is banger-agent, the initramfs's /init.
+	if want := "1000\n/srv\nhello\nupper\ninit\n"; out != want {
+		t.Errorf("in the image:\n%s\nwant:\n%s", out, want)
+	}
+	if out := w.ok("vm", "ssh", "bb", "-e", "GREETING=bye", "-u", "root", "-w", "/", "--", "sh", "-c", "id -u; pwd; echo $GREETING"); out != "0\n/\nbye\n" {
+		t.Errorf("--env/--user/--workdir over the image's: %q", out)
+	}
+	// A terminal: a pts, its size, and input typed at it.
+	if out, code := w.runTTY("", "vm", "ssh", "-t", "bb", "--", "sh", "-c", "tty; stty size"); code != 0 || !strings.Contains(out, "/dev/pts/") || !strings.Contains(out, "40 120") {
+		t.Errorf("vm ssh -t: exit %d, %q", code, out)
+	}
+	if out, code := w.runTTY("typed\r", "vm", "ssh", "-t", "bb", "--", "sh", "-c", "read x; echo got $x"); code != 0 || !strings.Contains(out, "got typed") {
+		t.Errorf("typing at vm ssh -t: exit %d, %q", code, out)
+	}
+	if r := w.banger("vm", "ssh", "bb", "--", "sh", "-c", "exit 7"); r.code != 7 {
+		t.Errorf("exit status through the embedded ssh: %d", r.code)
+	}
+	// Stdin reaches the command.
+	cmd := exec.Command("ip", "netns", "exec", w.ns, filepath.Join(binDir, "banger"), "--socket", w.socket,
+		"vm", "ssh", "bb", "--", "cat")
+	cmd.Stdin = strings.NewReader("through stdin\n")
+	if b, err := cmd.Output(); err != nil || string(b) != "through stdin\n" {
+		t.Errorf("stdin: %q, %v", b, err)
+	}
+	w.ok("vm", "delete", "--force", "bb")
+
+	// bb:2 shares two layers: only the new one is fetched.
+	w.ok("image", "pull", reg+"/bb:2")
+	blobs, _ := os.ReadDir(filepath.Join(w.stateDir, "oci", "blobs", "sha256"))
+	if len(blobs) != 3 {
+		t.Errorf("%d layer blobs cached for two images sharing two layers, want 3", len(blobs))
+	}
+}
