@@ -73,8 +73,9 @@ func (w *world) startRegistry() string {
 }
 
 // pushImages pushes the test images from inside the namespace, by running
-// this test binary there (pushMain).
-func (w *world) pushImages(registry string) {
+// this test binary there (pushMain). With a rootfs directory it pushes that
+// tree as the one-layer image deb:12 instead.
+func (w *world) pushImages(registry string, rootfs ...string) {
 	w.t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -82,6 +83,9 @@ func (w *world) pushImages(registry string) {
 	}
 	cmd := exec.Command("ip", "netns", "exec", w.ns, exe)
 	cmd.Env = append(os.Environ(), "BANGER_E2E_PUSH="+registry)
+	if len(rootfs) == 1 {
+		cmd.Env = append(cmd.Env, "BANGER_E2E_PUSH_ROOTFS="+rootfs[0])
+	}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		w.t.Fatalf("pushing the test images: %v\n%s", err, out)
 	}
@@ -94,6 +98,9 @@ func (w *world) pushImages(registry string) {
 //   - bb:2, the same content under a new tag plus one layer (shares the
 //     first two layers with bb:1).
 func pushMain(registry string) int {
+	if root := os.Getenv("BANGER_E2E_PUSH_ROOTFS"); root != "" {
+		return pushRootfs(registry, root)
+	}
 	busybox, err := os.ReadFile("/usr/bin/busybox")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "busybox-static is not installed:", err)
@@ -235,5 +242,120 @@ func TestOCIImageFromRegistry(t *testing.T) {
 	blobs, _ := os.ReadDir(filepath.Join(w.stateDir, "oci", "blobs", "sha256"))
 	if len(blobs) != 3 {
 		t.Errorf("%d layer blobs cached for two images sharing two layers, want 3", len(blobs))
+	}
+}
+
+// pushRootfs pushes the tree at root (owners, modes, symlinks, hard
+// links) as registry/deb:12, one layer, with no config of its own: a
+// systemd Debian image as a team would build one.
+func pushRootfs(registry, root string) int {
+	f, err := os.CreateTemp("", "rootfs-*.tar")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.Remove(f.Name())
+	tw := tar.NewWriter(f)
+	links := map[uint64]string{}
+	err = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil || p == root {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		target := ""
+		if fi.Mode()&os.ModeSymlink != 0 {
+			if target, err = os.Readlink(p); err != nil {
+				return err
+			}
+		} else if !fi.Mode().IsRegular() && !fi.IsDir() {
+			return nil // no devices or sockets in a test image
+		}
+		hdr, err := tar.FileInfoHeader(fi, target)
+		if err != nil {
+			return err
+		}
+		hdr.Name, hdr.Uname, hdr.Gname = rel, "", ""
+		if fi.IsDir() {
+			hdr.Name += "/"
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		if fi.Mode().IsRegular() && st.Nlink > 1 {
+			if first, ok := links[st.Ino]; ok {
+				hdr.Typeflag, hdr.Linkname, hdr.Size = tar.TypeLink, first, 0
+			} else {
+				links[st.Ino] = rel
+			}
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if hdr.Typeflag == tar.TypeReg {
+			in, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			defer in.Close()
+			_, err = io.Copy(tw, in)
+			return err
+		}
+		return nil
+	})
+	if err == nil {
+		err = tw.Close()
+	}
+	if err == nil {
+		err = f.Close()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "making the rootfs layer:", err)
+		return 1
+	}
+	layer, err := tarball.LayerFromFile(f.Name())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	img, err := mutate.AppendLayers(empty.Image, layer)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	ref, err := name.ParseReference(registry + "/deb:12")
+	if err == nil {
+		err = remote.Write(ref, img)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "push deb:12:", err)
+		return 1
+	}
+	return 0
+}
+
+// A systemd Debian image from a registry (the debian-12 rootfs, read out
+// of its ext4 with debugfs, never mounted) boots its own init and sshd.
+func TestOCISystemdImage(t *testing.T) {
+	w := newWorld(t)
+	reg := w.startRegistry()
+	root := filepath.Join(w.dir, "debroot")
+	if err := os.Mkdir(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(imageCache, "debian-12-rootfs.ext4")
+	if matches, _ := filepath.Glob(filepath.Join(imageCache, "*", "rootfs.ext4")); len(matches) > 0 {
+		img = matches[0]
+	}
+	if out, err := exec.Command("debugfs", "-R", "rdump / "+root, img).CombinedOutput(); err != nil {
+		t.Fatalf("debugfs rdump: %v\n%s", err, out)
+	}
+	w.pushImages(reg, root)
+	start := time.Now()
+	out := w.ok("vm", "run", "--rm", "--image", reg+"/deb:12", "--", "sh", "-c", "cat /proc/1/comm; cat /etc/debian_version")
+	t.Logf("pull, boot and run took %v", time.Since(start))
+	if !strings.HasPrefix(out, "systemd\n12.") {
+		t.Errorf("in the systemd image: %q", out)
 	}
 }
