@@ -31,6 +31,10 @@ const (
 	MethodImageShow   = "image.show"
 	MethodImageDelete = "image.delete"
 	MethodImagePull   = "image.pull"
+	// MethodImageImport is a stream method: the client sends an image
+	// archive and half-closes; the daemon answers with one line, the
+	// operation that imports it (or an error object).
+	MethodImageImport = "image.import"
 
 	MethodWorkspaceRecord = "workspace.record"
 	MethodWorkspaceShow   = "workspace.show"
@@ -271,6 +275,17 @@ type RegistryAuth struct {
 	Auth          string `json:"auth,omitempty"`
 	IdentityToken string `json:"identity_token,omitempty"`
 	RegistryToken string `json:"registry_token,omitempty"`
+}
+
+// ImageImportParams name the image an import makes.
+type ImageImportParams struct {
+	Name string `json:"name"`
+}
+
+// ImageImportResult is the line an import's stream ends with.
+type ImageImportResult struct {
+	Operation *Operation `json:"operation,omitempty"`
+	Error     *string    `json:"error,omitempty"`
 }
 
 // ImageRef names one image.

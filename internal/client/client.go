@@ -5,8 +5,10 @@ package client
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"syscall"
 
@@ -140,6 +142,35 @@ func (c *Client) VMTunnel(ctx context.Context, name string, port int) (*net.Unix
 		return nil, c.explain(err)
 	}
 	return conn, nil
+}
+
+// ImageImport streams an image archive (a docker save tarball or an OCI
+// layout tar) to the daemon and returns the operation importing it.
+func (c *Client) ImageImport(ctx context.Context, r io.Reader, name string) (api.Operation, error) {
+	conn, err := c.rpc.Stream(ctx, api.MethodImageImport, api.ImageImportParams{Name: name}, nil)
+	if err != nil {
+		return api.Operation{}, c.explain(err)
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	if _, err := io.Copy(conn, r); err != nil {
+		return api.Operation{}, fmt.Errorf("sending the archive: %w", err)
+	}
+	if err := conn.CloseWrite(); err != nil {
+		return api.Operation{}, fmt.Errorf("sending the archive: %w", err)
+	}
+	var res api.ImageImportResult
+	if err := json.NewDecoder(conn).Decode(&res); err != nil {
+		return api.Operation{}, fmt.Errorf("reading the daemon's answer: %w", err)
+	}
+	if res.Error != nil {
+		return api.Operation{}, errors.New(*res.Error)
+	}
+	if res.Operation == nil {
+		return api.Operation{}, errors.New("the daemon started no import")
+	}
+	return *res.Operation, nil
 }
 
 func (c *Client) VMLogs(ctx context.Context, p api.VMLogsParams) (api.VMLogs, error) {

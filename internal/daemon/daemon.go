@@ -183,6 +183,8 @@ func Run(ctx context.Context, opts Options) error {
 		Layout: layout, CacheDir: cacheDir, Mirror: cfg.DebianMirror, ExtraPackages: cfg.DebianPackages,
 		AgentPath: agent,
 	}, st, catalog, ops, log)
+	// Work of pulls, imports and builds a previous daemon died in.
+	d.images.Sweep()
 	hcfg := hostnet.Config{Bridge: cfg.Bridge, Subnet: cfg.Subnet, IsolateVMs: cfg.IsolateVMs}
 	if cfg.Jailer {
 		// The jailed Firecracker runs as jailer_uid and must open its tap.

@@ -2,6 +2,10 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
 
 	"github.com/banger-dev/banger/internal/api"
 	"github.com/banger-dev/banger/internal/image"
@@ -59,4 +63,51 @@ func wireImageConfig(c *model.ImageConfig) *api.ImageConfig {
 		return nil
 	}
 	return &api.ImageConfig{Env: c.Env, Entrypoint: c.Entrypoint, Cmd: c.Cmd, WorkingDir: c.WorkingDir, User: c.User}
+}
+
+// imageImport receives an image archive the CLI read as its user (the
+// daemon opens no path a caller names), then starts the import and ends
+// the stream with one line: the operation, or the error.
+func (d *Daemon) imageImport(ctx context.Context, _ rpc.Caller, raw json.RawMessage) (any, func(rpc.Stream), error) {
+	var p api.ImageImportParams
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return nil, nil, model.Errorf(model.ErrInvalid, "invalid params: %v", err)
+	}
+	if err := model.ValidateImageRef(p.Name); err != nil {
+		return nil, nil, err
+	}
+	if _, err := d.images.Get(ctx, p.Name); err == nil {
+		return nil, nil, model.Errorf(model.ErrConflict, "image %q already exists; delete it first or import with another --name", p.Name)
+	}
+	f, err := d.images.Upload()
+	if err != nil {
+		return nil, nil, err
+	}
+	return api.Empty{}, func(c rpc.Stream) {
+		defer c.Close()
+		answer := func(res api.ImageImportResult) {
+			b, _ := json.Marshal(res)
+			_, _ = c.Write(append(b, '\n'))
+		}
+		fail := func(err error) {
+			msg := err.Error()
+			answer(api.ImageImportResult{Error: &msg})
+		}
+		_, err := io.Copy(f, c)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			_ = os.Remove(f.Name())
+			fail(fmt.Errorf("receiving the archive: %w", err))
+			return
+		}
+		o, err := d.images.Import(context.WithoutCancel(ctx), f.Name(), p.Name)
+		if err != nil {
+			fail(err)
+			return
+		}
+		w := wireOp(o)
+		answer(api.ImageImportResult{Operation: &w})
+	}, nil
 }

@@ -62,15 +62,27 @@ func (s *Service) pullOCI(ctx context.Context, p *op.Progress, req PullRequest) 
 	if err != nil {
 		return err
 	}
+	if err := s.installOCI(ctx, p, name, cache, pulled); err != nil {
+		return err
+	}
+	s.log.Info("image pulled", "image", name, "digest", pulled.Digest, "layers", len(pulled.Layers),
+		"downloaded", pulled.Downloaded, "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// installOCI makes the cached image pulled local as name: flattened into a
+// tree, written as ext4, with debian-12's kernel, in one publication. An
+// image of that name with the same digest is already current.
+func (s *Service) installOCI(ctx context.Context, p *op.Progress, name string, cache oci.Cache, pulled oci.Image) error {
 	if existing, err := s.store.GetImage(ctx, name); err == nil {
 		if existing.Digest == pulled.Digest {
-			s.log.Info("image is current", "image", name, "digest", pulled.Digest, "took", time.Since(start).Round(time.Millisecond))
+			s.log.Info("image is current", "image", name, "digest", pulled.Digest)
 			return nil
 		}
 		// A moved tag: the old image goes, unless a VM is built on it.
 		if err := s.Delete(ctx, name); err != nil {
 			if errors.Is(err, model.ErrConflict) {
-				return model.Errorf(model.ErrConflict, "%s now points at %s, but image %s (%s) is used by a vm; delete that vm first or pull with --name NEW", req.Ref, pulled.Digest, name, existing.Digest)
+				return model.Errorf(model.ErrConflict, "%s now points at %s, but image %s (%s) is used by a vm; delete that vm first or pull with --name NEW", pulled.Ref, pulled.Digest, name, existing.Digest)
 			}
 			return err
 		}
@@ -97,7 +109,7 @@ func (s *Service) pullOCI(ctx context.Context, p *op.Progress, req PullRequest) 
 	err = cache.Flatten(ctx, pulled, tree)
 	tree.Close()
 	if err != nil {
-		return fmt.Errorf("flattening %s: %w", req.Ref, err)
+		return fmt.Errorf("flattening %s: %w", pulled.Ref, err)
 	}
 	p.Phase("writing the root filesystem", 0)
 	img := filepath.Join(work, "rootfs.ext4")
@@ -116,7 +128,66 @@ func (s *Service) pullOCI(ctx context.Context, p *op.Progress, req PullRequest) 
 	if _, err := s.publish(ctx, name, "oci "+pulled.Ref+"@"+pulled.Digest, art, cfg); err != nil {
 		return err
 	}
-	s.log.Info("image pulled", "image", name, "digest", pulled.Digest, "layers", len(pulled.Layers),
-		"downloaded", pulled.Downloaded, "took", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// Import starts an operation that makes the image in the archive at path
+// (a `docker save` tarball or an OCI layout tar, which the daemon received
+// as a stream) local as name, and removes the archive.
+func (s *Service) Import(ctx context.Context, path, name string) (model.Operation, error) {
+	if err := model.ValidateImageRef(name); err != nil {
+		_ = os.Remove(path)
+		return model.Operation{}, err
+	}
+	return s.ops.Begin("image.import", name, func(ctx context.Context, p *op.Progress) error {
+		defer os.Remove(path)
+		if err := os.MkdirAll(s.cfg.Layout.ImagesDir(), 0o750); err != nil {
+			return fmt.Errorf("creating images directory: %w", err)
+		}
+		scratch, err := os.MkdirTemp(s.cfg.Layout.ImagesDir(), ".import-")
+		if err != nil {
+			return fmt.Errorf("creating a work directory: %w", err)
+		}
+		defer os.RemoveAll(scratch)
+		p.Phase("reading the archive", 0)
+		img, err := oci.ReadArchive(ctx, path, scratch)
+		if err != nil {
+			return model.Errorf(model.ErrInvalid, "image import: %v", err)
+		}
+		cache := oci.Cache{Dir: s.cfg.Layout.BlobsDir()}
+		stored, err := cache.Store(ctx, "archive "+name, img, func(pr oci.Progress) {})
+		if err != nil {
+			return err
+		}
+		return s.installOCI(ctx, p, name, cache, stored)
+	}), nil
+}
+
+// Sweep removes what pulls, imports and publications left when the daemon
+// died under them: the dot-named work directories and uploads in the
+// images directory, and partial layer blobs. Only the daemon writes
+// there, and it sweeps before it serves.
+func (s *Service) Sweep() {
+	for _, pattern := range []string{
+		filepath.Join(s.cfg.Layout.ImagesDir(), ".*"),
+		filepath.Join(s.cfg.Layout.BlobsDir(), "sha256", ".partial-*"),
+	} {
+		leftovers, _ := filepath.Glob(pattern)
+		for _, l := range leftovers {
+			if err := os.RemoveAll(l); err != nil {
+				s.log.Warn("removing leftover image work", "path", l, "err", err)
+				continue
+			}
+			s.log.Info("removed leftover image work", "path", l)
+		}
+	}
+}
+
+// Upload makes the file an import streams into: in the images directory,
+// dot-named, so a daemon that dies meanwhile sweeps it at the next start.
+func (s *Service) Upload() (*os.File, error) {
+	if err := os.MkdirAll(s.cfg.Layout.ImagesDir(), 0o750); err != nil {
+		return nil, fmt.Errorf("creating images directory: %w", err)
+	}
+	return os.CreateTemp(s.cfg.Layout.ImagesDir(), ".upload-*.tar")
 }

@@ -117,6 +117,13 @@ func (c Cache) Pull(ctx context.Context, ref string, o PullOptions) (Image, erro
 	if err != nil {
 		return Image{}, fmt.Errorf("fetching %s: %w", ref, err)
 	}
+	return c.Store(ctx, r.Name(), img, o.Progress)
+}
+
+// Store reads img's manifest and config and copies every layer not in
+// the cache into it, each checked against its digest before it is kept.
+// ref names the image in errors and in the result.
+func (c Cache) Store(ctx context.Context, ref string, img v1.Image, progress func(Progress)) (Image, error) {
 	digest, err := img.Digest()
 	if err != nil {
 		return Image{}, fmt.Errorf("reading %s's manifest: %w", ref, err)
@@ -129,7 +136,7 @@ func (c Cache) Pull(ctx context.Context, ref string, o PullOptions) (Image, erro
 	if err != nil {
 		return Image{}, fmt.Errorf("reading %s's layers: %w", ref, err)
 	}
-	out := Image{Ref: r.Name(), Digest: digest.String(), Config: *cfg}
+	out := Image{Ref: ref, Digest: digest.String(), Config: *cfg}
 	var total int64
 	var missing []int
 	for i, l := range layers {
@@ -151,8 +158,8 @@ func (c Cache) Pull(ctx context.Context, ref string, o PullOptions) (Image, erro
 	for n, i := range missing {
 		l := out.Layers[i]
 		report := func(done int64) {
-			if o.Progress != nil {
-				o.Progress(Progress{Layer: n + 1, Layers: len(missing), Digest: l.Digest.String(), Done: out.Downloaded + done, Total: total})
+			if progress != nil {
+				progress(Progress{Layer: n + 1, Layers: len(missing), Digest: l.Digest.String(), Done: out.Downloaded + done, Total: total})
 			}
 		}
 		got, err := c.fetch(ctx, layers[i], l, report)

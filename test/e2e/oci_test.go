@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
@@ -101,10 +102,34 @@ func pushMain(registry string) int {
 	if root := os.Getenv("BANGER_E2E_PUSH_ROOTFS"); root != "" {
 		return pushRootfs(registry, root)
 	}
+	one, two, err := busyboxImages()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	push := func(tag string, img v1.Image) error {
+		ref, err := name.ParseReference(registry + "/bb:" + tag)
+		if err != nil {
+			return err
+		}
+		return remote.Write(ref, img)
+	}
+	if err := push("1", one); err != nil {
+		fmt.Fprintln(os.Stderr, "push bb:1:", err)
+		return 1
+	}
+	if err := push("2", two); err != nil {
+		fmt.Fprintln(os.Stderr, "push bb:2:", err)
+		return 1
+	}
+	return 0
+}
+
+// busyboxImages builds bb:1 and bb:2 (see pushMain).
+func busyboxImages() (v1.Image, v1.Image, error) {
 	busybox, err := os.ReadFile("/usr/bin/busybox")
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "busybox-static is not installed:", err)
-		return 1
+		return nil, nil, fmt.Errorf("busybox-static is not installed: %w", err)
 	}
 	type entry struct {
 		name, link, body string
@@ -149,30 +174,20 @@ func pushMain(registry string) int {
 	}
 	cfg := v1.Config{Env: []string{"PATH=/bin", "GREETING=hello"}, WorkingDir: "/srv", User: "app",
 		Cmd: []string{"/bin/sh", "-c", "echo from-cmd $GREETING"}}
-	push := func(tag string, layers ...v1.Layer) error {
+	build := func(layers ...v1.Layer) (v1.Image, error) {
 		img, err := mutate.AppendLayers(empty.Image, layers...)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if img, err = mutate.Config(img, cfg); err != nil {
-			return err
-		}
-		ref, err := name.ParseReference(registry + "/bb:" + tag)
-		if err != nil {
-			return err
-		}
-		return remote.Write(ref, img)
+		return mutate.Config(img, cfg)
 	}
 	l1, l2 := mkLayer(base), mkLayer(upper)
-	if err := push("1", l1, l2); err != nil {
-		fmt.Fprintln(os.Stderr, "push bb:1:", err)
-		return 1
+	one, err := build(l1, l2)
+	if err != nil {
+		return nil, nil, err
 	}
-	if err := push("2", l1, l2, mkLayer([]entry{{name: "etc/v2", typ: tar.TypeReg, mode: 0o644, body: "2\n"}})); err != nil {
-		fmt.Fprintln(os.Stderr, "push bb:2:", err)
-		return 1
-	}
-	return 0
+	two, err := build(l1, l2, mkLayer([]entry{{name: "etc/v2", typ: tar.TypeReg, mode: 0o644, body: "2\n"}}))
+	return one, two, err
 }
 
 // An init-less image from a real registry boots with banger-agent as PID
@@ -242,6 +257,42 @@ func TestOCIImageFromRegistry(t *testing.T) {
 	blobs, _ := os.ReadDir(filepath.Join(w.stateDir, "oci", "blobs", "sha256"))
 	if len(blobs) != 3 {
 		t.Errorf("%d layer blobs cached for two images sharing two layers, want 3", len(blobs))
+	}
+
+	// The same image as a `docker save` tarball and as an OCI layout,
+	// imported from files the CLI streams.
+	_, two, err := busyboxImages()
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved := filepath.Join(w.dir, "bb.tar")
+	tag, _ := name.NewTag("example.test/bb:saved")
+	if err := tarball.WriteToFile(saved, tag, two); err != nil {
+		t.Fatal(err)
+	}
+	layoutDir := filepath.Join(w.dir, "bb-layout")
+	lp, err := layout.Write(layoutDir, empty.Index)
+	if err == nil {
+		err = lp.AppendImage(two)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.ok("image", "import", saved)
+	w.ok("image", "import", layoutDir, "--name", "bb-layout")
+	for _, img := range []string{"example.test/bb:saved", "bb-layout"} {
+		if out := w.ok("vm", "run", "--rm", "--image", img, "--", "cat", "/etc/v2"); out != "2\n" {
+			t.Errorf("vm run on imported %s: %q", img, out)
+		}
+	}
+	if r := w.banger("image", "import", filepath.Join(w.dir, "registry.yml"), "--name", "junk"); r.code == 0 || !strings.Contains(r.stderr, "not an image archive") {
+		t.Errorf("importing a file that is no archive: exit %d, %q", r.code, r.stderr)
+	}
+	if r := w.banger("image", "show", "junk"); r.code == 0 {
+		t.Error("a failed import left an image")
+	}
+	if left, _ := filepath.Glob(filepath.Join(w.stateDir, "images", ".*")); len(left) != 0 {
+		t.Errorf("imports left work behind: %v", left)
 	}
 }
 
