@@ -249,9 +249,17 @@ func (h *Host) Ready(ctx context.Context, vm model.VM, hd vmm.Handles) error {
 		if err != nil {
 			return fail("connecting to the agent", err)
 		}
-		_, err = c.WaitFor(ctx, guest.MsgReady)
+		// A TCG guest now and then locks up early in its boot, before the
+		// agent runs; its ready message comes within seconds otherwise.
+		rctx, rcancel := context.WithTimeout(ctx, min(agentReadyWait, h.cfg.BootTimeout))
+		_, err = c.WaitFor(rctx, guest.MsgReady)
+		stalled := errors.Is(rctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
+		rcancel()
 		if err != nil {
 			c.Close()
+			if stalled {
+				err = fmt.Errorf("%w: no word from the agent in %s", vmm.ErrGuestHung, agentReadyWait)
+			}
 			return fail("waiting for the guest agent", err)
 		}
 		// The guest read its clock from the RTC, whose seconds do not
@@ -285,6 +293,11 @@ func (h *Host) Ready(ctx context.Context, vm model.VM, hd vmm.Handles) error {
 	}
 	return h.publish(vm, hd)
 }
+
+// agentReadyWait is how long a boot waits for the agent's ready message
+// before it counts the guest as hung (a boot reaches it in seconds, also
+// under TCG with a busy host).
+const agentReadyWait = 60 * time.Second
 
 // guestSilence is how long a booting guest's agent may say nothing (it
 // sends a heartbeat every 5 s) before the guest counts as hung.

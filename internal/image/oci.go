@@ -106,16 +106,20 @@ func (s *Service) installOCI(ctx context.Context, p *op.Progress, name string, c
 	if err != nil {
 		return err
 	}
+	applyStart := time.Now()
 	err = cache.Flatten(ctx, pulled, tree)
 	tree.Close()
 	if err != nil {
 		return fmt.Errorf("flattening %s: %w", pulled.Ref, err)
 	}
 	p.Phase("writing the root filesystem", 0)
+	ext4Start := time.Now()
 	img := filepath.Join(work, "rootfs.ext4")
 	if err := rootfs.WriteExt4(ctx, treeDir, img, rootfs.Ext4Options{Label: RootfsLabel}); err != nil {
 		return err
 	}
+	s.log.Info("image written", "image", name, "apply", ext4Start.Sub(applyStart).Round(time.Millisecond),
+		"ext4", time.Since(ext4Start).Round(time.Millisecond))
 	fi, err := os.Stat(img)
 	if err != nil {
 		return err

@@ -41,7 +41,18 @@ type Tree struct {
 	// dirs are directory entries whose mode and times are set at Finish:
 	// writing their entries would change the times again.
 	dirs []dirMeta
+	// realDirs are names known to be directories (not symlinks), and
+	// parents open directories by name: what a layer of thousands of
+	// entries in a few directories would otherwise look up again for
+	// each. Both are forgotten whenever a directory is removed. A stale
+	// entry could only misplace a write inside the tree: every descriptor
+	// was opened through the os.Root.
+	realDirs map[string]bool
+	parents  map[string]*os.File
 }
+
+// maxParents bounds the open directory descriptors a Tree keeps.
+const maxParents = 64
 
 type dirMeta struct {
 	name  string
@@ -55,14 +66,53 @@ func Open(dir string) (*Tree, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening image tree %s: %w", dir, err)
 	}
-	return &Tree{dir: dir, root: r}, nil
+	return &Tree{dir: dir, root: r, realDirs: map[string]bool{}, parents: map[string]*os.File{}}, nil
 }
 
 // Dir is the tree's host directory.
 func (t *Tree) Dir() string { return t.dir }
 
 // Close releases the tree.
-func (t *Tree) Close() error { return t.root.Close() }
+func (t *Tree) Close() error {
+	t.forget()
+	return t.root.Close()
+}
+
+// forget drops what the tree knows about its directories: one was
+// removed or replaced.
+func (t *Tree) forget() {
+	for _, f := range t.parents {
+		f.Close()
+	}
+	clear(t.parents)
+	clear(t.realDirs)
+}
+
+// parent returns the open directory dir (a resolved name), making it and
+// its parents when missing.
+func (t *Tree) parent(dir string) (*os.File, error) {
+	if f := t.parents[dir]; f != nil {
+		return f, nil
+	}
+	if dir != "." && !t.realDirs[dir] {
+		if err := t.root.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	f, err := t.root.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	if len(t.parents) >= maxParents {
+		for k, old := range t.parents {
+			old.Close()
+			delete(t.parents, k)
+		}
+	}
+	t.parents[dir] = f
+	t.realDirs[dir] = true
+	return f, nil
+}
 
 // Clean turns an entry name (a tar member, a path in the image) into the
 // tree-relative form every method takes: no leading "/" or "./", `..`
@@ -102,6 +152,10 @@ func (t *Tree) resolveDir(p string) (string, error) {
 			continue
 		}
 		next := join(cur, comp)
+		if t.realDirs[next] {
+			cur = next
+			continue
+		}
 		fi, err := t.root.Lstat(next)
 		if errors.Is(err, fs.ErrNotExist) {
 			return join(next, strings.Join(rest, "/")), nil
@@ -126,6 +180,7 @@ func (t *Tree) resolveDir(p string) (string, error) {
 			rest = append(strings.Split(Clean(target), "/"), rest...)
 			cur = "."
 		case fi.IsDir():
+			t.realDirs[next] = true
 			cur = next
 		default:
 			return "", fmt.Errorf("resolving %s: %s is not a directory", p, next)
@@ -181,6 +236,7 @@ func (t *Tree) RemoveAll(name string) error {
 	if p == "." {
 		return fmt.Errorf("refusing to remove the top of the image tree")
 	}
+	t.forget()
 	return t.root.RemoveAll(p)
 }
 
@@ -245,17 +301,51 @@ func (t *Tree) Put(hdr *tar.Header, r io.Reader, o PutOptions) error {
 	if hdr.Mode&unix.S_ISVTX != 0 {
 		perm |= fs.ModeSticky
 	}
+	if name == "." {
+		t.dirs = append(t.dirs, dirMeta{name, perm, hdr.ModTime})
+		return nil // the top's metadata is the tree's own
+	}
+	dir, base := path.Split(name)
+	pf, err := t.parent(path.Clean(dir))
+	if err != nil {
+		return err
+	}
+	pfd := int(pf.Fd())
+	var st unix.Stat_t
+	exists := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW) == nil
+	isDir := exists && st.Mode&unix.S_IFMT == unix.S_IFDIR
 	switch hdr.Typeflag {
 	case tar.TypeDir:
-		if err := t.makeDir(name); err != nil {
-			return err
+		if !isDir {
+			if exists {
+				if err := unix.Unlinkat(pfd, base, 0); err != nil {
+					return err
+				}
+			}
+			if err := unix.Mkdirat(pfd, base, 0o755); err != nil {
+				return err
+			}
 		}
+		t.realDirs[name] = true
 		t.dirs = append(t.dirs, dirMeta{name, perm, hdr.ModTime})
 	case tar.TypeReg, tar.TypeChar, tar.TypeBlock, tar.TypeFifo, tar.TypeSymlink, tar.TypeLink:
-		if err := t.clear(name); err != nil {
-			return err
+		if isDir {
+			t.forget()
+			if err := t.root.RemoveAll(name); err != nil {
+				return err
+			}
+			if pf, err = t.parent(path.Clean(dir)); err != nil {
+				return err
+			}
+			pfd = int(pf.Fd())
+		} else if exists {
+			// Unlinked, never written through: a hard link elsewhere
+			// keeps the old content.
+			if err := unix.Unlinkat(pfd, base, 0); err != nil {
+				return err
+			}
 		}
-		if err := t.create(name, hdr, r); err != nil {
+		if err := t.create(pfd, name, base, hdr, r); err != nil {
 			return err
 		}
 	default:
@@ -264,80 +354,45 @@ func (t *Tree) Put(hdr *tar.Header, r io.Reader, o PutOptions) error {
 	if hdr.Typeflag == tar.TypeLink {
 		return nil // a second name for an inode whose metadata is set
 	}
-	return t.meta(name, hdr, perm, o)
+	return t.meta(pfd, name, base, hdr, perm, o)
 }
 
-// makeDir makes name a directory, replacing a non-directory there.
-func (t *Tree) makeDir(name string) error {
-	if name == "." {
-		return nil
-	}
-	fi, err := t.root.Lstat(name)
-	if err == nil && fi.IsDir() {
-		return nil
-	}
-	if err == nil {
-		if err := t.root.Remove(name); err != nil {
-			return err
-		}
-	}
-	if err := t.mkParents(name); err != nil {
-		return err
-	}
-	return t.root.Mkdir(name, 0o755)
-}
-
-func (t *Tree) mkParents(name string) error {
-	if dir := path.Dir(name); dir != "." {
-		return t.root.MkdirAll(dir, 0o755)
-	}
-	return nil
-}
-
-// clear makes room for a non-directory entry at name.
-func (t *Tree) clear(name string) error {
-	if err := t.mkParents(name); err != nil {
-		return err
-	}
-	fi, err := t.root.Lstat(name)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if fi.IsDir() {
-		return t.root.RemoveAll(name)
-	}
-	return t.root.Remove(name)
-}
-
-func (t *Tree) create(name string, hdr *tar.Header, r io.Reader) error {
+func (t *Tree) create(pfd int, name, base string, hdr *tar.Header, r io.Reader) error {
 	switch hdr.Typeflag {
 	case tar.TypeReg:
-		f, err := t.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		fd, err := unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 		if err != nil {
-			return err
+			return fmt.Errorf("creating %s: %w", name, err)
 		}
+		f := os.NewFile(uintptr(fd), name)
 		err = copySparse(f, r, hdr.Size)
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
 		return err
 	case tar.TypeSymlink:
-		return t.root.Symlink(hdr.Linkname, name)
+		if err := unix.Symlinkat(hdr.Linkname, pfd, base); err != nil {
+			return fmt.Errorf("making symlink %s: %w", name, err)
+		}
+		return nil
 	case tar.TypeLink:
 		target, err := t.Resolve(hdr.Linkname)
 		if err != nil {
 			return err
 		}
-		if err := t.root.Link(target, name); err != nil {
+		tdir, tbase := path.Split(target)
+		tf, err := t.root.Open(path.Clean(tdir))
+		if err != nil {
+			return fmt.Errorf("hard link to %s: %w", hdr.Linkname, err)
+		}
+		defer tf.Close()
+		if err := unix.Linkat(int(tf.Fd()), tbase, pfd, base, 0); err != nil {
 			return fmt.Errorf("hard link to %s: %w", hdr.Linkname, err)
 		}
 		return nil
 	}
 	dev := unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor))
-	if err := Mknod(t.root, name, NodeMode(hdr), dev); err != nil {
+	if err := unix.Mknodat(pfd, base, NodeMode(hdr), int(dev)); err != nil {
 		return fmt.Errorf("making %s: %w", name, err)
 	}
 	return nil
@@ -362,43 +417,49 @@ func NodeMode(hdr *tar.Header) uint32 {
 // with mknodat in the parent directory opened through root, under a name
 // with no slash, so nothing outside root is reached.
 func Mknod(root *os.Root, name string, mode uint32, dev uint64) error {
-	return inParent(root, name, func(dirfd int, base string) error {
-		return unix.Mknodat(dirfd, base, mode, int(dev))
-	})
-}
-
-func (t *Tree) inParent(name string, f func(dirfd int, base string) error) error {
-	return inParent(t.root, name, f)
-}
-
-func inParent(root *os.Root, name string, f func(dirfd int, base string) error) error {
 	parent, err := root.Open(path.Dir(name))
 	if err != nil {
 		return err
 	}
 	defer parent.Close()
-	return f(int(parent.Fd()), path.Base(name))
+	return unix.Mknodat(int(parent.Fd()), path.Base(name), mode, int(dev))
 }
 
-// meta sets ownership, mode, xattrs and times. Chown comes before chmod,
-// which it would otherwise clear setuid and setgid from.
-func (t *Tree) meta(name string, hdr *tar.Header, perm fs.FileMode, o PutOptions) error {
+// unixMode is perm as chmod takes it.
+func unixMode(perm fs.FileMode) uint32 {
+	m := uint32(perm.Perm())
+	if perm&fs.ModeSetuid != 0 {
+		m |= unix.S_ISUID
+	}
+	if perm&fs.ModeSetgid != 0 {
+		m |= unix.S_ISGID
+	}
+	if perm&fs.ModeSticky != 0 {
+		m |= unix.S_ISVTX
+	}
+	return m
+}
+
+// meta sets ownership, mode, xattrs and times of the entry base in the
+// directory pfd. Chown comes before chmod, which it would otherwise clear
+// setuid and setgid from; a symlink is never followed (and has no mode).
+func (t *Tree) meta(pfd int, name, base string, hdr *tar.Header, perm fs.FileMode, o PutOptions) error {
 	symlink := hdr.Typeflag == tar.TypeSymlink
 	if o.KeepOwner {
-		if err := t.root.Lchown(name, hdr.Uid, hdr.Gid); err != nil {
-			return err
+		if err := unix.Fchownat(pfd, base, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return fmt.Errorf("chown %s: %w", name, err)
 		}
 	}
 	if !symlink && hdr.Typeflag != tar.TypeDir {
-		if err := t.root.Chmod(name, perm); err != nil {
-			return err
+		if err := unix.Fchmodat(pfd, base, unixMode(perm), 0); err != nil {
+			return fmt.Errorf("chmod %s: %w", name, err)
 		}
 	}
-	if err := t.setXattrs(name, hdr, symlink); err != nil {
+	if err := setXattrs(pfd, name, base, hdr, symlink); err != nil {
 		return err
 	}
 	if hdr.Typeflag != tar.TypeDir {
-		return t.setTimes(name, hdr.ModTime)
+		return setTimes(pfd, base, hdr.ModTime)
 	}
 	return nil
 }
@@ -407,41 +468,29 @@ func (t *Tree) meta(name string, hdr *tar.Header, perm fs.FileMode, o PutOptions
 // /proc/self/fd/<parent>/<base> with lsetxattr: the parent was opened
 // through the root and the last component is not followed, so nothing is
 // opened (a device node, a FIFO) and nothing outside is reached.
-func (t *Tree) setXattrs(name string, hdr *tar.Header, symlink bool) error {
+func setXattrs(pfd int, name, base string, hdr *tar.Header, symlink bool) error {
 	const prefix = "SCHILY.xattr."
-	var attrs [][2]string
+	p := "/proc/self/fd/" + strconv.Itoa(pfd) + "/" + base
 	for k, v := range hdr.PAXRecords {
-		if key, ok := strings.CutPrefix(k, prefix); ok {
-			attrs = append(attrs, [2]string{key, v})
+		key, ok := strings.CutPrefix(k, prefix)
+		if !ok || symlink && strings.HasPrefix(key, "user.") {
+			continue // the kernel allows no user.* xattrs on symlinks
+		}
+		if err := unix.Lsetxattr(p, key, []byte(v), 0); err != nil {
+			return fmt.Errorf("setting xattr %s on %s: %w", key, name, err)
 		}
 	}
-	if len(attrs) == 0 {
-		return nil
-	}
-	return t.inParent(name, func(dirfd int, base string) error {
-		p := "/proc/self/fd/" + strconv.Itoa(dirfd) + "/" + base
-		for _, a := range attrs {
-			if symlink && strings.HasPrefix(a[0], "user.") {
-				continue // the kernel allows no user.* xattrs on symlinks
-			}
-			if err := unix.Lsetxattr(p, a[0], []byte(a[1]), 0); err != nil {
-				return fmt.Errorf("setting xattr %s on %s: %w", a[0], name, err)
-			}
-		}
-		return nil
-	})
+	return nil
 }
 
-// setTimes sets the entry's access and modification times without
+// setTimes sets an entry's access and modification times without
 // following a symlink.
-func (t *Tree) setTimes(name string, mtime time.Time) error {
+func setTimes(pfd int, base string, mtime time.Time) error {
 	if mtime.IsZero() {
 		return nil
 	}
 	ts := unix.NsecToTimespec(mtime.UnixNano())
-	return t.inParent(name, func(dirfd int, base string) error {
-		return unix.UtimesNanoAt(dirfd, base, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW)
-	})
+	return unix.UtimesNanoAt(pfd, base, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW)
 }
 
 // Finish sets the modes and times of the directory entries Put made, last
@@ -456,7 +505,10 @@ func (t *Tree) Finish(o PutOptions) error {
 		if err := t.root.Chmod(d.name, d.mode); err != nil {
 			return err
 		}
-		if err := t.setTimes(d.name, d.mtime); err != nil {
+		if d.mtime.IsZero() {
+			continue
+		}
+		if err := t.root.Chtimes(d.name, d.mtime, d.mtime); err != nil {
 			return err
 		}
 	}
