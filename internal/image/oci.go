@@ -2,9 +2,6 @@ package image
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -36,21 +33,26 @@ func IsOCIRef(ref string) bool { return strings.ContainsAny(ref, "/:@") }
 // kernelImage is the image whose kernel OCI images boot on.
 const kernelImage = "debian-12"
 
-// pullOCI fetches req.Ref's missing layers into the blob cache, flattens
-// them into a tree and writes its ext4, all outside any lock, then
-// publishes the image. An image of that name with the same digest is
-// already current: only the manifest was fetched.
-func (s *Service) pullOCI(ctx context.Context, p *op.Progress, req PullRequest) error {
-	name := req.Name
-	if name == "" {
-		name = req.Ref
+// ociSource pulls an image from a registry into the blob cache.
+type ociSource struct {
+	s      *Service
+	req    PullRequest
+	pulled oci.Image
+}
+
+func (o *ociSource) Describe() string {
+	if o.pulled.Digest != "" {
+		return "oci " + o.pulled.Ref + "@" + o.pulled.Digest
 	}
-	start := time.Now()
-	cache := oci.Cache{Dir: s.cfg.Layout.BlobsDir()}
+	return "oci " + o.req.Ref
+}
+
+// Fetch gets the manifest and config, and every layer not cached yet.
+func (o *ociSource) Fetch(ctx context.Context, p Progress) (string, error) {
 	p.Phase("fetching manifest", 0)
 	phase := false
 	var reported int64
-	pulled, err := cache.Pull(ctx, req.Ref, oci.PullOptions{Auth: req.Auth, Insecure: req.Insecure, Platform: req.Platform,
+	pulled, err := o.s.blobs().Pull(ctx, o.req.Ref, oci.PullOptions{Auth: o.req.Auth, Insecure: o.req.Insecure, Platform: o.req.Platform,
 		Progress: func(pr oci.Progress) {
 			if !phase {
 				p.Phase(fmt.Sprintf("downloading %d layers", pr.Layers), pr.Total)
@@ -60,79 +62,93 @@ func (s *Service) pullOCI(ctx context.Context, p *op.Progress, req PullRequest) 
 			reported = pr.Done
 		}})
 	if err != nil {
-		return err
+		return "", err
 	}
-	if err := s.installOCI(ctx, p, name, cache, pulled); err != nil {
-		return err
-	}
-	s.log.Info("image pulled", "image", name, "digest", pulled.Digest, "layers", len(pulled.Layers),
-		"downloaded", pulled.Downloaded, "took", time.Since(start).Round(time.Millisecond))
-	return nil
+	o.pulled = pulled
+	o.s.log.Info("image fetched", "ref", pulled.Ref, "digest", pulled.Digest, "layers", len(pulled.Layers), "downloaded", pulled.Downloaded)
+	return pulled.Digest, nil
 }
 
-// installOCI makes the cached image pulled local as name: flattened into a
-// tree, written as ext4, with debian-12's kernel, in one publication. An
-// image of that name with the same digest is already current.
-func (s *Service) installOCI(ctx context.Context, p *op.Progress, name string, cache oci.Cache, pulled oci.Image) error {
-	if existing, err := s.store.GetImage(ctx, name); err == nil {
-		if existing.Digest == pulled.Digest {
-			s.log.Info("image is current", "image", name, "digest", pulled.Digest)
-			return nil
-		}
-		// A moved tag: the old image goes, unless a VM is built on it.
-		if err := s.Delete(ctx, name); err != nil {
-			if errors.Is(err, model.ErrConflict) {
-				return model.Errorf(model.ErrConflict, "%s now points at %s, but image %s (%s) is used by a vm; delete that vm first or pull with --name NEW", pulled.Ref, pulled.Digest, name, existing.Digest)
-			}
-			return err
-		}
+func (o *ociSource) Build(ctx context.Context, work string, p Progress) (Artifacts, *model.ImageConfig, error) {
+	return o.s.buildOCI(ctx, work, p, o.pulled)
+}
+
+// archiveSource is an image in a `docker save` tarball or an OCI layout
+// tar the daemon received (a file of its own, removed afterwards).
+type archiveSource struct {
+	s          *Service
+	path, name string
+	stored     oci.Image
+}
+
+func (a *archiveSource) Describe() string {
+	return "archive " + a.name + "@" + a.stored.Digest
+}
+
+func (a *archiveSource) Fetch(ctx context.Context, p Progress) (string, error) {
+	p.Phase("reading the archive", 0)
+	if err := os.MkdirAll(a.s.cfg.Layout.ImagesDir(), 0o750); err != nil {
+		return "", err
 	}
+	scratch, err := os.MkdirTemp(a.s.cfg.Layout.ImagesDir(), ".import-")
+	if err != nil {
+		return "", fmt.Errorf("creating a work directory: %w", err)
+	}
+	defer os.RemoveAll(scratch)
+	img, err := oci.ReadArchive(ctx, a.path, scratch)
+	if err != nil {
+		return "", model.Errorf(model.ErrInvalid, "image import: %v", err)
+	}
+	if a.stored, err = a.s.blobs().Store(ctx, "archive "+a.name, img, nil); err != nil {
+		return "", err
+	}
+	return a.stored.Digest, nil
+}
+
+func (a *archiveSource) Build(ctx context.Context, work string, p Progress) (Artifacts, *model.ImageConfig, error) {
+	return a.s.buildOCI(ctx, work, p, a.stored)
+}
+
+func (s *Service) blobs() oci.Cache { return oci.Cache{Dir: s.cfg.Layout.BlobsDir()} }
+
+// buildOCI flattens a cached image's layers into a tree in work and writes
+// its ext4; the kernel is debian-12's.
+func (s *Service) buildOCI(ctx context.Context, work string, p Progress, im oci.Image) (Artifacts, *model.ImageConfig, error) {
 	p.Phase("fetching the kernel image "+kernelImage, 0)
 	kernel, err := s.Ensure(ctx, kernelImage, func(string) {})
 	if err != nil {
-		return fmt.Errorf("the kernel for OCI images: %w", err)
+		return Artifacts{}, nil, fmt.Errorf("the kernel for OCI images: %w", err)
 	}
-
-	var rnd [6]byte
-	_, _ = rand.Read(rnd[:])
-	work := filepath.Join(s.cfg.Layout.ImagesDir(), ".work-"+hex.EncodeToString(rnd[:]))
 	treeDir := filepath.Join(work, "tree")
-	if err := os.MkdirAll(treeDir, 0o700); err != nil {
-		return fmt.Errorf("creating a work directory: %w", err)
+	if err := os.Mkdir(treeDir, 0o755); err != nil {
+		return Artifacts{}, nil, err
 	}
-	defer func() { _ = os.RemoveAll(work) }()
-	p.Phase(fmt.Sprintf("applying %d layers", len(pulled.Layers)), 0)
+	p.Phase(fmt.Sprintf("applying %d layers", len(im.Layers)), 0)
+	applyStart := time.Now()
 	tree, err := rootfs.Open(treeDir)
 	if err != nil {
-		return err
+		return Artifacts{}, nil, err
 	}
-	applyStart := time.Now()
-	err = cache.Flatten(ctx, pulled, tree)
+	err = s.blobs().Flatten(ctx, im, tree)
 	tree.Close()
 	if err != nil {
-		return fmt.Errorf("flattening %s: %w", pulled.Ref, err)
+		return Artifacts{}, nil, fmt.Errorf("flattening %s: %w", im.Ref, err)
 	}
 	p.Phase("writing the root filesystem", 0)
 	ext4Start := time.Now()
 	img := filepath.Join(work, "rootfs.ext4")
 	if err := rootfs.WriteExt4(ctx, treeDir, img, rootfs.Ext4Options{Label: RootfsLabel}); err != nil {
-		return err
+		return Artifacts{}, nil, err
 	}
-	s.log.Info("image written", "image", name, "apply", ext4Start.Sub(applyStart).Round(time.Millisecond),
+	s.log.Info("image written", "ref", im.Ref, "apply", ext4Start.Sub(applyStart).Round(time.Millisecond),
 		"ext4", time.Since(ext4Start).Round(time.Millisecond))
 	fi, err := os.Stat(img)
 	if err != nil {
-		return err
+		return Artifacts{}, nil, err
 	}
-	c := pulled.Config.Config
-	art := Artifacts{Kernel: kernel.KernelPath, ModulesDir: kernel.ModulesPath, Rootfs: img,
-		Digest: pulled.Digest, SizeBytes: fi.Size()}
-	cfg := &model.ImageConfig{Env: c.Env, Entrypoint: c.Entrypoint, Cmd: c.Cmd, WorkingDir: c.WorkingDir, User: c.User}
-	p.Phase("installing image", 0)
-	if _, err := s.publish(ctx, name, "oci "+pulled.Ref+"@"+pulled.Digest, art, cfg); err != nil {
-		return err
-	}
-	return nil
+	c := im.Config.Config
+	art := Artifacts{Kernel: kernel.KernelPath, ModulesDir: kernel.ModulesPath, Rootfs: img, Digest: im.Digest, SizeBytes: fi.Size()}
+	return art, &model.ImageConfig{Env: c.Env, Entrypoint: c.Entrypoint, Cmd: c.Cmd, WorkingDir: c.WorkingDir, User: c.User}, nil
 }
 
 // Import starts an operation that makes the image in the archive at path
@@ -145,25 +161,8 @@ func (s *Service) Import(ctx context.Context, path, name string) (model.Operatio
 	}
 	return s.ops.Begin("image.import", name, func(ctx context.Context, p *op.Progress) error {
 		defer os.Remove(path)
-		if err := os.MkdirAll(s.cfg.Layout.ImagesDir(), 0o750); err != nil {
-			return fmt.Errorf("creating images directory: %w", err)
-		}
-		scratch, err := os.MkdirTemp(s.cfg.Layout.ImagesDir(), ".import-")
-		if err != nil {
-			return fmt.Errorf("creating a work directory: %w", err)
-		}
-		defer os.RemoveAll(scratch)
-		p.Phase("reading the archive", 0)
-		img, err := oci.ReadArchive(ctx, path, scratch)
-		if err != nil {
-			return model.Errorf(model.ErrInvalid, "image import: %v", err)
-		}
-		cache := oci.Cache{Dir: s.cfg.Layout.BlobsDir()}
-		stored, err := cache.Store(ctx, "archive "+name, img, func(pr oci.Progress) {})
-		if err != nil {
-			return err
-		}
-		return s.installOCI(ctx, p, name, cache, stored)
+		_, err := s.install(ctx, name, &archiveSource{s: s, path: path, name: name}, p, true)
+		return err
 	}), nil
 }
 

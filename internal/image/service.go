@@ -105,7 +105,8 @@ func (s *Service) Pull(ctx context.Context, req PullRequest) (model.Operation, e
 	}
 	if _, ok := s.catalog.Lookup(req.Ref); !ok && IsOCIRef(req.Ref) {
 		return s.ops.Begin("image.pull", name, func(ctx context.Context, p *op.Progress) error {
-			return s.pullOCI(ctx, p, req)
+			_, err := s.install(ctx, name, &ociSource{s: s, req: req}, p, true)
+			return err
 		}), nil
 	}
 	if _, ok := s.catalog.Lookup(req.Ref); !ok {
@@ -140,20 +141,9 @@ func (s *Service) Ensure(ctx context.Context, name string, progress func(string)
 	if progress == nil {
 		progress = func(string) {}
 	}
-	start := time.Now()
-	art, err := CachedDebian(ctx, s.cfg.CacheDir, DebianOptions{
-		Mirror: s.cfg.Mirror, Suite: entry.Suite, Packages: s.cfg.ExtraPackages,
-	}, progress)
-	if err != nil {
-		return model.Image{}, fmt.Errorf("building image %s: %w", name, err)
-	}
-	progress("installing image")
-	im, err = s.publish(ctx, name, entry.Source, art, nil)
-	if err != nil {
-		return model.Image{}, err
-	}
-	s.log.Info("image ready", "image", name, "took", time.Since(start).Round(time.Millisecond))
-	return im, nil
+	src := debianSource{entry: entry, cacheDir: s.cfg.CacheDir,
+		opts: DebianOptions{Mirror: s.cfg.Mirror, Suite: entry.Suite, Packages: s.cfg.ExtraPackages}}
+	return s.install(ctx, name, src, phases(progress), false)
 }
 
 // publish links the cached artifacts into a staging directory, then
