@@ -31,6 +31,7 @@ const (
 	MethodImageShow   = "image.show"
 	MethodImageDelete = "image.delete"
 	MethodImagePull   = "image.pull"
+	MethodImagePrune  = "image.prune"
 	// MethodImageImport is a stream method: the client sends an image
 	// archive and half-closes; the daemon answers with one line, the
 	// operation that imports it (or an error object).
@@ -286,6 +287,19 @@ type ImageImportParams struct {
 type ImageImportResult struct {
 	Operation *Operation `json:"operation,omitempty"`
 	Error     *string    `json:"error,omitempty"`
+}
+
+// ImagePruneParams asks image.prune to delete, with All, every image no
+// VM uses too (not only cached layers nothing uses).
+type ImagePruneParams struct {
+	All bool `json:"all,omitempty"`
+}
+
+// ImagePruneResult is what a prune removed.
+type ImagePruneResult struct {
+	Images []string `json:"images"`
+	Layers int      `json:"layers"`
+	Bytes  int64    `json:"bytes"`
 }
 
 // ImageRef names one image.

@@ -47,14 +47,10 @@ func (a *app) vmPruneCommand() *cobra.Command {
 				return nil
 			}
 			if len(running) > 0 && !force {
-				in, ok := a.streams.In.(*os.File)
-				if !ok || !term.IsTerminal(int(in.Fd())) {
-					return usagef(cmd, "--all would delete running VMs (%s); add --force to do so without asking", strings.Join(running, ", "))
-				}
-				fmt.Fprintf(a.streams.Err, "delete %d running VM(s) (%s) and everything in them? [y/N] ", len(running), strings.Join(running, ", "))
-				answer, _ := bufio.NewReader(in).ReadString('\n')
-				if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
-					return quietError{}
+				list := strings.Join(running, ", ")
+				if err := a.confirm(cmd, fmt.Sprintf("delete %d running VM(s) (%s) and everything in them?", len(running), list),
+					fmt.Sprintf("--all would delete running VMs (%s); add --force to do so without asking", list)); err != nil {
+					return err
 				}
 			}
 			return a.forEachVM(ctx, names, func(ctx context.Context, c *client.Client, name string) error {
@@ -69,4 +65,19 @@ func (a *app) vmPruneCommand() *cobra.Command {
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "also delete running VMs")
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "with --all, do not ask")
 	return cmd
+}
+
+// confirm asks question on a terminal and returns nil on yes; without a
+// terminal to ask on it is a usage error saying refusal.
+func (a *app) confirm(cmd *cobra.Command, question, refusal string) error {
+	in, ok := a.streams.In.(*os.File)
+	if !ok || !term.IsTerminal(int(in.Fd())) {
+		return usagef(cmd, "%s", refusal)
+	}
+	fmt.Fprintf(a.streams.Err, "%s [y/N] ", question)
+	answer, _ := bufio.NewReader(in).ReadString('\n')
+	if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
+		return quietError{}
+	}
+	return nil
 }

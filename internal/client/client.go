@@ -173,6 +173,12 @@ func (c *Client) ImageImport(ctx context.Context, r io.Reader, name string) (api
 	return *res.Operation, nil
 }
 
+// ImagePrune is image.prune.
+func (c *Client) ImagePrune(ctx context.Context, all bool) (api.ImagePruneResult, error) {
+	var out api.ImagePruneResult
+	return out, c.call(ctx, api.MethodImagePrune, api.ImagePruneParams{All: all}, &out)
+}
+
 func (c *Client) VMLogs(ctx context.Context, p api.VMLogsParams) (api.VMLogs, error) {
 	var out api.VMLogs
 	return out, c.call(ctx, api.MethodVMLogs, p, &out)

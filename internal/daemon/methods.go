@@ -41,6 +41,7 @@ func (d *Daemon) methods() map[string]rpc.Method {
 		api.MethodImageDelete: member(rpc.Typed(d.imageDelete)),
 		api.MethodImagePull:   member(rpc.Typed(d.imagePull)),
 		api.MethodImageImport: {Access: rpc.AccessMember, Stream: d.imageImport},
+		api.MethodImagePrune:  member(rpc.Typed(d.imagePrune)),
 
 		api.MethodWorkspaceRecord: member(rpc.Typed(d.workspaceRecord)),
 		api.MethodWorkspaceShow:   member(rpc.Typed(d.workspaceShow)),

@@ -111,3 +111,11 @@ func (d *Daemon) imageImport(ctx context.Context, _ rpc.Caller, raw json.RawMess
 		answer(api.ImageImportResult{Operation: &w})
 	}, nil
 }
+
+func (d *Daemon) imagePrune(ctx context.Context, _ rpc.Caller, p api.ImagePruneParams) (api.ImagePruneResult, error) {
+	r, err := d.images.Prune(ctx, p.All)
+	if r.Images == nil {
+		r.Images = []string{}
+	}
+	return api.ImagePruneResult{Images: r.Images, Layers: r.Blobs, Bytes: r.Bytes}, err
+}

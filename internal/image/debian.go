@@ -80,6 +80,8 @@ type Artifacts struct {
 	Rootfs        string `json:"rootfs"`         // OutDir/rootfs.ext4, label banger-root
 	SizeBytes     int64  `json:"size_bytes"`     // apparent size of all the above
 	Digest        string `json:"digest"`         // "sha256:<hex>" of the rootfs file
+	// Layers are an OCI image's layer digests (none for a built image).
+	Layers []string `json:"layers,omitempty"`
 }
 
 // RootfsLabel is the ext4 label of every rootfs BuildDebian writes.

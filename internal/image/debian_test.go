@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -391,7 +392,7 @@ func TestCachedDebianBuildsOnce(t *testing.T) {
 		if errs[i] != nil {
 			t.Fatal(errs[i])
 		}
-		if arts[i] != arts[0] {
+		if !reflect.DeepEqual(arts[i], arts[0]) {
 			t.Fatalf("callers got different artifacts: %+v %+v", arts[i], arts[0])
 		}
 	}

@@ -2,6 +2,7 @@ package image
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -38,6 +39,13 @@ type ociSource struct {
 	s      *Service
 	req    PullRequest
 	pulled oci.Image
+	pinned func()
+}
+
+func (o *ociSource) release() {
+	if o.pinned != nil {
+		o.pinned()
+	}
 }
 
 func (o *ociSource) Describe() string {
@@ -53,6 +61,7 @@ func (o *ociSource) Fetch(ctx context.Context, p Progress) (string, error) {
 	phase := false
 	var reported int64
 	pulled, err := o.s.blobs().Pull(ctx, o.req.Ref, oci.PullOptions{Auth: o.req.Auth, Insecure: o.req.Insecure, Platform: o.req.Platform,
+		OnLayers: func(d []string) { o.pinned = o.s.pin(d) },
 		Progress: func(pr oci.Progress) {
 			if !phase {
 				p.Phase(fmt.Sprintf("downloading %d layers", pr.Layers), pr.Total)
@@ -79,6 +88,13 @@ type archiveSource struct {
 	s          *Service
 	path, name string
 	stored     oci.Image
+	pinned     func()
+}
+
+func (a *archiveSource) release() {
+	if a.pinned != nil {
+		a.pinned()
+	}
 }
 
 func (a *archiveSource) Describe() string {
@@ -99,7 +115,7 @@ func (a *archiveSource) Fetch(ctx context.Context, p Progress) (string, error) {
 	if err != nil {
 		return "", model.Errorf(model.ErrInvalid, "image import: %v", err)
 	}
-	if a.stored, err = a.s.blobs().Store(ctx, "archive "+a.name, img, nil); err != nil {
+	if a.stored, err = a.s.blobs().Store(ctx, "archive "+a.name, img, nil, func(d []string) { a.pinned = a.s.pin(d) }); err != nil {
 		return "", err
 	}
 	return a.stored.Digest, nil
@@ -147,7 +163,7 @@ func (s *Service) buildOCI(ctx context.Context, work string, p Progress, im oci.
 		return Artifacts{}, nil, err
 	}
 	c := im.Config.Config
-	art := Artifacts{Kernel: kernel.KernelPath, ModulesDir: kernel.ModulesPath, Rootfs: img, Digest: im.Digest, SizeBytes: fi.Size()}
+	art := Artifacts{Kernel: kernel.KernelPath, ModulesDir: kernel.ModulesPath, Rootfs: img, Digest: im.Digest, SizeBytes: fi.Size(), Layers: im.Digests()}
 	return art, &model.ImageConfig{Env: c.Env, Entrypoint: c.Entrypoint, Cmd: c.Cmd, WorkingDir: c.WorkingDir, User: c.User}, nil
 }
 
@@ -193,4 +209,84 @@ func (s *Service) Upload() (*os.File, error) {
 		return nil, fmt.Errorf("creating images directory: %w", err)
 	}
 	return os.CreateTemp(s.cfg.Layout.ImagesDir(), ".upload-*.tar")
+}
+
+// pin keeps the blobs digests from a prune until the returned func runs:
+// a pull or import between fetching them and publishing its image.
+func (s *Service) pin(digests []string) func() {
+	s.pinMu.Lock()
+	defer s.pinMu.Unlock()
+	if s.pins == nil {
+		s.pins = map[string]int{}
+	}
+	for _, d := range digests {
+		s.pins[d]++
+	}
+	return func() {
+		s.pinMu.Lock()
+		defer s.pinMu.Unlock()
+		for _, d := range digests {
+			if s.pins[d]--; s.pins[d] <= 0 {
+				delete(s.pins, d)
+			}
+		}
+	}
+}
+
+// PruneResult is what a prune removed.
+type PruneResult struct {
+	Images []string
+	Blobs  int
+	Bytes  int64
+}
+
+// Prune removes cached layer blobs no image was built from (nor a pull
+// or import in flight holds), and with all, first every image no VM
+// uses.
+func (s *Service) Prune(ctx context.Context, all bool) (PruneResult, error) {
+	var res PruneResult
+	if all {
+		ims, err := s.store.ListImages(ctx)
+		if err != nil {
+			return res, err
+		}
+		for _, im := range ims {
+			err := s.Delete(ctx, im.Name)
+			if errors.Is(err, model.ErrState) {
+				continue // a VM uses it
+			}
+			if err != nil {
+				return res, err
+			}
+			res.Images = append(res.Images, im.Name)
+		}
+	}
+	ims, err := s.store.ListImages(ctx)
+	if err != nil {
+		return res, err
+	}
+	s.pinMu.Lock()
+	defer s.pinMu.Unlock()
+	keep := map[string]bool{}
+	for _, im := range ims {
+		for _, d := range im.Layers {
+			keep[d] = true
+		}
+	}
+	blobs, err := s.blobs().Blobs()
+	if err != nil {
+		return res, err
+	}
+	for d, size := range blobs {
+		if keep[d] || s.pins[d] > 0 {
+			continue
+		}
+		if err := s.blobs().Remove(d); err != nil {
+			return res, fmt.Errorf("removing layer %s: %w", d, err)
+		}
+		res.Blobs++
+		res.Bytes += size
+	}
+	s.log.Info("images pruned", "images", res.Images, "blobs", res.Blobs, "bytes", res.Bytes)
+	return res, nil
 }

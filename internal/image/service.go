@@ -56,6 +56,10 @@ type Service struct {
 	log     *slog.Logger
 
 	publishMu sync.Mutex
+	// pinMu guards pins: layer blobs a pull or import in flight holds
+	// against a prune (a counter per digest).
+	pinMu     sync.Mutex
+	pins      map[string]int
 	agentOnce sync.Once
 	agentSum  string
 	agentErr  error
@@ -169,7 +173,7 @@ func (s *Service) publish(ctx context.Context, name, source string, art Artifact
 	im := model.Image{
 		Name: name, KernelPath: filepath.Join(final, "vmlinuz"), RootfsPath: filepath.Join(final, "rootfs.ext4"),
 		ModulesPath: filepath.Join(final, "modules", filepath.Base(art.ModulesDir)),
-		Source:      source, Digest: art.Digest, SizeBytes: art.SizeBytes, Config: cfg, CreatedAt: time.Now().UTC(),
+		Source:      source, Digest: art.Digest, SizeBytes: art.SizeBytes, Config: cfg, Layers: art.Layers, CreatedAt: time.Now().UTC(),
 	}
 
 	s.publishMu.Lock()

@@ -50,6 +50,9 @@ func (phases) Add(int64)                    {}
 // (a moved tag), unless a VM is built on it.
 func (s *Service) install(ctx context.Context, name string, src Source, p Progress, replace bool) (model.Image, error) {
 	start := time.Now()
+	if r, ok := src.(interface{ release() }); ok {
+		defer r.release()
+	}
 	digest, err := src.Fetch(ctx, p)
 	if err != nil {
 		return model.Image{}, err
@@ -63,7 +66,7 @@ func (s *Service) install(ctx context.Context, name string, src Source, p Progre
 			return existing, nil
 		}
 		if err := s.Delete(ctx, name); err != nil {
-			if errors.Is(err, model.ErrConflict) {
+			if errors.Is(err, model.ErrState) {
 				return model.Image{}, model.Errorf(model.ErrConflict, "%s is now %s, but image %s (%s) is used by a vm; delete that vm first or give another --name", src.Describe(), digest, name, existing.Digest)
 			}
 			return model.Image{}, err

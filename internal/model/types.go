@@ -46,7 +46,10 @@ type Image struct {
 	Digest      string
 	SizeBytes   int64
 	// Config is an OCI image's runtime config (nil for images with none).
-	Config    *ImageConfig
+	Config *ImageConfig
+	// Layers are the digests of the cached layer blobs an OCI image was
+	// built from.
+	Layers    []string
 	CreatedAt time.Time
 }
 

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -51,6 +52,10 @@ type PullOptions struct {
 	Platform string
 	// Progress is told the bytes of each layer as they arrive.
 	Progress func(Progress)
+	// OnLayers is told the image's layer digests once the manifest is
+	// read, before anything is fetched: the caller pins them against a
+	// prune.
+	OnLayers func(digests []string)
 	// Transport replaces the HTTP transport (tests).
 	Transport http.RoundTripper
 }
@@ -72,6 +77,45 @@ type Image struct {
 	// Downloaded is how many bytes this pull fetched (0 when all layers
 	// were cached).
 	Downloaded int64
+}
+
+// Digests are the image's layer digests, oldest first.
+func (im Image) Digests() []string {
+	out := make([]string, len(im.Layers))
+	for i, l := range im.Layers {
+		out[i] = l.Digest.String()
+	}
+	return out
+}
+
+// Blobs lists the cached blobs by digest, with their sizes.
+func (c Cache) Blobs() (map[string]int64, error) {
+	entries, err := os.ReadDir(filepath.Join(c.Dir, "sha256"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int64{}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") {
+			continue // a download in flight
+		}
+		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() {
+			out["sha256:"+e.Name()] = fi.Size()
+		}
+	}
+	return out, nil
+}
+
+// Remove deletes a cached blob.
+func (c Cache) Remove(digest string) error {
+	h, err := v1.NewHash(digest)
+	if err != nil {
+		return err
+	}
+	return os.Remove(c.blobPath(h))
 }
 
 // Layer is one cached layer blob.
@@ -119,13 +163,13 @@ func (c Cache) Pull(ctx context.Context, ref string, o PullOptions) (Image, erro
 	if err != nil {
 		return Image{}, fmt.Errorf("fetching %s: %w", ref, err)
 	}
-	return c.Store(ctx, r.Name(), img, o.Progress)
+	return c.Store(ctx, r.Name(), img, o.Progress, o.OnLayers)
 }
 
 // Store reads img's manifest and config and copies every layer not in
 // the cache into it, each checked against its digest before it is kept.
 // ref names the image in errors and in the result.
-func (c Cache) Store(ctx context.Context, ref string, img v1.Image, progress func(Progress)) (Image, error) {
+func (c Cache) Store(ctx context.Context, ref string, img v1.Image, progress func(Progress), onLayers func([]string)) (Image, error) {
 	digest, err := img.Digest()
 	if err != nil {
 		return Image{}, fmt.Errorf("reading %s's manifest: %w", ref, err)
@@ -141,7 +185,7 @@ func (c Cache) Store(ctx context.Context, ref string, img v1.Image, progress fun
 	out := Image{Ref: ref, Digest: digest.String(), Config: *cfg}
 	var total int64
 	var missing []int
-	for i, l := range layers {
+	for _, l := range layers {
 		d, err := l.Digest()
 		if err != nil {
 			return Image{}, err
@@ -152,8 +196,13 @@ func (c Cache) Store(ctx context.Context, ref string, img v1.Image, progress fun
 		}
 		mt, _ := l.MediaType()
 		out.Layers = append(out.Layers, Layer{Digest: d, MediaType: string(mt), Size: size})
-		if !c.Has(d) {
-			total += size
+	}
+	if onLayers != nil {
+		onLayers(out.Digests())
+	}
+	for i, l := range out.Layers {
+		if !c.Has(l.Digest) {
+			total += l.Size
 			missing = append(missing, i)
 		}
 	}

@@ -6,18 +6,21 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/banger-dev/banger/internal/model"
 )
 
-const imageColumns = `name, kernel_path, initrd_path, rootfs_path, modules_path, source, digest, size_bytes, config, created_at`
+const imageColumns = `name, kernel_path, initrd_path, rootfs_path, modules_path, source, digest, size_bytes, config, layers, created_at`
 
 func scanImage(r rowScanner) (model.Image, error) {
 	var (
 		im              model.Image
 		created, config string
+		layers          string
 	)
-	err := r.Scan(&im.Name, &im.KernelPath, &im.InitrdPath, &im.RootfsPath, &im.ModulesPath, &im.Source, &im.Digest, &im.SizeBytes, &config, &created)
+	err := r.Scan(&im.Name, &im.KernelPath, &im.InitrdPath, &im.RootfsPath, &im.ModulesPath, &im.Source, &im.Digest, &im.SizeBytes, &config, &layers, &created)
+	im.Layers = strings.Fields(layers)
 	if err == nil && config != "" {
 		var c model.ImageConfig
 		if jerr := json.Unmarshal([]byte(config), &c); jerr == nil {
@@ -38,8 +41,9 @@ func configColumn(c *model.ImageConfig) string {
 
 // InsertImage registers an image; a name clash is model.ErrConflict.
 func (s *Store) InsertImage(ctx context.Context, im model.Image) error {
-	_, err := s.exec(ctx, `INSERT INTO images (`+imageColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		im.Name, im.KernelPath, im.InitrdPath, im.RootfsPath, im.ModulesPath, im.Source, im.Digest, im.SizeBytes, configColumn(im.Config), fmtTime(im.CreatedAt))
+	_, err := s.exec(ctx, `INSERT INTO images (`+imageColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		im.Name, im.KernelPath, im.InitrdPath, im.RootfsPath, im.ModulesPath, im.Source, im.Digest, im.SizeBytes, configColumn(im.Config),
+		strings.Join(im.Layers, " "), fmtTime(im.CreatedAt))
 	if isUnique(err) {
 		return model.Errorf(model.ErrConflict, "image name %q is already in use", im.Name)
 	}

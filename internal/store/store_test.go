@@ -169,14 +169,15 @@ func TestImages(t *testing.T) {
 	ctx := context.Background()
 	s, _ := openTemp(t)
 	im := model.Image{Name: "debian-12", KernelPath: "/k", RootfsPath: "/r", ModulesPath: "/m", Source: "built-in",
-		Digest: "sha256:00", SizeBytes: 42, CreatedAt: time.Now().UTC().Truncate(time.Millisecond)}
+		Digest: "sha256:00", SizeBytes: 42, CreatedAt: time.Now().UTC().Truncate(time.Millisecond),
+		Config: &model.ImageConfig{Env: []string{"A=1"}, Cmd: []string{"sh"}, User: "app"}, Layers: []string{"sha256:aa", "sha256:bb"}}
 	if err := s.InsertImage(ctx, im); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.InsertImage(ctx, im); !errors.Is(err, model.ErrConflict) {
 		t.Fatalf("duplicate image: want ErrConflict, got %v", err)
 	}
-	if got, err := s.GetImage(ctx, im.Name); err != nil || got != im {
+	if got, err := s.GetImage(ctx, im.Name); err != nil || !reflect.DeepEqual(got, im) {
 		t.Fatalf("round trip: %+v %v", got, err)
 	}
 	if err := s.InsertVM(ctx, testVM("aa11", "a", "172.16.0.2")); err != nil {

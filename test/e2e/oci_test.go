@@ -294,6 +294,28 @@ func TestOCIImageFromRegistry(t *testing.T) {
 	if left, _ := filepath.Glob(filepath.Join(w.stateDir, "images", ".*")); len(left) != 0 {
 		t.Errorf("imports left work behind: %v", left)
 	}
+
+	// Prune: bb:2's own layer goes once no image is built from it; the
+	// shared ones stay while bb:1 is; --all takes the images too.
+	w.ok("image", "delete", reg+"/bb:2")
+	w.ok("image", "delete", "example.test/bb:saved")
+	w.ok("image", "delete", "bb-layout")
+	var pr struct {
+		Images []string `json:"images"`
+		Layers int      `json:"layers"`
+	}
+	if err := json.Unmarshal([]byte(w.ok("image", "prune", "--json")), &pr); err != nil || pr.Layers != 1 || len(pr.Images) != 0 {
+		t.Errorf("image prune: %+v, %v; want 1 layer and no image", pr, err)
+	}
+	if r := w.banger("image", "prune", "--all"); r.code != 2 {
+		t.Errorf("image prune --all without a terminal or --force: exit %d", r.code)
+	}
+	if err := json.Unmarshal([]byte(w.ok("image", "prune", "--all", "--force", "--json")), &pr); err != nil || pr.Layers != 2 {
+		t.Errorf("image prune --all: %+v, %v; want bb:1's 2 layers", pr, err)
+	}
+	if blobs, _ := os.ReadDir(filepath.Join(w.stateDir, "oci", "blobs", "sha256")); len(blobs) != 0 {
+		t.Errorf("%d layers left after prune --all", len(blobs))
+	}
 }
 
 // pushRootfs pushes the tree at root (owners, modes, symlinks, hard
