@@ -27,11 +27,12 @@ const (
 	MethodVMStats  = "vm.stats"
 	MethodVMSet    = "vm.set"
 
-	MethodImageList   = "image.list"
-	MethodImageShow   = "image.show"
-	MethodImageDelete = "image.delete"
-	MethodImagePull   = "image.pull"
-	MethodImagePrune  = "image.prune"
+	MethodImageList    = "image.list"
+	MethodImageShow    = "image.show"
+	MethodImageDelete  = "image.delete"
+	MethodImagePull    = "image.pull"
+	MethodImagePrune   = "image.prune"
+	MethodImageCatalog = "image.catalog"
 	// MethodImageImport is a stream method: the client sends an image
 	// archive and half-closes; the daemon answers with one line, the
 	// operation that imports it (or an error object).
@@ -300,6 +301,27 @@ type ImagePruneResult struct {
 	Images []string `json:"images"`
 	Layers int      `json:"layers"`
 	Bytes  int64    `json:"bytes"`
+}
+
+// CatalogEntry is one name of the image catalog.
+type CatalogEntry struct {
+	Name string `json:"name"`
+	// Kind is "debian" (built from packages) or "oci" (pulled).
+	Kind   string `json:"kind"`
+	Source string `json:"source"`
+	// OCI is an oci entry's reference.
+	OCI string `json:"oci,omitempty"`
+	// User says the entry comes from the user's catalog file.
+	User  bool `json:"user,omitempty"`
+	Local bool `json:"local"`
+}
+
+// ImageCatalog is image.catalog's result: the entries and the user's
+// catalog file (with what was wrong with it, if anything).
+type ImageCatalog struct {
+	Entries []CatalogEntry `json:"entries"`
+	File    string         `json:"file"`
+	Error   string         `json:"error,omitempty"`
 }
 
 // ImageRef names one image.

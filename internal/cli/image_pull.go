@@ -56,8 +56,12 @@ func (a *app) imagePullCommand() *cobra.Command {
 // pullImage starts a pull, with the caller's own credential for the
 // registry of an OCI reference, and waits for it unless detach.
 func (a *app) pullImage(ctx context.Context, c *client.Client, p api.ImagePullParams, detach bool) (api.Operation, error) {
-	if isOCIRef(p.Name) {
-		auth, err := registryAuth(p.Name, p.Insecure)
+	ref := p.Name
+	if !isOCIRef(ref) {
+		ref = catalogRef(ctx, c, p.Name) // a catalog name for an OCI image
+	}
+	if ref != "" {
+		auth, err := registryAuth(ref, p.Insecure)
 		if err != nil {
 			return api.Operation{}, err
 		}
@@ -74,10 +78,25 @@ func (a *app) pullImage(ctx context.Context, c *client.Client, p api.ImagePullPa
 	return a.waitOp(ctx, c, o, "pulling image "+p.Name)
 }
 
-// ensureImage pulls an OCI reference that is not local yet, as docker run
-// does; catalog names are fetched by the daemon itself.
+// catalogRef is the OCI reference of a catalog entry ("" for none).
+func catalogRef(ctx context.Context, c *client.Client, name string) string {
+	cat, err := c.ImageCatalog(ctx)
+	if err != nil {
+		return ""
+	}
+	for _, e := range cat.Entries {
+		if e.Name == name {
+			return e.OCI
+		}
+	}
+	return ""
+}
+
+// ensureImage pulls an OCI reference (or a catalog name for one) that is
+// not local yet, as docker run does, with the caller's credentials; other
+// catalog names are built by the daemon itself.
 func (a *app) ensureImage(ctx context.Context, c *client.Client, ref string) error {
-	if !isOCIRef(ref) {
+	if ref == "" || !isOCIRef(ref) && catalogRef(ctx, c, ref) == "" {
 		return nil
 	}
 	if _, err := c.ImageShow(ctx, ref); err == nil {

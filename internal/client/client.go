@@ -173,6 +173,12 @@ func (c *Client) ImageImport(ctx context.Context, r io.Reader, name string) (api
 	return *res.Operation, nil
 }
 
+// ImageCatalog is image.catalog.
+func (c *Client) ImageCatalog(ctx context.Context) (api.ImageCatalog, error) {
+	var out api.ImageCatalog
+	return out, c.call(ctx, api.MethodImageCatalog, api.Empty{}, &out)
+}
+
 // ImagePrune is image.prune.
 func (c *Client) ImagePrune(ctx context.Context, all bool) (api.ImagePruneResult, error) {
 	var out api.ImagePruneResult

@@ -67,8 +67,12 @@ type Daemon struct {
 	ops       *op.Registry
 	vms       *vm.Service
 	images    *image.Service
-	boot      *boot.Host
-	driver    vmm.Driver
+	// catalogPath is the user's catalog file; catalogErr what was wrong
+	// with it at start-up (the built-in catalog serves then).
+	catalogPath string
+	catalogErr  error
+	boot        *boot.Host
+	driver      vmm.Driver
 	// driverReason says why this driver was chosen; kvm is the probe's
 	// verdict behind it.
 	driverReason string
@@ -178,7 +182,15 @@ func Run(ctx context.Context, opts Options) error {
 	if cacheDir == "" {
 		cacheDir = filepath.Join(layout.StateDir, "cache")
 	}
-	catalog := image.Builtin()
+	catalogPath := image.CatalogPath(cfgPath)
+	catalog, catErr := image.LoadCatalog(catalogPath)
+	if catErr != nil {
+		// A broken catalog file must not keep VMs from being managed:
+		// the built-in catalog serves, and doctor says what is wrong.
+		log.Error("reading the image catalog; using the built-in one", "err", catErr)
+		catalog = image.Builtin()
+	}
+	d.catalogPath, d.catalogErr = catalogPath, catErr
 	d.images = image.NewService(image.ServiceConfig{
 		Layout: layout, CacheDir: cacheDir, Mirror: cfg.DebianMirror, ExtraPackages: cfg.DebianPackages,
 		AgentPath: agent,

@@ -134,6 +134,17 @@ func (f *doctorFacts) DefaultImage(ctx context.Context) (doctor.Image, error) {
 	return im, nil
 }
 
+// Catalog is the user's catalog file and what was wrong with it.
+func (f *doctorFacts) Catalog() (string, int, error) {
+	n := 0
+	for _, name := range f.d.images.Catalog().Names() {
+		if e, _ := f.d.images.Catalog().Lookup(name); e.User {
+			n++
+		}
+	}
+	return f.d.catalogPath, n, f.d.catalogErr
+}
+
 // Owned joins the network inventory with the VMs recorded as running and
 // the VMM processes found on the host.
 func (f *doctorFacts) Owned(ctx context.Context) (doctor.Owned, error) {

@@ -119,3 +119,23 @@ func (d *Daemon) imagePrune(ctx context.Context, _ rpc.Caller, p api.ImagePruneP
 	}
 	return api.ImagePruneResult{Images: r.Images, Layers: r.Blobs, Bytes: r.Bytes}, err
 }
+
+func (d *Daemon) imageCatalog(ctx context.Context, _ rpc.Caller, _ api.Empty) (api.ImageCatalog, error) {
+	out := api.ImageCatalog{File: d.catalogPath, Entries: []api.CatalogEntry{}}
+	if d.catalogErr != nil {
+		out.Error = d.catalogErr.Error()
+	}
+	cat := d.images.Catalog()
+	for _, n := range cat.Names() {
+		e, _ := cat.Lookup(n)
+		w := api.CatalogEntry{Name: n, Kind: "debian", Source: e.Source, OCI: e.OCI, User: e.User}
+		if e.OCI != "" {
+			w.Kind = "oci"
+		}
+		if _, err := d.images.Get(ctx, n); err == nil {
+			w.Local = true
+		}
+		out.Entries = append(out.Entries, w)
+	}
+	return out, nil
+}

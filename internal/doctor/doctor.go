@@ -134,6 +134,9 @@ type Facts interface {
 	// FreeBytes is the space available to the daemon in dir.
 	FreeBytes(dir string) (uint64, error)
 	DefaultImage(ctx context.Context) (Image, error)
+	// Catalog is the user's catalog file, how many entries it gives, and
+	// what is wrong with it (nil when it is fine or absent).
+	Catalog() (path string, entries int, err error)
 	Owned(ctx context.Context) (Owned, error)
 }
 
@@ -151,6 +154,7 @@ const (
 	NameSocket       = "socket"
 	NameDisk         = "disk space"
 	NameDefaultImage = "default image"
+	NameCatalog      = "image catalog"
 	NameHost         = "banger on the host"
 	NameOrphans      = "orphans"
 )
@@ -183,6 +187,7 @@ func Run(ctx context.Context, f Facts) []Check {
 	c.socket()
 	c.disk()
 	c.defaultImage(ctx)
+	c.catalog()
 	c.owned(ctx)
 	return c.out
 }
@@ -391,6 +396,18 @@ func (c *checker) defaultImage(ctx context.Context) {
 	default:
 		c.add(NameDefaultImage, Fail, im.Name+" is neither local nor in the catalog",
 			"set default_image in the config to a local image (banger image list) or a catalog name")
+	}
+}
+
+func (c *checker) catalog() {
+	path, n, err := c.f.Catalog()
+	switch {
+	case err != nil:
+		c.add(NameCatalog, Fail, "the catalog file is not in use: "+err.Error(), "fix "+path+" (see `banger image catalog --help`) and restart the daemon")
+	case n == 0:
+		c.add(NameCatalog, OK, "built in only ("+path+" adds entries)", "")
+	default:
+		c.add(NameCatalog, OK, fmt.Sprintf("%d entries from %s", n, path), "")
 	}
 }
 

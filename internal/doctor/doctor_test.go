@@ -26,6 +26,7 @@ type fakeFacts struct {
 	freeErr        error
 	image          Image
 	imageErr       error
+	catalogErr     error
 	owned          Owned
 	ownedErr       error
 }
@@ -60,7 +61,10 @@ func (f *fakeFacts) Socket() Socket                              { return f.sock
 func (f *fakeFacts) StateDir() string                            { return "/var/lib/banger" }
 func (f *fakeFacts) FreeBytes(string) (uint64, error)            { return f.free, f.freeErr }
 func (f *fakeFacts) DefaultImage(context.Context) (Image, error) { return f.image, f.imageErr }
-func (f *fakeFacts) Owned(context.Context) (Owned, error)        { return f.owned, f.ownedErr }
+func (f *fakeFacts) Catalog() (string, int, error) {
+	return "/etc/banger/catalog.toml", 0, f.catalogErr
+}
+func (f *fakeFacts) Owned(context.Context) (Owned, error) { return f.owned, f.ownedErr }
 func (f *fakeFacts) Binary(_ context.Context, name string, _ ...string) Binary {
 	return f.bins[name]
 }
@@ -86,8 +90,8 @@ func find(t *testing.T, checks []Check, name string) Check {
 
 func TestHealthyHostIsAllOK(t *testing.T) {
 	checks := Run(context.Background(), healthy())
-	if len(checks) != 14 {
-		t.Errorf("%d checks, want 14", len(checks))
+	if len(checks) != 15 {
+		t.Errorf("%d checks, want 15", len(checks))
 	}
 	for _, c := range checks {
 		if c.Status != OK || c.Fix != "" || c.Detail == "" {
@@ -291,6 +295,12 @@ func TestSituations(t *testing.T) {
 			change: func(f *fakeFacts) { f.image = Image{Name: "nope"} },
 			want:   map[string]Status{NameDefaultImage: Fail},
 			check:  NameDefaultImage, detail: "neither local nor in the catalog", fix: "default_image",
+		},
+		{
+			name:   "broken catalog file",
+			change: func(f *fakeFacts) { f.catalogErr = errors.New(`catalog x: image "a": give oci or debian`) },
+			want:   map[string]Status{NameCatalog: Fail},
+			check:  NameCatalog, detail: "give oci or debian", fix: "catalog.toml",
 		},
 		{
 			name:   "image store error",

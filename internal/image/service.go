@@ -107,6 +107,13 @@ func (s *Service) Pull(ctx context.Context, req PullRequest) (model.Operation, e
 		}
 		name = req.Name
 	}
+	if e, ok := s.catalog.Lookup(req.Ref); ok && e.OCI != "" {
+		// A catalog name for an OCI image: pulled again, as a reference is.
+		return s.ops.Begin("image.pull", e.Name, func(ctx context.Context, p *op.Progress) error {
+			_, err := s.install(ctx, e.Name, s.entrySource(e, req), p, true)
+			return err
+		}), nil
+	}
 	if _, ok := s.catalog.Lookup(req.Ref); !ok && IsOCIRef(req.Ref) {
 		return s.ops.Begin("image.pull", name, func(ctx context.Context, p *op.Progress) error {
 			_, err := s.install(ctx, name, &ociSource{s: s, req: req}, p, true)
@@ -145,9 +152,18 @@ func (s *Service) Ensure(ctx context.Context, name string, progress func(string)
 	if progress == nil {
 		progress = func(string) {}
 	}
-	src := debianSource{entry: entry, cacheDir: s.cfg.CacheDir,
-		opts: DebianOptions{Mirror: s.cfg.Mirror, Suite: entry.Suite, Packages: s.cfg.ExtraPackages}}
-	return s.install(ctx, name, src, phases(progress), false)
+	return s.install(ctx, name, s.entrySource(entry, PullRequest{}), phases(progress), false)
+}
+
+// entrySource is where a catalog entry's image comes from; req carries
+// the caller's credential for an OCI entry.
+func (s *Service) entrySource(e Entry, req PullRequest) Source {
+	if e.OCI != "" {
+		req.Ref, req.Name = e.OCI, e.Name
+		return &ociSource{s: s, req: req}
+	}
+	return debianSource{entry: e, cacheDir: s.cfg.CacheDir,
+		opts: DebianOptions{Mirror: s.cfg.Mirror, Suite: e.Suite, Packages: append(append([]string{}, s.cfg.ExtraPackages...), e.Packages...)}}
 }
 
 // publish links the cached artifacts into a staging directory, then

@@ -199,6 +199,17 @@ func TestOCIImageFromRegistry(t *testing.T) {
 	reg := w.startRegistry()
 	w.pushImages(reg)
 	ref := reg + "/bb:1"
+	// A user catalog entry names the image too (read at daemon start).
+	catalog := fmt.Sprintf("[images.bbcat]\noci = %q\ndescription = \"busybox from the test registry\"\n", ref)
+	if err := os.WriteFile(filepath.Join(filepath.Dir(w.config), "catalog.toml"), []byte(catalog), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out := w.ok("image", "catalog"); !strings.Contains(out, "bbcat") || !strings.Contains(out, "busybox from the test registry") {
+		t.Errorf("image catalog lacks the user's entry:\n%s", out)
+	}
+	if out := w.ok("vm", "run", "--rm", "--image", "bbcat", "--", "cat", "/etc/issue"); out != "upper\n" {
+		t.Errorf("vm run --image of a catalog entry: %q", out)
+	}
 	w.ok("image", "pull", ref)
 	var im struct {
 		Digest string `json:"digest"`
