@@ -33,6 +33,10 @@ const (
 	MethodImagePull    = "image.pull"
 	MethodImagePrune   = "image.prune"
 	MethodImageCatalog = "image.catalog"
+	// MethodImageRegister is a stream method like image.import: a tar of
+	// vmlinuz, rootfs.ext4 and optionally modules/KVER/..., then one
+	// line with the operation.
+	MethodImageRegister = "image.register"
 	// MethodImageImport is a stream method: the client sends an image
 	// archive and half-closes; the daemon answers with one line, the
 	// operation that imports it (or an error object).

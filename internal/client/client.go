@@ -147,7 +147,19 @@ func (c *Client) VMTunnel(ctx context.Context, name string, port int) (*net.Unix
 // ImageImport streams an image archive (a docker save tarball or an OCI
 // layout tar) to the daemon and returns the operation importing it.
 func (c *Client) ImageImport(ctx context.Context, r io.Reader, name string) (api.Operation, error) {
-	conn, err := c.rpc.Stream(ctx, api.MethodImageImport, api.ImageImportParams{Name: name}, nil)
+	return c.upload(ctx, api.MethodImageImport, name, r)
+}
+
+// ImageRegister streams a registration (a tar of vmlinuz, rootfs.ext4 and
+// maybe modules/) and returns the operation checking and registering it.
+func (c *Client) ImageRegister(ctx context.Context, r io.Reader, name string) (api.Operation, error) {
+	return c.upload(ctx, api.MethodImageRegister, name, r)
+}
+
+// upload sends r on a stream method's connection, half-closes, and reads
+// the one line the daemon ends it with.
+func (c *Client) upload(ctx context.Context, method, name string, r io.Reader) (api.Operation, error) {
+	conn, err := c.rpc.Stream(ctx, method, api.ImageImportParams{Name: name}, nil)
 	if err != nil {
 		return api.Operation{}, c.explain(err)
 	}
@@ -155,10 +167,10 @@ func (c *Client) ImageImport(ctx context.Context, r io.Reader, name string) (api
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	if _, err := io.Copy(conn, r); err != nil {
-		return api.Operation{}, fmt.Errorf("sending the archive: %w", err)
+		return api.Operation{}, fmt.Errorf("sending the files: %w", err)
 	}
 	if err := conn.CloseWrite(); err != nil {
-		return api.Operation{}, fmt.Errorf("sending the archive: %w", err)
+		return api.Operation{}, fmt.Errorf("sending the files: %w", err)
 	}
 	var res api.ImageImportResult
 	if err := json.NewDecoder(conn).Decode(&res); err != nil {

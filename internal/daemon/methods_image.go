@@ -1,16 +1,20 @@
 package daemon
 
 import (
+	"archive/tar"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/banger-dev/banger/internal/api"
 	"github.com/banger-dev/banger/internal/image"
 	"github.com/banger-dev/banger/internal/model"
 	"github.com/banger-dev/banger/internal/oci"
+	"github.com/banger-dev/banger/internal/rootfs"
 	"github.com/banger-dev/banger/internal/rpc"
 )
 
@@ -85,31 +89,90 @@ func (d *Daemon) imageImport(ctx context.Context, _ rpc.Caller, raw json.RawMess
 	}
 	return api.Empty{}, func(c rpc.Stream) {
 		defer c.Close()
-		answer := func(res api.ImageImportResult) {
-			b, _ := json.Marshal(res)
-			_, _ = c.Write(append(b, '\n'))
-		}
-		fail := func(err error) {
-			msg := err.Error()
-			answer(api.ImageImportResult{Error: &msg})
-		}
 		_, err := io.Copy(f, c)
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
 		if err != nil {
 			_ = os.Remove(f.Name())
-			fail(fmt.Errorf("receiving the archive: %w", err))
+			answerStream(c, api.Operation{}, fmt.Errorf("receiving the archive: %w", err))
 			return
 		}
 		o, err := d.images.Import(context.WithoutCancel(ctx), f.Name(), p.Name)
-		if err != nil {
-			fail(err)
+		answerStream(c, wireOp(o), err)
+	}, nil
+}
+
+// answerStream ends an upload's stream with its one line: the operation
+// the upload started, or the error.
+func answerStream(c rpc.Stream, o api.Operation, err error) {
+	res := api.ImageImportResult{Operation: &o}
+	if err != nil {
+		msg := err.Error()
+		res = api.ImageImportResult{Error: &msg}
+	}
+	b, _ := json.Marshal(res)
+	_, _ = c.Write(append(b, '\n'))
+}
+
+// imageRegister receives a kernel, a root filesystem and maybe modules,
+// which the CLI read as its user, as a tar; then it checks and registers
+// them in an operation.
+func (d *Daemon) imageRegister(ctx context.Context, _ rpc.Caller, raw json.RawMessage) (any, func(rpc.Stream), error) {
+	var p api.ImageImportParams
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return nil, nil, model.Errorf(model.ErrInvalid, "invalid params: %v", err)
+	}
+	if err := model.ValidateImageRef(p.Name); err != nil {
+		return nil, nil, err
+	}
+	if _, err := d.images.Get(ctx, p.Name); err == nil {
+		return nil, nil, model.Errorf(model.ErrConflict, "image %q already exists; delete it first or register under another name", p.Name)
+	}
+	dir, err := d.images.RegisterDir()
+	if err != nil {
+		return nil, nil, err
+	}
+	return api.Empty{}, func(c rpc.Stream) {
+		defer c.Close()
+		if err := receiveRegistration(c, dir); err != nil {
+			_ = os.RemoveAll(dir)
+			answerStream(c, api.Operation{}, err)
 			return
 		}
-		w := wireOp(o)
-		answer(api.ImageImportResult{Operation: &w})
+		o, err := d.images.Register(context.WithoutCancel(ctx), dir, p.Name)
+		answerStream(c, wireOp(o), err)
 	}, nil
+}
+
+// receiveRegistration writes the registration tar into dir: vmlinuz,
+// rootfs.ext4 and files under modules/, nothing else (no links).
+func receiveRegistration(r io.Reader, dir string) error {
+	t, err := rootfs.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	tr := tar.NewReader(r)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return t.Finish(rootfs.PutOptions{})
+		}
+		if err != nil {
+			return fmt.Errorf("receiving the files: %w", err)
+		}
+		name := rootfs.Clean(hdr.Name)
+		top, _, _ := strings.Cut(name, "/")
+		ok := (name == image.RegisterKernel || name == image.RegisterRootfs) && hdr.Typeflag == tar.TypeReg ||
+			top == image.RegisterModules && (hdr.Typeflag == tar.TypeReg || hdr.Typeflag == tar.TypeDir)
+		if !ok {
+			continue
+		}
+		if err := t.Put(hdr, tr, rootfs.PutOptions{}); err != nil {
+			return fmt.Errorf("receiving %s: %w", name, err)
+		}
+	}
 }
 
 func (d *Daemon) imagePrune(ctx context.Context, _ rpc.Caller, p api.ImagePruneParams) (api.ImagePruneResult, error) {

@@ -62,7 +62,7 @@ var allowed = map[string][]string{
 	"internal/daemon": {"internal/api", "internal/boot", "internal/config", "internal/guestssh", "internal/host/dns",
 		"internal/host/hostnet", "internal/host/run", "internal/image", "internal/model", "internal/op", "internal/paths",
 		"internal/rpc", "internal/store", "internal/vm", "internal/vmm", "internal/vmm/qemu",
-		"internal/vmm/firecracker", "internal/host/kvmprobe", "internal/doctor", "internal/proc", "internal/tunnel", "internal/oci"},
+		"internal/vmm/firecracker", "internal/host/kvmprobe", "internal/doctor", "internal/proc", "internal/tunnel", "internal/oci", "internal/rootfs"},
 	"internal/agent":      {"internal/guest", "internal/tunnel"},
 	"cmd/banger":          {"internal/cli"},
 	"cmd/bangerd":         {"internal/daemon", "internal/paths"},
