@@ -249,8 +249,12 @@ type Image struct {
 	Digest     string `json:"digest"`
 	SizeBytes  int64  `json:"size_bytes"`
 	// Config is an OCI image's runtime config.
-	Config    *ImageConfig `json:"config,omitempty"`
-	CreatedAt time.Time    `json:"created_at"`
+	Config *ImageConfig `json:"config,omitempty"`
+	// Layers are an OCI image's cached layer digests.
+	Layers []string `json:"layers,omitempty"`
+	// UsedBy names the VMs built on the image.
+	UsedBy    []string  `json:"used_by"`
+	CreatedAt time.Time `json:"created_at"`
 }
 
 // ImageConfig is an OCI image's runtime config, as docker honours it.

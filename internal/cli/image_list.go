@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -25,9 +26,13 @@ func (a *app) imageListCommand() *cobra.Command {
 			if asJSON {
 				return printJSON(a.streams.Out, ims)
 			}
-			tw := newTable(a.streams.Out, "NAME", "SIZE", "SOURCE", "CREATED")
+			tw := newTable(a.streams.Out, "NAME", "DIGEST", "SIZE", "VMS", "SOURCE", "CREATED")
 			for _, im := range ims {
-				row(tw, im.Name, fmt.Sprintf("%.0fM", float64(im.SizeBytes)/(1<<20)), im.Source, ago(im.CreatedAt))
+				digest := strings.TrimPrefix(im.Digest, "sha256:")
+				if len(digest) > 12 {
+					digest = digest[:12]
+				}
+				row(tw, im.Name, digest, fmt.Sprintf("%.0fM", float64(im.SizeBytes)/(1<<20)), len(im.UsedBy), im.Source, ago(im.CreatedAt))
 			}
 			return tw.Flush()
 		},

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -36,6 +37,9 @@ func (a *app) imageShowCommand() *cobra.Command {
 				row(tw, "Initrd:", im.InitrdPath)
 			}
 			row(tw, "Rootfs:", im.RootfsPath)
+			if len(im.UsedBy) > 0 {
+				row(tw, "Used by:", strings.Join(im.UsedBy, ", "))
+			}
 			if c := im.Config; c != nil {
 				if len(c.Entrypoint) > 0 {
 					row(tw, "Entrypoint:", shellQuote(c.Entrypoint))

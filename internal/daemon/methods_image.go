@@ -23,11 +23,30 @@ func (d *Daemon) imageList(ctx context.Context, _ rpc.Caller, _ api.Empty) ([]ap
 	if err != nil {
 		return nil, err
 	}
+	users, err := d.imageUsers(ctx)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]api.Image, 0, len(ims))
 	for _, im := range ims {
-		out = append(out, wireImage(im))
+		w := wireImage(im)
+		w.UsedBy = append(w.UsedBy, users[im.Name]...)
+		out = append(out, w)
 	}
 	return out, nil
+}
+
+// imageUsers maps image names to the VMs built on them.
+func (d *Daemon) imageUsers(ctx context.Context) (map[string][]string, error) {
+	vms, err := d.vms.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	users := map[string][]string{}
+	for _, v := range vms {
+		users[v.Image] = append(users[v.Image], v.Name)
+	}
+	return users, nil
 }
 
 func (d *Daemon) imageShow(ctx context.Context, _ rpc.Caller, p api.ImageRef) (api.Image, error) {
@@ -35,7 +54,13 @@ func (d *Daemon) imageShow(ctx context.Context, _ rpc.Caller, p api.ImageRef) (a
 	if err != nil {
 		return api.Image{}, err
 	}
-	return wireImage(im), nil
+	users, err := d.imageUsers(ctx)
+	if err != nil {
+		return api.Image{}, err
+	}
+	w := wireImage(im)
+	w.UsedBy = append(w.UsedBy, users[im.Name]...)
+	return w, nil
 }
 
 func (d *Daemon) imageDelete(ctx context.Context, _ rpc.Caller, p api.ImageRef) (api.Empty, error) {
@@ -58,7 +83,7 @@ func wireImage(im model.Image) api.Image {
 	return api.Image{
 		Name: im.Name, KernelPath: im.KernelPath, InitrdPath: im.InitrdPath, RootfsPath: im.RootfsPath,
 		Source: im.Source, Digest: im.Digest, SizeBytes: im.SizeBytes, CreatedAt: im.CreatedAt,
-		Config: wireImageConfig(im.Config),
+		Config: wireImageConfig(im.Config), Layers: im.Layers, UsedBy: []string{},
 	}
 }
 

@@ -241,6 +241,12 @@ func TestOCIImageFromRegistry(t *testing.T) {
 	if want := "1000\n/srv\nhello\nupper\ninit\n"; out != want {
 		t.Errorf("in the image:\n%s\nwant:\n%s", out, want)
 	}
+	var shown struct {
+		UsedBy []string `json:"used_by"`
+	}
+	if err := json.Unmarshal([]byte(w.ok("image", "show", ref, "--json")), &shown); err != nil || len(shown.UsedBy) != 1 || shown.UsedBy[0] != "bb" {
+		t.Errorf("image show used_by: %v, %v", shown.UsedBy, err)
+	}
 	if out := w.ok("vm", "ssh", "bb", "-e", "GREETING=bye", "-u", "root", "-w", "/", "--", "sh", "-c", "id -u; pwd; echo $GREETING"); out != "0\n/\nbye\n" {
 		t.Errorf("--env/--user/--workdir over the image's: %q", out)
 	}
