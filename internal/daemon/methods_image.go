@@ -94,19 +94,28 @@ func wireImageConfig(c *model.ImageConfig) *api.ImageConfig {
 	return &api.ImageConfig{Env: c.Env, Entrypoint: c.Entrypoint, Cmd: c.Cmd, WorkingDir: c.WorkingDir, User: c.User}
 }
 
+// newImageName reads an upload's params: a valid name no image has yet.
+func (d *Daemon) newImageName(ctx context.Context, raw json.RawMessage) (api.ImageImportParams, error) {
+	var p api.ImageImportParams
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return p, model.Errorf(model.ErrInvalid, "invalid params: %v", err)
+	}
+	if err := model.ValidateImageRef(p.Name); err != nil {
+		return p, err
+	}
+	if _, err := d.images.Get(ctx, p.Name); err == nil {
+		return p, model.Errorf(model.ErrConflict, "image %q already exists; delete it first or give another --name", p.Name)
+	}
+	return p, nil
+}
+
 // imageImport receives an image archive the CLI read as its user (the
 // daemon opens no path a caller names), then starts the import and ends
 // the stream with one line: the operation, or the error.
 func (d *Daemon) imageImport(ctx context.Context, _ rpc.Caller, raw json.RawMessage) (any, func(rpc.Stream), error) {
-	var p api.ImageImportParams
-	if err := json.Unmarshal(raw, &p); err != nil {
-		return nil, nil, model.Errorf(model.ErrInvalid, "invalid params: %v", err)
-	}
-	if err := model.ValidateImageRef(p.Name); err != nil {
+	p, err := d.newImageName(ctx, raw)
+	if err != nil {
 		return nil, nil, err
-	}
-	if _, err := d.images.Get(ctx, p.Name); err == nil {
-		return nil, nil, model.Errorf(model.ErrConflict, "image %q already exists; delete it first or import with another --name", p.Name)
 	}
 	f, err := d.images.Upload()
 	if err != nil {
@@ -144,15 +153,9 @@ func answerStream(c rpc.Stream, o api.Operation, err error) {
 // which the CLI read as its user, as a tar; then it checks and registers
 // them in an operation.
 func (d *Daemon) imageRegister(ctx context.Context, _ rpc.Caller, raw json.RawMessage) (any, func(rpc.Stream), error) {
-	var p api.ImageImportParams
-	if err := json.Unmarshal(raw, &p); err != nil {
-		return nil, nil, model.Errorf(model.ErrInvalid, "invalid params: %v", err)
-	}
-	if err := model.ValidateImageRef(p.Name); err != nil {
+	p, err := d.newImageName(ctx, raw)
+	if err != nil {
 		return nil, nil, err
-	}
-	if _, err := d.images.Get(ctx, p.Name); err == nil {
-		return nil, nil, model.Errorf(model.ErrConflict, "image %q already exists; delete it first or register under another name", p.Name)
 	}
 	dir, err := d.images.RegisterDir()
 	if err != nil {

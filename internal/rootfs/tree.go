@@ -249,18 +249,12 @@ func (t *Tree) WriteFile(name string, data []byte, perm fs.FileMode) error {
 
 // ReadFile reads the regular file at name (a symlink is refused).
 func (t *Tree) ReadFile(name string) ([]byte, error) {
-	p, err := t.Resolve(name)
+	f, err := t.Open(name)
 	if err != nil {
 		return nil, err
 	}
-	fi, err := t.root.Lstat(p)
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("reading %s: not a regular file", name)
-	}
-	return t.root.ReadFile(p)
+	defer f.Close()
+	return io.ReadAll(f)
 }
 
 // Symlink replaces whatever is at name with a symlink to target.
