@@ -259,7 +259,11 @@ func (s *Server) serveConn(ctx context.Context, conn *net.UnixConn) {
 			if serve == nil {
 				continue
 			}
+			// The answer's write deadline must not end the stream.
 			setDeadline(time.Time{})
+			wmu.Lock()
+			_ = conn.SetWriteDeadline(time.Time{})
+			wmu.Unlock()
 			serve(streamConn{br, conn})
 			close(gone)
 			return

@@ -371,6 +371,9 @@ func TestCallerGoneOnHangup(t *testing.T) {
 }
 
 func TestStreamMethod(t *testing.T) {
+	old := LineTimeout
+	LineTimeout = 200 * time.Millisecond // a stream outlives the answer's write deadline
+	defer func() { LineTimeout = old }()
 	path := startServer(t, nil)
 	c := &Client{Path: path}
 	ctx := context.Background()
@@ -383,6 +386,7 @@ func TestStreamMethod(t *testing.T) {
 	if res["ok"] != "yes" {
 		t.Fatalf("stream result: %v", res)
 	}
+	time.Sleep(500 * time.Millisecond)
 	if _, err := io.WriteString(conn, "hello stream\n{not json"); err != nil {
 		t.Fatal(err)
 	}
