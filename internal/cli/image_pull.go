@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -111,16 +112,6 @@ func (a *app) ensureImage(ctx context.Context, c *client.Client, ref string) err
 	return opErr(final)
 }
 
-// isOCIRef is image.IsOCIRef on this side of the socket.
-func isOCIRef(ref string) bool {
-	for _, r := range ref {
-		if r == '/' || r == ':' || r == '@' {
-			return true
-		}
-	}
-	return false
-}
-
 // registryAuth reads the invoking user's credential for ref's registry
 // (docker and podman login files, credential helpers). None is fine: the
 // pull goes anonymous.
@@ -147,3 +138,7 @@ func registryAuth(ref string, insecure bool) (*api.RegistryAuth, error) {
 	return &api.RegistryAuth{Username: cfg.Username, Password: cfg.Password, Auth: cfg.Auth,
 		IdentityToken: cfg.IdentityToken, RegistryToken: cfg.RegistryToken}, nil
 }
+
+// isOCIRef is model.IsImageReference on this side of the socket (the CLI
+// speaks api, not model): a repository path, a tag or a digest.
+func isOCIRef(ref string) bool { return strings.ContainsAny(ref, "/:@") }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/banger-dev/banger/internal/model"
@@ -26,10 +25,6 @@ type PullRequest struct {
 	Insecure bool
 	Platform string
 }
-
-// IsOCIRef reports whether ref reads as a registry reference rather than
-// a catalog name: it names a repository path, a tag or a digest.
-func IsOCIRef(ref string) bool { return strings.ContainsAny(ref, "/:@") }
 
 // kernelImage is the image whose kernel OCI images boot on.
 const kernelImage = "debian-12"

@@ -114,7 +114,7 @@ func (s *Service) Pull(ctx context.Context, req PullRequest) (model.Operation, e
 			return err
 		}), nil
 	}
-	if _, ok := s.catalog.Lookup(req.Ref); !ok && IsOCIRef(req.Ref) {
+	if _, ok := s.catalog.Lookup(req.Ref); !ok && model.IsImageReference(req.Ref) {
 		return s.ops.Begin("image.pull", name, func(ctx context.Context, p *op.Progress) error {
 			_, err := s.install(ctx, name, &ociSource{s: s, req: req}, p, true)
 			return err

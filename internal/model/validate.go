@@ -91,6 +91,11 @@ func ValidateImageRef(ref string) error {
 	return nil
 }
 
+// IsImageReference reports whether ref reads as a registry reference
+// (registry/repo:tag, @sha256:...) rather than a catalog or local name:
+// it names a repository path, a tag or a digest.
+func IsImageReference(ref string) bool { return strings.ContainsAny(ref, "/:@") }
+
 // ParseSize parses a size typed by a user and returns it in MiB. A bare
 // number is MiB; K, M, G and T suffixes (optionally followed by "iB" or "B")
 // are binary units. Fractions are allowed ("1.5G") and rounded up to a MiB.

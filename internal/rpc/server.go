@@ -249,11 +249,9 @@ func (s *Server) serveConn(ctx context.Context, conn *net.UnixConn) {
 			continue
 		}
 		raw := json.RawMessage(line)
-		if m, req, ok := s.streamMethod(raw); ok {
-			if !first {
-				write(response{JSONRPC: "2.0", ID: req.ID, Error: &Error{Code: api.CodeInvalidRequest, Message: fmt.Sprintf("invalid request: %s must be the first request on a connection", req.Method)}})
-				continue
-			}
+		// Only a first request may be a stream method; later lines are
+		// parsed once, by handleOne, which refuses stream methods there.
+		if m, req, ok := s.streamMethod(raw, first); ok {
 			serve, resp := s.startStream(ctx, caller, req, m)
 			write(resp)
 			if serve == nil {
@@ -291,10 +289,11 @@ type streamConn struct {
 
 func (c streamConn) Read(p []byte) (int, error) { return c.Reader.Read(p) }
 
-// streamMethod reports whether raw is one request for a stream method.
-func (s *Server) streamMethod(raw json.RawMessage) (Method, request, bool) {
+// streamMethod reports whether raw, a connection's first line, is one
+// request for a stream method (later lines are not even parsed here).
+func (s *Server) streamMethod(raw json.RawMessage, first bool) (Method, request, bool) {
 	var req request
-	if len(raw) == 0 || raw[0] != '{' || json.Unmarshal(raw, &req) != nil {
+	if !first || len(raw) == 0 || raw[0] != '{' || json.Unmarshal(raw, &req) != nil {
 		return Method{}, req, false
 	}
 	m, ok := s.methods[req.Method]
@@ -422,6 +421,9 @@ func (s *Server) handleOne(ctx context.Context, c Caller, raw json.RawMessage) (
 	m, found := s.methods[req.Method]
 	if !found {
 		return fail(&Error{Code: api.CodeMethodNotFound, Message: fmt.Sprintf("method %q not found", req.Method)})
+	}
+	if m.Stream != nil {
+		return fail(&Error{Code: api.CodeInvalidRequest, Message: fmt.Sprintf("invalid request: %s must be the first request on a connection", req.Method)})
 	}
 	if s.authorize != nil {
 		if err := s.authorize(c, m.Access); err != nil {
