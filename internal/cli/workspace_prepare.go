@@ -8,6 +8,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
+	"github.com/banger-dev/banger/internal/api"
 	"github.com/banger-dev/banger/internal/workspace"
 )
 
@@ -58,32 +59,32 @@ func (a *app) workspacePrepareCommand() *cobra.Command {
 			}
 			defer sc.Close()
 			g := sshGuest{sc}
-			lease, err := workspace.Lock(ctx, g)
-			if err != nil {
-				return err
-			}
-			defer lease.Unlock()
 			var prev *workspace.Base
 			if rec, err := t.client.WorkspaceShow(ctx, t.vm, t.path); err == nil {
 				prev = toBase(rec)
 			} else if !isNotFound(err) {
 				return err
 			}
-			opts := workspace.PrepareOptions{Path: t.path, ReadOnly: readOnly, Force: force, Previous: prev}
+			var rec api.Workspace
+			opts := workspace.PrepareOptions{Path: t.path, ReadOnly: readOnly, Force: force, Previous: prev,
+				// Recorded under the guest's lock, so the next prepare or
+				// export on this VM compares against this one.
+				Commit: func(b workspace.Base) error {
+					var err error
+					if rec, err = t.client.WorkspaceRecord(ctx, fromBase(t.vm, b, nil)); err != nil {
+						return fmt.Errorf("recording the workspace (the guest has it, but export needs this record; prepare again): %w", err)
+					}
+					return nil
+				}}
 			if a.streams.ErrIsTerminal && !asJSON {
-				bar := progressbar.NewOptions64(plan.ObjectBytes, progressbar.OptionSetWriter(a.streams.Err),
+				bar := progressbar.NewOptions64(plan.StreamBytes(), progressbar.OptionSetWriter(a.streams.Err),
 					progressbar.OptionSetDescription("sending "+t.path), progressbar.OptionShowBytes(true),
 					progressbar.OptionClearOnFinish(), progressbar.OptionThrottle(100*time.Millisecond))
 				opts.Progress = func(sent, _ int64) { _ = bar.Set64(sent) }
 				defer func() { _ = bar.Finish() }()
 			}
-			base, err := workspace.Prepare(ctx, g, plan, opts)
-			if err != nil {
+			if _, err := workspace.Prepare(ctx, g, plan, opts); err != nil {
 				return err
-			}
-			rec, err := t.client.WorkspaceRecord(ctx, fromBase(t.vm, base, nil))
-			if err != nil {
-				return fmt.Errorf("recording the workspace (the guest has it, but export needs this record; prepare again): %w", err)
 			}
 			if asJSON {
 				return printJSON(a.streams.Out, rec)

@@ -32,11 +32,13 @@ type fetched struct {
 // repository (export to a branch) or banger's cache (everything else). The
 // host reads nothing from the guest but this pack and two object IDs.
 func fetch(ctx context.Context, g Guest, r *Repo, b *Base, msg string, intoRepo bool) (fetched, error) {
+	// The base commits are in banger's cache unless it was cleaned.
+	needBase := flag(!r.hasCommit(ctx, b.BaseCommit) || !r.hasCommit(ctx, b.IndexCommit))
 	pr, pw := io.Pipe()
 	errc := make(chan error, 1)
 	go func() {
 		// The lock covers the snapshot and the pack: one session, no lease.
-		err := runScript(ctx, g, lockWrap, []string{LockPath, exportScript, "banger-workspace", b.Path, msg, b.Head, b.BaseCommit, b.IndexCommit}, nil, pw)
+		err := runScript(ctx, g, lockWrap, []string{LockPath, exportScript, "banger-workspace", b.Path, msg, b.Head, b.BaseCommit, b.IndexCommit, needBase}, nil, pw)
 		pw.CloseWithError(io.EOF)
 		errc <- err
 	}()

@@ -1,7 +1,6 @@
 package workspace
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -15,7 +14,8 @@ import (
 // pinned SSH connection; tests run the same scripts with a local shell.
 type Guest interface {
 	// Exec runs argv (quoted for the remote shell by the implementation)
-	// and returns its exit code.
+	// and returns its exit code once the command ends, even if stdin has
+	// not ended (as an SSH session does).
 	Exec(ctx context.Context, argv []string, stdin io.Reader, stdout, stderr io.Writer) (int, error)
 }
 
@@ -86,48 +86,4 @@ func (l *limited) Write(p []byte) (int, error) {
 		l.n -= k
 	}
 	return len(p), nil
-}
-
-// Lease is the guest's workspace lock, held by an open session.
-type Lease struct {
-	stdin io.WriteCloser
-	done  chan struct{}
-	err   error // the session's end, set before done closes
-}
-
-// Lock takes the guest's workspace lock, waiting (up to ten minutes) for
-// another prepare or export on the same VM. The lock is released by Unlock
-// or when the connection drops, so a killed client never leaves it held.
-func Lock(ctx context.Context, g Guest) (*Lease, error) {
-	inR, inW := io.Pipe()
-	outR, outW := io.Pipe()
-	l := &Lease{stdin: inW, done: make(chan struct{})}
-	go func() {
-		l.err = runScript(ctx, g, lockScript, []string{LockPath}, inR, outW)
-		outW.CloseWithError(io.EOF)
-		close(l.done)
-	}()
-	line, err := bufio.NewReader(outR).ReadString('\n')
-	go func() { _, _ = io.Copy(io.Discard, outR) }()
-	if err != nil || line != "locked\n" {
-		inW.Close()
-		<-l.done
-		rerr := l.err
-		var ge *GuestError
-		if errors.As(rerr, &ge) && ge.Code == exitNoGit {
-			return nil, errors.New("the guest has no flock (util-linux); install it in the image")
-		}
-		if rerr != nil {
-			return nil, fmt.Errorf("taking the guest's workspace lock: %w", rerr)
-		}
-		return nil, errors.New("taking the guest's workspace lock: the guest gave no answer")
-	}
-	return l, nil
-}
-
-// Unlock releases the lock and waits for the session to end (however it
-// ends, the lock is released).
-func (l *Lease) Unlock() {
-	l.stdin.Close()
-	<-l.done
 }

@@ -1,15 +1,20 @@
 package workspace
 
 import (
-	"archive/tar"
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+
+	"github.com/banger-dev/banger/internal/host/run"
+	"github.com/banger-dev/banger/internal/wsstream"
 )
 
 // objectFile is one file of an object directory that travels: a loose
@@ -140,27 +145,44 @@ func (r *Repo) metaFiles() []objectFile {
 	return out
 }
 
-// countingWriter counts bytes written, for progress.
-type countingWriter struct {
-	w        io.Writer
-	n        int64
-	progress func(int64)
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	if c.progress != nil {
-		c.progress(c.n)
+// writeStream sends the snapshot for the guest in one stream: the staged
+// entries (the guest writes its index from them), the working tree from
+// the snapshot's objects (git cat-file --batch, so the guest writes bytes
+// and inflates nothing), then the git directory: HEAD, config and refs
+// made here, the object files and meta files. The git files arrive while
+// the guest still writes the tree's. Host files are read as the invoking
+// user.
+func writeStream(ctx context.Context, w io.Writer, p *Plan, progress func(int64)) error {
+	s := p.Snapshot
+	r := s.Repo
+	staged, err := r.lsTree(ctx, s.IndexTree, false)
+	if err != nil {
+		return err
 	}
-	return n, err
-}
-
-// writeTar streams the git directory's content for the guest: objects
-// under objects/, meta files at their own names. It reads each file as the
-// invoking user, in one stream.
-func writeTar(ctx context.Context, w io.Writer, objects, meta []objectFile) error {
-	tw := tar.NewWriter(w)
+	skel, err := guestGitDir(ctx, s)
+	if err != nil {
+		return err
+	}
+	sw, err := wsstream.NewWriter(w)
+	if err != nil {
+		return err
+	}
+	sw.Progress = progress
+	index := make([]wsstream.IndexEntry, 0, len(staged))
+	for _, e := range staged {
+		index = append(index, wsstream.IndexEntry{Mode: e.mode, OID: e.oid, Path: e.path})
+	}
+	if err := sw.Index(index); err != nil {
+		return err
+	}
+	if err := sendTree(ctx, sw, r, s.tree); err != nil {
+		return err
+	}
+	for _, f := range skel {
+		if err := sw.GitFile(f.name, 0o644, int64(len(f.data)), bytes.NewReader(f.data)); err != nil {
+			return err
+		}
+	}
 	put := func(name string, f objectFile, mode int64) error {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -174,26 +196,111 @@ func writeTar(ctx context.Context, w io.Writer, objects, meta []objectFile) erro
 		if err != nil {
 			return fmt.Errorf("reading %s: %w", f.abs, err)
 		}
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: mode, Size: fi.Size(), ModTime: fi.ModTime(), Format: tar.FormatPAX}); err != nil {
-			return fmt.Errorf("writing the stream: %w", err)
-		}
-		if _, err := io.CopyN(tw, in, fi.Size()); err != nil {
-			return fmt.Errorf("sending %s: %w", f.abs, err)
-		}
-		return nil
+		return sw.GitFile(name, mode, fi.Size(), in)
 	}
-	for _, f := range objects {
+	for _, f := range p.objects {
 		if err := put("objects/"+f.name, f, 0o444); err != nil {
 			return err
 		}
 	}
-	for _, f := range meta {
+	for _, f := range p.meta {
 		if err := put(f.name, f, 0o644); err != nil {
 			return err
 		}
 	}
-	if err := tw.Close(); err != nil {
-		return fmt.Errorf("finishing the stream: %w", err)
+	return sw.Close()
+}
+
+// sendTree writes the working tree: its list, then the contents read in
+// one `git cat-file --batch`. Files go in round-robin over their
+// directories, so the guest's parallel writers seldom share one.
+func sendTree(ctx context.Context, sw *wsstream.Writer, r *Repo, tree []treeEntry) error {
+	order := interleave(tree)
+	list := make([]wsstream.TreeEntry, 0, len(order))
+	var oids strings.Builder
+	for _, e := range order {
+		list = append(list, wsstream.TreeEntry{Mode: e.mode, OID: e.oid, Size: e.size, Path: e.path})
+		if e.typ == "blob" {
+			oids.WriteString(e.oid + "\n")
+		}
+	}
+	data, err := sw.Tree(list)
+	if err != nil {
+		return err
+	}
+	pr, pw := io.Pipe()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := r.gitRaw(ctx, r.withCache(), []run.Option{run.Stdin(strings.NewReader(oids.String())), run.Stdout(pw)}, "cat-file", "--batch")
+		pw.CloseWithError(err)
+		errc <- err
+	}()
+	err = func() error {
+		br := bufio.NewReaderSize(pr, 1<<20)
+		for _, e := range order {
+			if e.typ != "blob" {
+				continue
+			}
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return fmt.Errorf("reading the snapshot's files: %w", err)
+			}
+			f := strings.Fields(line)
+			if len(f) != 3 || f[0] != e.oid || f[1] != "blob" || f[2] != strconv.FormatInt(e.size, 10) {
+				return fmt.Errorf("reading the snapshot's files: unexpected answer %q for %s", strings.TrimSpace(line), e.path)
+			}
+			if _, err := io.CopyN(data, br, e.size); err != nil {
+				return fmt.Errorf("sending %s: %w", e.path, err)
+			}
+			if b, err := br.ReadByte(); err != nil || b != '\n' {
+				return fmt.Errorf("reading the snapshot's files: %s is not followed by a newline", e.path)
+			}
+		}
+		return nil
+	}()
+	if err != nil {
+		pr.CloseWithError(err)
+		cancel()
+		<-errc //nolint:errcheck // cat-file was killed by the cancel; err says why
+		return err
+	}
+	pr.Close()
+	if err := <-errc; err != nil {
+		return fmt.Errorf("reading the snapshot's files: %w", err)
 	}
 	return nil
+}
+
+// interleave orders entries one per directory in turn: the first entry of
+// every directory, then the second of every directory, and so on. Blobs
+// and gitlinks only.
+func interleave(tree []treeEntry) []treeEntry {
+	var dirs []string
+	byDir := map[string][]treeEntry{}
+	for _, e := range tree {
+		if e.typ != "blob" && e.typ != "commit" {
+			continue
+		}
+		d := path.Dir(e.path)
+		if _, ok := byDir[d]; !ok {
+			dirs = append(dirs, d)
+		}
+		byDir[d] = append(byDir[d], e)
+	}
+	out := make([]treeEntry, 0, len(tree))
+	for i := 0; len(dirs) > 0; i++ {
+		live := dirs[:0]
+		for _, d := range dirs {
+			if es := byDir[d]; i < len(es) {
+				out = append(out, es[i])
+				if i+1 < len(es) {
+					live = append(live, d)
+				}
+			}
+		}
+		dirs = live
+	}
+	return out
 }

@@ -38,6 +38,8 @@ type Snapshot struct {
 	Secrets    []string
 	Submodules []string
 	LFS        bool
+
+	tree []treeEntry // the working tree's entries, for the stream
 }
 
 // Upstream is the current branch's upstream, by name only: the remote's URL
@@ -146,38 +148,70 @@ func stripCredentials(raw string) string {
 	return raw
 }
 
+// treeEntry is one entry of a recursive tree listing.
+type treeEntry struct {
+	mode     uint32
+	typ, oid string
+	size     int64 // blobs only, with long
+	path     string
+}
+
+// lsTree lists a tree recursively; long adds blob sizes.
+func (r *Repo) lsTree(ctx context.Context, tree string, long bool) ([]treeEntry, error) {
+	args := []string{"ls-tree", "-r", "-z", "--full-tree", tree}
+	if long {
+		args = append(args, "--long")
+	}
+	out, err := r.gitRaw(ctx, r.withCache(), nil, args...)
+	if err != nil {
+		return nil, fmt.Errorf("listing the snapshot: %w", err)
+	}
+	var es []treeEntry
+	for _, rec := range splitZ(out) {
+		meta, name, ok := strings.Cut(rec, "\t")
+		f := strings.Fields(meta)
+		if !ok || len(f) < 3 {
+			return nil, fmt.Errorf("listing the snapshot: unexpected line %q", rec)
+		}
+		m, err := strconv.ParseUint(f[0], 8, 32)
+		if err != nil {
+			return nil, fmt.Errorf("listing the snapshot: unexpected mode in %q", rec)
+		}
+		e := treeEntry{mode: uint32(m), typ: f[1], oid: f[2], path: name}
+		if long && len(f) == 4 && e.typ == "blob" {
+			e.size, _ = strconv.ParseInt(f[3], 10, 64)
+		}
+		es = append(es, e)
+	}
+	return es, nil
+}
+
 // describe counts what travels and notes what the user should know.
 func (s *Snapshot) describe(ctx context.Context) error {
 	r := s.Repo
-	out, err := r.gitRaw(ctx, r.withCache(), nil, "ls-tree", "-r", "-z", "--long", s.BaseTree)
+	es, err := r.lsTree(ctx, s.BaseTree, true)
 	if err != nil {
-		return fmt.Errorf("listing the snapshot: %w", err)
+		return err
 	}
-	for _, e := range splitZ(out) {
-		meta, name, ok := strings.Cut(e, "\t")
-		f := strings.Fields(meta)
-		if !ok || len(f) != 4 {
-			continue
-		}
-		switch f[1] {
+	s.tree = es
+	for _, e := range es {
+		switch e.typ {
 		case "commit":
-			s.Submodules = append(s.Submodules, name)
+			s.Submodules = append(s.Submodules, e.path)
 			continue
 		case "blob":
 			s.Files++
-			if n, err := strconv.ParseInt(f[3], 10, 64); err == nil {
-				s.Bytes += n
-			}
+			s.Bytes += e.size
 		}
-		if looksSecret(path.Base(name)) {
-			s.Secrets = append(s.Secrets, name)
+		if looksSecret(path.Base(e.path)) {
+			s.Secrets = append(s.Secrets, e.path)
 		}
-		if path.Base(name) == ".gitattributes" && !s.LFS {
-			b, _ := r.gitRaw(ctx, r.withCache(), nil, "cat-file", "blob", f[2])
+		if path.Base(e.path) == ".gitattributes" && !s.LFS {
+			b, _ := r.gitRaw(ctx, r.withCache(), nil, "cat-file", "blob", e.oid)
 			s.LFS = strings.Contains(string(b), "filter=lfs")
 		}
 	}
-	out, err = r.gitRaw(ctx, r.withCache(), nil, "diff-tree", "-r", "--no-renames", "--name-only", "-z", "--diff-filter=A", s.IndexTree, s.BaseTree)
+	out, err := r.gitRaw(ctx, r.withCache(), nil, "diff-tree", "-r", "--no-renames", "--name-only", "-z", "--diff-filter=A", s.IndexTree, s.BaseTree)
 	if err != nil {
 		return fmt.Errorf("listing untracked files: %w", err)
 	}

@@ -14,7 +14,22 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/banger-dev/banger/internal/wsstream"
 )
+
+// TestMain lets the test binary stand in for the guest agent: the receive
+// script runs it as `AGENT workspace-unpack ...`.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == wsstream.Command {
+		if err := wsstream.Main(context.Background(), os.Args[2:], os.Stdin); err != nil {
+			os.Stderr.WriteString(err.Error() + "\n")
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
 
 // localGuest runs the guest scripts with the local shell, with /work and
 // /run/banger mapped into a temporary directory, and mount commands
@@ -60,8 +75,21 @@ func (g *localGuest) Exec(ctx context.Context, argv []string, stdin io.Reader, s
 	}
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 	cmd.Env = g.env
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
-	err := cmd.Run()
+	// As over SSH, the command's end ends Exec even while stdin is open.
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return -1, err
+	}
+	if err := cmd.Start(); err != nil {
+		return -1, err
+	}
+	if stdin != nil {
+		go func() { _, _ = io.Copy(in, stdin); in.Close() }()
+	} else {
+		in.Close()
+	}
+	err = cmd.Wait()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		return ee.ExitCode(), nil
@@ -227,12 +255,7 @@ func prepare(t *testing.T, g Guest, dir, guestPath string, prev *Base, force boo
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := Lock(ctx, g)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Unlock()
-	return Prepare(ctx, g, p, PrepareOptions{Path: guestPath, Previous: prev, Force: force})
+	return Prepare(ctx, g, p, PrepareOptions{Path: guestPath, Previous: prev, Force: force, Agent: testAgent(t)})
 }
 
 func porcelain(t *testing.T, run func(string) string) string {
@@ -277,7 +300,7 @@ func TestPrepareCarriesEveryFileStateAndWritesNothing(t *testing.T) {
 		{"git stash list | wc -l", "0\n"},
 		{"test -x script.sh && readlink link && cat empty && echo ok", "staged.txt\nok\n"},
 		{"test ! -e debug.log && test ! -e build && echo ignored-stayed", "ignored-stayed\n"},
-		{"ls .git/hooks | grep -v sample | wc -l", "0\n"},
+		{"ls .git/hooks 2>/dev/null | grep -v sample | wc -l", "0\n"},
 		{"git fsck --no-dangling 2>&1 | grep -v '^Checking' | wc -l", "0\n"},
 	} {
 		if got := g.sh(t, "/work/app", c.cmd); got != c.want {
@@ -523,5 +546,48 @@ ln -s `+outside+` escape
 	}
 	if _, err := os.Stat(filepath.Join(dir, "pwned.log")); err == nil {
 		t.Fatal("a program the guest named ran on the host")
+	}
+}
+
+// testAgent is the test binary itself, as TestMain dispatches.
+func testAgent(t *testing.T) string {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return exe
+}
+
+// An agent older than the stream (its usage exit 2) is named as the cause,
+// and nothing is left in the guest.
+func TestPrepareWithAnOldAgent(t *testing.T) {
+	g := newLocalGuest(t)
+	dir := hostRepo(t)
+	ctx := context.Background()
+	r, err := OpenRepo(ctx, dir, filepath.Join(t.TempDir(), "cache"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := TakeSnapshot(ctx, r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewPlan(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := filepath.Join(t.TempDir(), "old-agent")
+	write(t, old, "#!/bin/sh\necho usage >&2\nexit 2\n", 0o755)
+	recorded := false
+	_, err = Prepare(ctx, g, p, PrepareOptions{Path: "/work/app", Agent: old, Commit: func(Base) error { recorded = true; return nil }})
+	if err == nil || !strings.Contains(err.Error(), "restart the VM") {
+		t.Fatalf("prepare with an old agent: %v", err)
+	}
+	if recorded {
+		t.Fatal("a failed prepare was recorded")
+	}
+	if out := g.sh(t, "/work", "ls -A"); out != "" {
+		t.Fatalf("a failed prepare left %q in the guest", out)
 	}
 }

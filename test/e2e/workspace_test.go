@@ -184,7 +184,7 @@ func TestWorkspaceRoundTrip(t *testing.T) {
 git config core.fsmonitor 'touch pwned.log; false' &&
 git config core.sshCommand 'touch pwned.log' &&
 git config diff.x.textconv 'touch pwned.log; cat' && echo '* diff=x' >> .gitattributes &&
-printf '#!/bin/sh\ntouch pwned.log\n' > .git/hooks/post-checkout && chmod +x .git/hooks/post-checkout &&
+mkdir -p .git/hooks && printf '#!/bin/sh\ntouch pwned.log\n' > .git/hooks/post-checkout && chmod +x .git/hooks/post-checkout &&
 ln -s /etc/shadow shadow-link`)
 	w.ok("workspace", "export", "dev", repo, "--to", "patch:"+patch)
 	w.ok("workspace", "export", "dev", repo, "--to", "branch:banger/hostile")
