@@ -41,6 +41,13 @@ const (
 	// archive and half-closes; the daemon answers with one line, the
 	// operation that imports it (or an error object).
 	MethodImageImport = "image.import"
+	// MethodImageLoad is a stream method like image.import: a bundle
+	// (see image.Bundle), then one line with the operation that registers
+	// it.
+	MethodImageLoad = "image.load"
+	// MethodImageExport is a stream method the other way: the daemon
+	// sends image Name as a bundle, framed in chunks (rpc.ReadChunks).
+	MethodImageExport = "image.export"
 
 	MethodWorkspaceRecord = "workspace.record"
 	MethodWorkspaceShow   = "workspace.show"
@@ -296,6 +303,8 @@ type ImageImportParams struct {
 type ImageImportResult struct {
 	Operation *Operation `json:"operation,omitempty"`
 	Error     *string    `json:"error,omitempty"`
+	// Code is the error's code, as an RPC error carries it.
+	Code int `json:"code,omitempty"`
 }
 
 // ImagePruneParams asks image.prune to delete, with All, every image no

@@ -3,7 +3,7 @@ package cli
 import "github.com/spf13/cobra"
 
 func (a *app) imageCommand() *cobra.Command {
-	cmd := group("image", "Pull, list, show and delete images")
-	cmd.AddCommand(a.imagePullCommand(), a.imageImportCommand(), a.imageRegisterCommand(), a.imagePruneCommand(), a.imageCatalogCommand(), a.imageListCommand(), a.imageShowCommand(), a.imageDeleteCommand())
+	cmd := group("image", "Pull, export, list, show and delete images")
+	cmd.AddCommand(a.imagePullCommand(), a.imageImportCommand(), a.imageRegisterCommand(), a.imageExportCommand(), a.imagePruneCommand(), a.imageCatalogCommand(), a.imageListCommand(), a.imageShowCommand(), a.imageDeleteCommand())
 	return cmd
 }

@@ -19,14 +19,18 @@ func (a *app) imagePullCommand() *cobra.Command {
 		p      api.ImagePullParams
 	)
 	cmd := &cobra.Command{
-		Use:   "pull NAME|REFERENCE",
-		Short: "Fetch or build an image: a catalog name (debian-12) or any OCI image reference",
+		Use:   "pull NAME|REFERENCE|BUNDLE",
+		Short: "Fetch or build an image: a catalog name (debian-12), any OCI image reference, or a bundle",
 		Long: "Builds a catalog image (debian-12, from Debian packages) or pulls an image from an\n" +
 			"OCI registry (registry/repo:tag, @sha256:..., Docker Hub short names). Layers are\n" +
 			"cached by digest and shared between images; pulling again follows a moved tag.\n" +
 			"Credentials are your own docker/podman login (and credential helpers), read as you\n" +
-			"and handed to the daemon for this pull only.",
-		Example: "  banger image pull debian-12\n  banger image pull docker.io/library/alpine:3.20\n  banger image pull localhost:5000/team/app:1 --name app",
+			"and handed to the daemon for this pull only.\n\n" +
+			"A bundle (from `banger image export`) is a file given as a path (./x.tar.zst),\n" +
+			"- for standard input, or an https:// URL; a download that breaks off resumes on\n" +
+			"the next pull. Every file is checked against the bundle's sha256s before the\n" +
+			"image is registered, under the name the bundle gives or --name.",
+		Example: "  banger image pull debian-12\n  banger image pull docker.io/library/alpine:3.20\n  banger image pull localhost:5000/team/app:1 --name app\n  banger image pull ./app.tar.zst\n  banger image pull https://example.com/images/app.tar.zst --name app",
 		Args:    exactArgs(1, "one image name or reference"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -35,7 +39,12 @@ func (a *app) imagePullCommand() *cobra.Command {
 				return err
 			}
 			p.Name = args[0]
-			final, err := a.pullImage(ctx, c, p, detach)
+			var final api.Operation
+			if bundleKind(args[0]) != "" {
+				final, err = a.pullBundle(ctx, c, args[0], p.As, p.Insecure, detach)
+			} else {
+				final, err = a.pullImage(ctx, c, p, detach)
+			}
 			if err != nil || detach {
 				return err
 			}
@@ -50,7 +59,7 @@ func (a *app) imagePullCommand() *cobra.Command {
 	f.BoolVarP(&detach, "detach", "d", false, "print the operation ID and return at once")
 	f.StringVar(&p.As, "name", "", "the local name of a pulled image (default: the reference as given)")
 	f.StringVar(&p.Platform, "platform", "", "os/arch[/variant] of a multi-platform image (default linux/amd64)")
-	f.BoolVar(&p.Insecure, "insecure", false, "allow plain HTTP to a registry that is not on loopback")
+	f.BoolVar(&p.Insecure, "insecure", false, "allow plain HTTP to a registry or bundle URL that is not on loopback")
 	return cmd
 }
 

@@ -158,6 +158,34 @@ func (c *Client) ImageRegister(ctx context.Context, r io.Reader, name string) (a
 
 // upload sends r on a stream method's connection, half-closes, and reads
 // the one line the daemon ends it with.
+// ImageLoad is image.load: it sends a bundle (read by the caller as the
+// user) to become image name.
+func (c *Client) ImageLoad(ctx context.Context, r io.Reader, name string) (api.Operation, error) {
+	return c.upload(ctx, api.MethodImageLoad, name, r)
+}
+
+// ImageExport is image.export: image name as a bundle, written to w. It
+// returns nil only when the whole bundle arrived.
+func (c *Client) ImageExport(ctx context.Context, name string, w io.Writer) error {
+	conn, err := c.rpc.Stream(ctx, api.MethodImageExport, api.ImageImportParams{Name: name}, nil)
+	if err != nil {
+		return c.explain(err)
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	if err := conn.CloseWrite(); err != nil {
+		return fmt.Errorf("asking for the bundle: %w", err)
+	}
+	if err := rpc.ReadChunks(conn, w); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("exporting image %s: %w", name, err)
+	}
+	return nil
+}
+
 func (c *Client) upload(ctx context.Context, method, name string, r io.Reader) (api.Operation, error) {
 	conn, err := c.rpc.Stream(ctx, method, api.ImageImportParams{Name: name}, nil)
 	if err != nil {
@@ -166,18 +194,28 @@ func (c *Client) upload(ctx context.Context, method, name string, r io.Reader) (
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	if _, err := io.Copy(conn, r); err != nil {
-		return api.Operation{}, fmt.Errorf("sending the files: %w", err)
+	_, serr := io.Copy(conn, r)
+	if serr == nil {
+		serr = conn.CloseWrite()
 	}
-	if err := conn.CloseWrite(); err != nil {
-		return api.Operation{}, fmt.Errorf("sending the files: %w", err)
-	}
+	// A daemon that refuses what it is sent (a corrupt bundle) answers and
+	// stops reading: its answer says more than the broken pipe.
 	var res api.ImageImportResult
 	if err := json.NewDecoder(conn).Decode(&res); err != nil {
+		if serr != nil {
+			return api.Operation{}, fmt.Errorf("sending the files: %w", serr)
+		}
 		return api.Operation{}, fmt.Errorf("reading the daemon's answer: %w", err)
 	}
 	if res.Error != nil {
-		return api.Operation{}, errors.New(*res.Error)
+		code := res.Code
+		if code == 0 {
+			code = api.CodeInternal
+		}
+		return api.Operation{}, &Error{Code: code, Message: *res.Error}
+	}
+	if serr != nil {
+		return api.Operation{}, fmt.Errorf("sending the files: %w", serr)
 	}
 	if res.Operation == nil {
 		return api.Operation{}, errors.New("the daemon started no import")

@@ -44,6 +44,8 @@ func (d *Daemon) methods() map[string]rpc.Method {
 		api.MethodImagePrune:    member(rpc.Typed(d.imagePrune)),
 		api.MethodImageCatalog:  member(rpc.Typed(d.imageCatalog)),
 		api.MethodImageRegister: {Access: rpc.AccessMember, Stream: d.imageRegister},
+		api.MethodImageLoad:     {Access: rpc.AccessMember, Stream: d.imageLoad},
+		api.MethodImageExport:   {Access: rpc.AccessMember, Stream: d.imageExport},
 
 		api.MethodWorkspaceRecord: member(rpc.Typed(d.workspaceRecord)),
 		api.MethodWorkspaceShow:   member(rpc.Typed(d.workspaceShow)),

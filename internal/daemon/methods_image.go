@@ -142,8 +142,8 @@ func (d *Daemon) imageImport(ctx context.Context, _ rpc.Caller, raw json.RawMess
 func answerStream(c rpc.Stream, o api.Operation, err error) {
 	res := api.ImageImportResult{Operation: &o}
 	if err != nil {
-		msg := err.Error()
-		res = api.ImageImportResult{Error: &msg}
+		e := mapError(err)
+		res = api.ImageImportResult{Error: &e.Message, Code: e.Code}
 	}
 	b, _ := json.Marshal(res)
 	_, _ = c.Write(append(b, '\n'))
@@ -170,6 +170,48 @@ func (d *Daemon) imageRegister(ctx context.Context, _ rpc.Caller, raw json.RawMe
 		}
 		o, err := d.images.Register(context.WithoutCancel(ctx), dir, p.Name)
 		answerStream(c, wireOp(o), err)
+	}, nil
+}
+
+// imageLoad receives a bundle the CLI read as its user, checking every
+// file against the bundle's manifest as it arrives, then registers it in
+// an operation. A bundle that does not match leaves nothing behind.
+func (d *Daemon) imageLoad(ctx context.Context, _ rpc.Caller, raw json.RawMessage) (any, func(rpc.Stream), error) {
+	p, err := d.newImageName(ctx, raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	dir, err := d.images.RegisterDir()
+	if err != nil {
+		return nil, nil, err
+	}
+	return api.Empty{}, func(c rpc.Stream) {
+		defer c.Close()
+		b, err := image.ReceiveBundle(c, dir)
+		if err != nil {
+			_ = os.RemoveAll(dir)
+			answerStream(c, api.Operation{}, err)
+			return
+		}
+		o, err := d.images.Load(context.WithoutCancel(ctx), dir, p.Name, b)
+		answerStream(c, wireOp(o), err)
+	}, nil
+}
+
+// imageExport sends an image as a bundle, framed so the client can tell a
+// whole bundle from a broken one.
+func (d *Daemon) imageExport(ctx context.Context, _ rpc.Caller, raw json.RawMessage) (any, func(rpc.Stream), error) {
+	var p api.ImageImportParams
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return nil, nil, model.Errorf(model.ErrInvalid, "invalid params: %v", err)
+	}
+	if _, err := d.images.Get(ctx, p.Name); err != nil {
+		return nil, nil, err
+	}
+	return api.Empty{}, func(c rpc.Stream) {
+		defer c.Close()
+		cw := rpc.NewChunkWriter(c)
+		_ = cw.End(d.images.Export(ctx, p.Name, cw))
 	}, nil
 }
 

@@ -10,16 +10,18 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/banger-dev/banger/internal/bundle"
 	"github.com/banger-dev/banger/internal/host/run"
 	"github.com/banger-dev/banger/internal/model"
 	"github.com/banger-dev/banger/internal/op"
 )
 
-// Names of the files a registration carries, in its staging directory.
+// Names of the files a registration carries, in its staging directory:
+// a bundle's.
 const (
-	RegisterKernel  = "vmlinuz"
-	RegisterRootfs  = "rootfs.ext4"
-	RegisterModules = "modules"
+	RegisterKernel  = bundle.Kernel
+	RegisterRootfs  = bundle.Rootfs
+	RegisterModules = bundle.Modules
 )
 
 // RegisterDir makes the directory a registration's files are received
@@ -55,10 +57,18 @@ func (s *Service) Register(ctx context.Context, dir, name string) (model.Operati
 type registerSource struct {
 	dir     string
 	modules string
-	digest  string
+	digest  string // known up front for a bundle (its manifest's), else hashed
+	// A bundle's: its image config and where it came from.
+	config   *model.ImageConfig
+	describe string
 }
 
-func (r *registerSource) Describe() string { return "registered by a user" }
+func (r *registerSource) Describe() string {
+	if r.describe != "" {
+		return r.describe
+	}
+	return "registered by a user"
+}
 
 // Fetch checks what was received: a bzImage or ELF kernel, an ext4 that
 // e2fsck finds clean (read, never mounted), and modules with their
@@ -107,11 +117,13 @@ func (r *registerSource) Fetch(ctx context.Context, p Progress) (string, error) 
 			return "", model.Errorf(model.ErrInvalid, "no kernel modules with a modules.dep: give --modules /lib/modules/KVER (run depmod there first), or a rootfs whose /lib/modules has them")
 		}
 	}
-	sum, err := fileSum(rootfs)
-	if err != nil {
-		return "", err
+	if r.digest == "" {
+		sum, err := fileSum(rootfs)
+		if err != nil {
+			return "", err
+		}
+		r.digest = "sha256:" + sum
 	}
-	r.digest = "sha256:" + sum
 	return r.digest, nil
 }
 
@@ -121,7 +133,7 @@ func (r *registerSource) Build(ctx context.Context, _ string, p Progress) (Artif
 		return Artifacts{}, nil, err
 	}
 	return Artifacts{Kernel: filepath.Join(r.dir, RegisterKernel), ModulesDir: r.modules, KernelVersion: filepath.Base(r.modules),
-		Rootfs: filepath.Join(r.dir, RegisterRootfs), Digest: r.digest, SizeBytes: size}, nil, nil
+		Rootfs: filepath.Join(r.dir, RegisterRootfs), Digest: r.digest, SizeBytes: size}, r.config, nil
 }
 
 // checkKernel accepts an x86 bzImage or an ELF vmlinux.
