@@ -195,7 +195,13 @@ func (s *Service) publish(ctx context.Context, name, source string, art Artifact
 	s.publishMu.Lock()
 	defer s.publishMu.Unlock()
 	if existing, err := s.store.GetImage(ctx, name); err == nil {
-		return existing, nil
+		// Another pull or registration of this name won the window. The
+		// same content is what this one wanted; other content is not
+		// kept, and the caller is told so rather than handed the winner.
+		if art.Digest != "" && existing.Digest == art.Digest {
+			return existing, nil
+		}
+		return model.Image{}, model.Errorf(model.ErrConflict, "image %q was made meanwhile by another pull or registration (%s, %s); this one (%s) was not kept: give another name, or delete that image first", name, existing.Source, existing.Digest, art.Digest)
 	}
 	_ = os.RemoveAll(final) // leftovers of a crash between rename and insert
 	if err := os.Rename(staging, final); err != nil {
