@@ -323,11 +323,15 @@ type ImagePruneResult struct {
 // CatalogEntry is one name of the image catalog.
 type CatalogEntry struct {
 	Name string `json:"name"`
-	// Kind is "debian" (built from packages) or "oci" (pulled).
+	// Kind is "debian" (built from packages), "oci" (pulled) or "bundle"
+	// (downloaded by the CLI and loaded).
 	Kind   string `json:"kind"`
 	Source string `json:"source"`
 	// OCI is an oci entry's reference.
 	OCI string `json:"oci,omitempty"`
+	// Bundle and SHA256 are a bundle entry's URL and the file's sha256.
+	Bundle string `json:"bundle,omitempty"`
+	SHA256 string `json:"sha256,omitempty"`
 	// User says the entry comes from the user's catalog file.
 	User  bool `json:"user,omitempty"`
 	Local bool `json:"local"`

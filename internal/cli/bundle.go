@@ -43,8 +43,10 @@ func bundleKind(arg string) string {
 
 // pullBundle loads a bundle from a file, standard input or a URL (the
 // download resumes where an earlier one broke off) as image as, or under
-// the name its manifest gives. The daemon checks every file.
-func (a *app) pullBundle(ctx context.Context, c *client.Client, arg, as string, insecure, detach bool) (api.Operation, error) {
+// the name its manifest gives. The daemon checks every file; wantSum,
+// when given (a catalog entry's), is the whole file's sha256, checked
+// here before anything is sent.
+func (a *app) pullBundle(ctx context.Context, c *client.Client, arg, as, wantSum string, insecure, detach bool) (api.Operation, error) {
 	var in io.Reader
 	downloaded := ""
 	switch bundleKind(arg) {
@@ -67,6 +69,19 @@ func (a *app) pullBundle(ctx context.Context, c *client.Client, arg, as string, 
 			return api.Operation{}, fmt.Errorf("opening the bundle: %w", err)
 		}
 		defer f.Close()
+		if wantSum != "" {
+			h := sha256.New()
+			if _, err := io.Copy(h, f); err != nil {
+				return api.Operation{}, fmt.Errorf("reading the bundle: %w", err)
+			}
+			if got := hex.EncodeToString(h.Sum(nil)); got != wantSum {
+				a.dropDownload(downloaded, true)
+				return api.Operation{}, fmt.Errorf("the bundle at %s has sha256 %s, but the catalog says %s: it changed or is corrupt; nothing was loaded", arg, got, wantSum)
+			}
+			if _, err := f.Seek(0, io.SeekStart); err != nil {
+				return api.Operation{}, fmt.Errorf("reading the bundle: %w", err)
+			}
+		}
 		in = f
 	}
 	// The manifest names the image; what peeking read is sent again.

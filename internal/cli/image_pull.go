@@ -40,8 +40,14 @@ func (a *app) imagePullCommand() *cobra.Command {
 			}
 			p.Name = args[0]
 			var final api.Operation
-			if bundleKind(args[0]) != "" {
-				final, err = a.pullBundle(ctx, c, args[0], p.As, p.Insecure, detach)
+			if e, ok := catalogEntry(ctx, c, args[0]); ok && e.Bundle != "" {
+				as := p.As
+				if as == "" {
+					as = e.Name
+				}
+				final, err = a.pullBundle(ctx, c, e.Bundle, as, e.SHA256, p.Insecure, detach)
+			} else if bundleKind(args[0]) != "" {
+				final, err = a.pullBundle(ctx, c, args[0], p.As, "", p.Insecure, detach)
 			} else {
 				final, err = a.pullImage(ctx, c, p, detach)
 			}
@@ -90,31 +96,49 @@ func (a *app) pullImage(ctx context.Context, c *client.Client, p api.ImagePullPa
 
 // catalogRef is the OCI reference of a catalog entry ("" for none).
 func catalogRef(ctx context.Context, c *client.Client, name string) string {
+	e, _ := catalogEntry(ctx, c, name)
+	return e.OCI
+}
+
+// catalogEntry is the catalog's entry for name, if it has one.
+func catalogEntry(ctx context.Context, c *client.Client, name string) (api.CatalogEntry, bool) {
 	cat, err := c.ImageCatalog(ctx)
 	if err != nil {
-		return ""
+		return api.CatalogEntry{}, false
 	}
 	for _, e := range cat.Entries {
 		if e.Name == name {
-			return e.OCI
+			return e, true
 		}
 	}
-	return ""
+	return api.CatalogEntry{}, false
 }
 
 // ensureImage pulls an OCI reference (or a catalog name for one) that is
 // not local yet, as docker run does, with the caller's credentials; other
 // catalog names are built by the daemon itself.
 func (a *app) ensureImage(ctx context.Context, c *client.Client, ref string) error {
-	if ref == "" || !isOCIRef(ref) && catalogRef(ctx, c, ref) == "" {
+	if ref == "" {
 		return nil
+	}
+	var entry api.CatalogEntry
+	if !isOCIRef(ref) {
+		if entry, _ = catalogEntry(ctx, c, ref); entry.OCI == "" && entry.Bundle == "" {
+			return nil // built by the daemon, or not an image at all: it says
+		}
 	}
 	if _, err := c.ImageShow(ctx, ref); err == nil {
 		return nil
 	} else if !isNotFound(err) {
 		return err
 	}
-	final, err := a.pullImage(ctx, c, api.ImagePullParams{Name: ref}, false)
+	var final api.Operation
+	var err error
+	if entry.Bundle != "" {
+		final, err = a.pullBundle(ctx, c, entry.Bundle, ref, entry.SHA256, false, false)
+	} else {
+		final, err = a.pullImage(ctx, c, api.ImagePullParams{Name: ref}, false)
+	}
 	if err != nil {
 		return err
 	}

@@ -153,30 +153,31 @@ func answerStream(c rpc.Stream, o api.Operation, err error) {
 // which the CLI read as its user, as a tar; then it checks and registers
 // them in an operation.
 func (d *Daemon) imageRegister(ctx context.Context, _ rpc.Caller, raw json.RawMessage) (any, func(rpc.Stream), error) {
-	p, err := d.newImageName(ctx, raw)
-	if err != nil {
-		return nil, nil, err
-	}
-	dir, err := d.images.RegisterDir()
-	if err != nil {
-		return nil, nil, err
-	}
-	return api.Empty{}, func(c rpc.Stream) {
-		defer c.Close()
-		if err := receiveRegistration(c, dir); err != nil {
-			_ = os.RemoveAll(dir)
-			answerStream(c, api.Operation{}, err)
-			return
+	return d.receiveImage(ctx, raw, func(r io.Reader, dir, name string) (model.Operation, error) {
+		if err := receiveRegistration(r, dir); err != nil {
+			return model.Operation{}, err
 		}
-		o, err := d.images.Register(context.WithoutCancel(ctx), dir, p.Name)
-		answerStream(c, wireOp(o), err)
-	}, nil
+		return d.images.Register(context.WithoutCancel(ctx), dir, name)
+	})
 }
 
 // imageLoad receives a bundle the CLI read as its user, checking every
 // file against the bundle's manifest as it arrives, then registers it in
 // an operation. A bundle that does not match leaves nothing behind.
 func (d *Daemon) imageLoad(ctx context.Context, _ rpc.Caller, raw json.RawMessage) (any, func(rpc.Stream), error) {
+	return d.receiveImage(ctx, raw, func(r io.Reader, dir, name string) (model.Operation, error) {
+		b, err := image.ReceiveBundle(r, dir)
+		if err != nil {
+			return model.Operation{}, err
+		}
+		return d.images.Load(context.WithoutCancel(ctx), dir, name, b)
+	})
+}
+
+// receiveImage is the shape of image.register and image.load: the name is
+// checked before anything is read, the files are received into a register
+// directory (removed if that fails), then an operation takes them over.
+func (d *Daemon) receiveImage(ctx context.Context, raw json.RawMessage, receive func(r io.Reader, dir, name string) (model.Operation, error)) (any, func(rpc.Stream), error) {
 	p, err := d.newImageName(ctx, raw)
 	if err != nil {
 		return nil, nil, err
@@ -187,13 +188,10 @@ func (d *Daemon) imageLoad(ctx context.Context, _ rpc.Caller, raw json.RawMessag
 	}
 	return api.Empty{}, func(c rpc.Stream) {
 		defer c.Close()
-		b, err := image.ReceiveBundle(c, dir)
+		o, err := receive(c, dir, p.Name)
 		if err != nil {
 			_ = os.RemoveAll(dir)
-			answerStream(c, api.Operation{}, err)
-			return
 		}
-		o, err := d.images.Load(context.WithoutCancel(ctx), dir, p.Name, b)
 		answerStream(c, wireOp(o), err)
 	}, nil
 }
@@ -261,9 +259,12 @@ func (d *Daemon) imageCatalog(ctx context.Context, _ rpc.Caller, _ api.Empty) (a
 	cat := d.images.Catalog()
 	for _, n := range cat.Names() {
 		e, _ := cat.Lookup(n)
-		w := api.CatalogEntry{Name: n, Kind: "debian", Source: e.Source, OCI: e.OCI, User: e.User}
-		if e.OCI != "" {
+		w := api.CatalogEntry{Name: n, Kind: "debian", Source: e.Source, OCI: e.OCI, Bundle: e.Bundle, SHA256: e.SHA256, User: e.User}
+		switch {
+		case e.OCI != "":
 			w.Kind = "oci"
+		case e.Bundle != "":
+			w.Kind = "bundle"
 		}
 		if _, err := d.images.Get(ctx, n); err == nil {
 			w.Local = true

@@ -5,9 +5,11 @@
 package image
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -30,6 +32,9 @@ type Entry struct {
 	Packages []string
 	// OCI is the reference an OCI entry pulls.
 	OCI string
+	// Bundle is the URL a bundle entry loads, SHA256 the whole file's
+	// (checked by the CLI, which downloads it as the user).
+	Bundle, SHA256 string
 	// User says the entry comes from the user's catalog file.
 	User bool
 }
@@ -80,7 +85,7 @@ func LoadCatalog(path string) (*Catalog, error) {
 		return nil, fmt.Errorf("catalog %s: %w", path, err)
 	}
 	if un := md.Undecoded(); len(un) > 0 {
-		return nil, fmt.Errorf("catalog %s: unknown key %q (entries take oci, debian, packages, description)", path, un[0].String())
+		return nil, fmt.Errorf("catalog %s: unknown key %q (entries take oci, debian, packages, bundle, sha256, description)", path, un[0].String())
 	}
 	for n, e := range f.Images {
 		bad := func(format string, args ...any) error {
@@ -94,10 +99,23 @@ func LoadCatalog(path string) (*Catalog, error) {
 		}
 		entry := Entry{Name: n, Source: e.Description, User: true}
 		switch {
+		case (e.OCI != "") && (e.Debian != "") || (e.Bundle != "") && (e.OCI != "" || e.Debian != ""):
+			return nil, bad("give one of oci, debian and bundle")
 		case e.Bundle != "":
-			return nil, bad("bundle entries are not supported by this banger yet; use oci or debian")
-		case e.OCI != "" && e.Debian != "":
-			return nil, bad("give oci or debian, not both")
+			u, err := url.Parse(e.Bundle)
+			if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+				return nil, bad("bundle %q is not an http(s) URL", e.Bundle)
+			}
+			if b, err := hex.DecodeString(e.SHA256); err != nil || len(b) != 32 {
+				return nil, bad("a bundle entry needs sha256 = \"<64 hex digits>\" of the bundle file (sha256sum prints it)")
+			}
+			if len(e.Packages) > 0 {
+				return nil, bad("packages are for debian entries")
+			}
+			entry.Bundle, entry.SHA256 = e.Bundle, strings.ToLower(e.SHA256)
+			if entry.Source == "" {
+				entry.Source = "bundle " + e.Bundle
+			}
 		case e.OCI != "":
 			if _, err := name.ParseReference(e.OCI, name.WeakValidation); err != nil {
 				return nil, bad("oci %q is not an image reference: %v", e.OCI, err)
@@ -118,7 +136,7 @@ func LoadCatalog(path string) (*Catalog, error) {
 				entry.Source = "built from Debian " + e.Debian + " packages" + packagesNote(e.Packages)
 			}
 		default:
-			return nil, bad("give oci = \"REFERENCE\" or debian = \"SUITE\"")
+			return nil, bad("give oci = \"REFERENCE\", debian = \"SUITE\" or bundle = \"URL\" with its sha256")
 		}
 		c.entries[n] = entry
 	}

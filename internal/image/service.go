@@ -149,6 +149,10 @@ func (s *Service) Ensure(ctx context.Context, name string, progress func(string)
 	if !ok {
 		return model.Image{}, s.unknown(name)
 	}
+	if entry.Bundle != "" {
+		// Downloaded by the CLI, as the user, then loaded.
+		return model.Image{}, model.Errorf(model.ErrNotFound, "image %q is a bundle in the catalog (%s) and not loaded yet; run `banger image pull %s`", name, entry.Bundle, name)
+	}
 	if progress == nil {
 		progress = func(string) {}
 	}

@@ -242,6 +242,12 @@ func treeDigest(t *testing.T, dir string) string {
 
 func prepare(t *testing.T, g Guest, dir, guestPath string, prev *Base, force bool) (Base, error) {
 	t.Helper()
+	return Prepare(context.Background(), g, plan(t, dir), PrepareOptions{Path: guestPath, Previous: prev, Force: force, Agent: testAgent(t)})
+}
+
+// plan snapshots the repository at dir and lists what a prepare sends.
+func plan(t *testing.T, dir string) *Plan {
+	t.Helper()
 	ctx := context.Background()
 	r, err := OpenRepo(ctx, dir, filepath.Join(t.TempDir(), "cache"))
 	if err != nil {
@@ -255,7 +261,7 @@ func prepare(t *testing.T, g Guest, dir, guestPath string, prev *Base, force boo
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Prepare(ctx, g, p, PrepareOptions{Path: guestPath, Previous: prev, Force: force, Agent: testAgent(t)})
+	return p
 }
 
 func porcelain(t *testing.T, run func(string) string) string {
@@ -563,24 +569,11 @@ func testAgent(t *testing.T) string {
 // and nothing is left in the guest.
 func TestPrepareWithAnOldAgent(t *testing.T) {
 	g := newLocalGuest(t)
-	dir := hostRepo(t)
-	ctx := context.Background()
-	r, err := OpenRepo(ctx, dir, filepath.Join(t.TempDir(), "cache"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := TakeSnapshot(ctx, r, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := NewPlan(s)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := plan(t, hostRepo(t))
 	old := filepath.Join(t.TempDir(), "old-agent")
 	write(t, old, "#!/bin/sh\necho usage >&2\nexit 2\n", 0o755)
 	recorded := false
-	_, err = Prepare(ctx, g, p, PrepareOptions{Path: "/work/app", Agent: old, Commit: func(Base) error { recorded = true; return nil }})
+	_, err := Prepare(context.Background(), g, p, PrepareOptions{Path: "/work/app", Agent: old, Commit: func(Base) error { recorded = true; return nil }})
 	if err == nil || !strings.Contains(err.Error(), "restart the VM") {
 		t.Fatalf("prepare with an old agent: %v", err)
 	}

@@ -8,9 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 )
 
 // bundlePort is where the test's HTTP server serves bundles, on loopback
@@ -29,26 +27,8 @@ func (w *world) serveFiles(dir string) string {
 		}
 		t.Skip("busybox is not installed")
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", bundlePort)
-	cmd := exec.Command("ip", "netns", "exec", w.ns, bin, "httpd", "-f", "-p", addr, "-h", dir)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-	})
-	for i := 0; ; i++ {
-		out, err := exec.Command("ip", "netns", "exec", w.ns, "bash", "-c", fmt.Sprintf("exec 3<>/dev/tcp/127.0.0.1/%d", bundlePort)).CombinedOutput()
-		if err == nil {
-			break
-		}
-		if i > 100 {
-			t.Fatalf("the file server does not answer: %v %s", err, out)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return "http://" + addr
+	w.serve("httpd", bundlePort, bin, "httpd", "-f", "-p", fmt.Sprintf("127.0.0.1:%d", bundlePort), "-h", dir)
+	return fmt.Sprintf("http://127.0.0.1:%d", bundlePort)
 }
 
 // TestImageBundle moves an image through a bundle: export, delete, pull
@@ -155,6 +135,31 @@ func TestImageBundle(t *testing.T) {
 	if out := w.ok("vm", "run", "--rm", "--image", "bb-http", "--", "cat", "/etc/issue"); out != "upper\n" {
 		t.Errorf("a vm of the image downloaded again: %q", out)
 	}
+	// A catalog entry: the URL and the file's sha256; vm run --image NAME
+	// downloads and loads it on first use. A wrong sha256 loads nothing.
+	sum := sha256.Sum256(good)
+	catalog := fmt.Sprintf("[images.shipped]\nbundle = %q\nsha256 = %q\n\n[images.wrongsum]\nbundle = %q\nsha256 = %q\n",
+		url, hex.EncodeToString(sum[:]), url, strings.Repeat("0", 64))
+	if err := os.WriteFile(filepath.Join(filepath.Dir(w.config), "catalog.toml"), []byte(catalog), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w.ok("daemon", "stop") // the catalog is read at start; the next command starts it
+	if out := w.ok("image", "catalog"); !strings.Contains(out, "shipped") {
+		t.Errorf("image catalog lacks the bundle entry:\n%s", out)
+	}
+	if out := w.ok("vm", "run", "--rm", "--image", "shipped", "--", "cat", "/etc/issue"); out != "upper\n" {
+		t.Errorf("vm run --image of a catalog bundle: %q", out)
+	}
+	if r := w.banger("vm", "run", "--rm", "--image", "wrongsum", "--", "true"); r.code == 0 || !strings.Contains(r.stderr, "the catalog says") {
+		t.Errorf("a catalog bundle with the wrong sha256: exit %d %q", r.code, r.stderr)
+	}
+	if r := w.banger("image", "show", "wrongsum"); r.code == 0 {
+		t.Error("a bundle with the wrong sha256 was loaded")
+	}
+	if parts, _ := filepath.Glob(filepath.Join(cacheDir, "*")); len(parts) != 0 {
+		t.Errorf("downloads left in the cache: %v", parts)
+	}
+
 	// Plain HTTP to an address that is not loopback is refused up front.
 	if r := w.banger("image", "pull", "http://192.0.2.1/x.tar.zst"); r.code == 0 || !strings.Contains(r.stderr, "plain HTTP") {
 		t.Errorf("plain HTTP off loopback: exit %d %q", r.code, r.stderr)

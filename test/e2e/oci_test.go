@@ -45,11 +45,20 @@ func (w *world) startRegistry() string {
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	logf, err := os.Create(filepath.Join(w.dir, "registry.log"))
+	w.serve("registry", registryPort, bin, "serve", cfgPath)
+	return fmt.Sprintf("127.0.0.1:%d", registryPort)
+}
+
+// serve starts argv in the namespace (its output in NAME.log), stops it
+// with SIGTERM when the test ends, and waits until it answers on port.
+func (w *world) serve(name string, port int, argv ...string) {
+	t := w.t
+	t.Helper()
+	logf, err := os.Create(filepath.Join(w.dir, name+".log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("ip", "netns", "exec", w.ns, bin, "serve", cfgPath)
+	cmd := exec.Command("ip", append([]string{"netns", "exec", w.ns}, argv...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -59,18 +68,16 @@ func (w *world) startRegistry() string {
 		_ = cmd.Wait()
 		logf.Close()
 	})
-	addr := fmt.Sprintf("127.0.0.1:%d", registryPort)
 	for i := 0; ; i++ {
-		out, err := exec.Command("ip", "netns", "exec", w.ns, "bash", "-c", "exec 3<>/dev/tcp/"+strings.Replace(addr, ":", "/", 1)).CombinedOutput()
+		out, err := exec.Command("ip", "netns", "exec", w.ns, "bash", "-c", fmt.Sprintf("exec 3<>/dev/tcp/127.0.0.1/%d", port)).CombinedOutput()
 		if err == nil {
-			break
+			return
 		}
 		if i > 100 {
-			t.Fatalf("the registry does not answer: %v %s", err, out)
+			t.Fatalf("%s does not answer: %v %s", name, err, out)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return addr
 }
 
 // pushImages pushes the test images from inside the namespace, by running
