@@ -101,15 +101,14 @@ func (a *app) pullBundle(ctx context.Context, c *client.Client, arg, as, wantSum
 		a.dropDownload(downloaded, errors.As(err, &rerr) && rerr.Code == api.CodeInvalidArgument)
 		return api.Operation{}, err
 	}
+	// The daemon holds every file now (and checked them); the download has
+	// done its work.
+	a.dropDownload(downloaded, true)
 	if detach {
 		fmt.Fprintln(a.streams.Out, o.ID)
 		return o, nil
 	}
-	final, err := a.waitOp(ctx, c, o, "loading image "+name)
-	if err == nil && final.State == api.OpSucceeded {
-		a.dropDownload(downloaded, true)
-	}
-	return final, err
+	return a.waitOp(ctx, c, o, "loading image "+name)
 }
 
 // dropDownload removes a downloaded bundle the daemon refused as corrupt

@@ -124,6 +124,11 @@ func Prepare(ctx context.Context, g Guest, p *Plan, o PrepareOptions) (Base, err
 		inW.CloseWithError(io.ErrClosedPipe)
 		go func() { _, _ = io.Copy(io.Discard, outR) }()
 		gerr := <-done
+		if err := ctx.Err(); err != nil {
+			// Interrupted: the guest keeps what it had (the agent's
+			// failure on the cut stream removed the staged copy).
+			return Base{}, fmt.Errorf("preparing %s: %w", o.Path, err)
+		}
 		var ge *GuestError
 		if cause != nil && (errors.Is(cause, io.ErrClosedPipe) || errors.As(gerr, &ge)) {
 			cause = nil

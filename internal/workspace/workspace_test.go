@@ -584,3 +584,28 @@ func TestPrepareWithAnOldAgent(t *testing.T) {
 		t.Fatalf("a failed prepare left %q in the guest", out)
 	}
 }
+
+// A prepare cancelled while it sends says so, records nothing, and leaves
+// no workspace at the path (a staged copy is removed by the next prepare).
+func TestPrepareCancelled(t *testing.T) {
+	g := newLocalGuest(t)
+	p := plan(t, hostRepo(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	recorded := false
+	_, err := Prepare(ctx, g, p, PrepareOptions{Path: "/work/app", Agent: testAgent(t),
+		Progress: func(int64, int64) { cancel() },
+		Commit:   func(Base) error { recorded = true; return nil }})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled prepare: %v", err)
+	}
+	if recorded {
+		t.Fatal("a cancelled prepare was recorded")
+	}
+	if _, err := os.Stat(g.path("/work/app")); err == nil {
+		t.Fatal("a cancelled prepare left a workspace")
+	}
+	if _, err := prepare(t, g, p.Snapshot.Repo.Top, "/work/app", nil, false); err != nil {
+		t.Fatalf("prepare after a cancelled one: %v", err)
+	}
+}
