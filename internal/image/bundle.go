@@ -16,6 +16,7 @@ import (
 
 	"github.com/banger-dev/banger/internal/bundle"
 	"github.com/banger-dev/banger/internal/model"
+	"github.com/banger-dev/banger/internal/oci"
 	"github.com/banger-dev/banger/internal/op"
 	"github.com/banger-dev/banger/internal/rootfs"
 )
@@ -64,9 +65,9 @@ func (s *Service) Export(ctx context.Context, name string, w io.Writer) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		sum, size, err := hashFile(f[1])
+		sum, size, err := fileSum(f[1])
 		if err != nil {
-			return err
+			return fmt.Errorf("reading %s: %w", f[1], err)
 		}
 		m.Files = append(m.Files, bundle.File{Name: f[0], Size: size, SHA256: sum})
 	}
@@ -88,37 +89,10 @@ func addBundleFile(ctx context.Context, bw *bundle.Writer, name, src string, siz
 		return fmt.Errorf("reading %s: %w", src, err)
 	}
 	defer f.Close()
-	if err := bw.AddFile(name, size, &ctxReader{ctx: ctx, r: f}); err != nil {
+	if err := bw.AddFile(name, size, oci.ContextReader(ctx, f)); err != nil {
 		return fmt.Errorf("%w (did the image change meanwhile?)", err)
 	}
 	return nil
-}
-
-// ctxReader stops a long copy when ctx ends.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c *ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
-
-func hashFile(p string) (string, int64, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", 0, fmt.Errorf("reading %s: %w", p, err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return "", 0, fmt.Errorf("reading %s: %w", p, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
 // corrupt is a refused bundle: invalid input, naming what failed.

@@ -118,7 +118,7 @@ func (r *registerSource) Fetch(ctx context.Context, p Progress) (string, error) 
 		}
 	}
 	if r.digest == "" {
-		sum, err := fileSum(rootfs)
+		sum, _, err := fileSum(rootfs)
 		if err != nil {
 			return "", err
 		}

@@ -222,7 +222,7 @@ func (s *Service) publish(ctx context.Context, name, source string, art Artifact
 // modules it needs, cached by kernel modules, the list of modules and the
 // agent binary.
 func (s *Service) Initramfs(ctx context.Context, im model.Image) (string, error) {
-	s.agentOnce.Do(func() { s.agentSum, s.agentErr = fileSum(s.cfg.AgentPath) })
+	s.agentOnce.Do(func() { s.agentSum, _, s.agentErr = fileSum(s.cfg.AgentPath) })
 	if s.agentErr != nil {
 		return "", fmt.Errorf("reading the guest agent %s: %w; reinstall banger (scripts/install) so banger-agent sits beside bangerd", s.cfg.AgentPath, s.agentErr)
 	}
@@ -246,17 +246,19 @@ func (s *Service) Initramfs(ctx context.Context, im model.Image) (string, error)
 	return path, nil
 }
 
-func fileSum(path string) (string, error) {
+// fileSum is a file's sha256 (hex) and the bytes it was taken over.
+func fileSum(path string) (string, int64, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
 	defer f.Close()
 	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return "", 0, err
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
 // linkOrCopy hard-links src to dst, copying when they are on different
