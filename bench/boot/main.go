@@ -110,7 +110,17 @@ func (b *bench) bareBoots(n int) ([]time.Duration, error) {
 	if len(initrds) != 1 {
 		return nil, fmt.Errorf("want one cached initramfs, found %v", initrds)
 	}
-	im := layout.ImageDir(v.Image)
+	out, err = b.Run("image", "show", "--json", v.Image)
+	if err != nil {
+		return nil, err
+	}
+	var im struct {
+		Kernel string `json:"kernel_path"`
+		Rootfs string `json:"rootfs_path"`
+	}
+	if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &im); err != nil {
+		return nil, err
+	}
 	tap := "bgbenchtap"
 	for _, argv := range [][]string{
 		{"ip", "tuntap", "add", tap, "mode", "tap"},
@@ -123,10 +133,10 @@ func (b *bench) bareBoots(n int) ([]time.Duration, error) {
 	vmDir := layout.VMDir(v.ID)
 	spec := vmm.Spec{
 		VM:  model.VM{VCPUs: v.VCPUs, MemoryMiB: v.MemoryMiB},
-		Dir: vmDir, Kernel: filepath.Join(im, "vmlinuz"), Initrd: initrds[0],
+		Dir: vmDir, Kernel: im.Kernel, Initrd: initrds[0],
 		Cmdline: "console=ttyS0 net.ifnames=0 panic=-1 rdinit=/init quiet loglevel=4 systemd.show_status=false",
 		Disks: []vmm.Disk{
-			{Path: filepath.Join(im, "rootfs.ext4"), ReadOnly: true},
+			{Path: im.Rootfs, ReadOnly: true},
 			{Path: filepath.Join(vmDir, "upper.ext4")},
 			{Path: filepath.Join(vmDir, "work.ext4")},
 			{Path: filepath.Join(vmDir, "config.img"), ReadOnly: true},

@@ -93,10 +93,13 @@ type DaemonStatus struct {
 
 // VM is a VM as the API shows it.
 type VM struct {
-	ID        string `json:"id"`
-	Name      string `json:"name"`
-	State     string `json:"state"`
-	Image     string `json:"image"`
+	ID    string `json:"id"`
+	Name  string `json:"name"`
+	State string `json:"state"`
+	Image string `json:"image"`
+	// ImageID is the image content the VM boots from ("" until the image
+	// is local).
+	ImageID   string `json:"image_id"`
 	VCPUs     int    `json:"vcpus"`
 	MemoryMiB int64  `json:"memory_mib"`
 	DiskMiB   int64  `json:"disk_mib"`
@@ -248,7 +251,12 @@ type VMLogs struct {
 
 // Image is an image as the API shows it.
 type Image struct {
-	Name       string `json:"name"`
+	// Name is "" for a content no name refers to any more that a VM
+	// still boots from.
+	Name string `json:"name"`
+	// ID is the digest of the image's content (kernel, root filesystem,
+	// modules, config); names refer to it.
+	ID         string `json:"id"`
 	KernelPath string `json:"kernel_path"`
 	InitrdPath string `json:"initrd_path,omitempty"`
 	RootfsPath string `json:"rootfs_path"`

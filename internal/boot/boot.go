@@ -38,6 +38,8 @@ type Images interface {
 	// Ensure returns the named image, fetching or building it first when
 	// it is not local but the catalog knows it.
 	Ensure(ctx context.Context, name string, progress func(phase string)) (model.Image, error)
+	// Content returns an image by content ID, named or not.
+	Content(ctx context.Context, id string) (model.Image, error)
 	// Initramfs returns banger's initramfs for the image's kernel.
 	Initramfs(ctx context.Context, im model.Image) (string, error)
 }
@@ -142,12 +144,20 @@ func (h *Host) HostKey(vm model.VM) (string, error) {
 	return strings.TrimSpace(string(b)), nil
 }
 
-// Prepare readies a boot and returns the VMM spec.
+// Prepare readies a boot and returns the VMM spec. The VM boots from
+// the image content it was created from; one whose image was not local
+// then gets it now, and the spec's VM says which (ImageID).
 func (h *Host) Prepare(ctx context.Context, vm model.VM) (spec vmm.Spec, err error) {
-	im, err := h.images.Ensure(ctx, vm.Image, func(string) {})
+	var im model.Image
+	if vm.ImageID != "" {
+		im, err = h.images.Content(ctx, vm.ImageID)
+	} else {
+		im, err = h.images.Ensure(ctx, vm.Image, func(string) {})
+	}
 	if err != nil {
 		return vmm.Spec{}, err
 	}
+	vm.ImageID = im.ID
 	initrd, err := h.images.Initramfs(ctx, im)
 	if err != nil {
 		return vmm.Spec{}, err

@@ -26,17 +26,27 @@ func (a *app) imageListCommand() *cobra.Command {
 			if asJSON {
 				return printJSON(a.streams.Out, ims)
 			}
-			tw := newTable(a.streams.Out, "NAME", "DIGEST", "SIZE", "VMS", "SOURCE", "CREATED")
+			tw := newTable(a.streams.Out, "NAME", "ID", "SIZE", "VMS", "SOURCE", "CREATED")
 			for _, im := range ims {
-				digest := strings.TrimPrefix(im.Digest, "sha256:")
-				if len(digest) > 12 {
-					digest = digest[:12]
+				name := im.Name
+				if name == "" {
+					name = "<none>" // replaced or deleted, kept for its VMs
 				}
-				row(tw, im.Name, digest, fmt.Sprintf("%.0fM", float64(im.SizeBytes)/(1<<20)), len(im.UsedBy), im.Source, ago(im.CreatedAt))
+				row(tw, name, shortID(im.ID), fmt.Sprintf("%.0fM", float64(im.SizeBytes)/(1<<20)), len(im.UsedBy), im.Source, ago(im.CreatedAt))
 			}
 			return tw.Flush()
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array")
 	return cmd
+}
+
+// shortID is an image ID as tables show it: 12 hex digits, which
+// `image show` accepts.
+func shortID(id string) string {
+	id = strings.TrimPrefix(id, "sha256:")
+	if len(id) > 12 {
+		id = id[:12]
+	}
+	return id
 }

@@ -12,9 +12,9 @@ import (
 func (a *app) imageShowCommand() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "show NAME",
-		Short: "Show one image",
-		Args:  exactArgs(1, "one image name"),
+		Use:   "show NAME|ID",
+		Short: "Show one image, by name or ID",
+		Args:  exactArgs(1, "one image name or ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.client(cmd.Context())
 			if err != nil {
@@ -29,6 +29,7 @@ func (a *app) imageShowCommand() *cobra.Command {
 			}
 			tw := tabwriter.NewWriter(a.streams.Out, 0, 0, 2, ' ', 0)
 			row(tw, "Name:", im.Name)
+			row(tw, "ID:", im.ID)
 			row(tw, "Source:", im.Source)
 			row(tw, "Digest:", im.Digest)
 			row(tw, "Size:", fmt.Sprintf("%.1f MiB", float64(im.SizeBytes)/(1<<20)))

@@ -72,7 +72,11 @@ func printVM(w io.Writer, v api.VM) {
 	if v.LastError != "" {
 		row(tw, "Last error:", v.LastError)
 	}
-	row(tw, "Image:", v.Image)
+	if v.ImageID != "" {
+		row(tw, "Image:", v.Image+" ("+shortID(v.ImageID)+")")
+	} else {
+		row(tw, "Image:", v.Image)
+	}
 	row(tw, "vCPUs:", v.VCPUs)
 	row(tw, "Memory:", mib(v.MemoryMiB))
 	row(tw, "Work disk:", mib(v.DiskMiB))

@@ -199,7 +199,7 @@ func (d *Daemon) opList(ctx context.Context, _ rpc.Caller, _ api.Empty) ([]api.O
 
 func (d *Daemon) wireVM(v model.VM) api.VM {
 	return api.VM{
-		ID: v.ID, Name: v.Name, State: string(v.State), Image: v.Image, VCPUs: v.VCPUs,
+		ID: v.ID, Name: v.Name, State: string(v.State), Image: v.Image, ImageID: v.ImageID, VCPUs: v.VCPUs,
 		MemoryMiB: v.MemoryMiB, DiskMiB: v.DiskMiB, IP: v.IP, MAC: v.MAC, Network: v.NetworkMode(), Driver: v.Driver,
 		Dir: d.vms.Dir(v), LastError: v.LastError, CreatedAt: v.CreatedAt, UpdatedAt: v.UpdatedAt,
 		AutoRemove: v.AutoRemove, Paused: d.vms.Paused(context.Background(), v),

@@ -30,13 +30,14 @@ func (d *Daemon) imageList(ctx context.Context, _ rpc.Caller, _ api.Empty) ([]ap
 	out := make([]api.Image, 0, len(ims))
 	for _, im := range ims {
 		w := wireImage(im)
-		w.UsedBy = append(w.UsedBy, users[im.Name]...)
+		w.UsedBy = append(w.UsedBy, users[im.ID]...)
 		out = append(out, w)
 	}
 	return out, nil
 }
 
-// imageUsers maps image names to the VMs built on them.
+// imageUsers maps image content IDs to the VMs built on them; a VM whose
+// image is not local yet counts for the content its name refers to.
 func (d *Daemon) imageUsers(ctx context.Context) (map[string][]string, error) {
 	vms, err := d.vms.List(ctx)
 	if err != nil {
@@ -44,13 +45,40 @@ func (d *Daemon) imageUsers(ctx context.Context) (map[string][]string, error) {
 	}
 	users := map[string][]string{}
 	for _, v := range vms {
-		users[v.Image] = append(users[v.Image], v.Name)
+		id := v.ImageID
+		if id == "" {
+			im, err := d.images.Get(ctx, v.Image)
+			if err != nil {
+				continue
+			}
+			id = im.ID
+		}
+		users[id] = append(users[id], v.Name)
 	}
 	return users, nil
 }
 
+// imageShow finds an image by name, or by its ID or an ID prefix of at
+// least 12 hex digits (as `image list` shows it), named or not.
 func (d *Daemon) imageShow(ctx context.Context, _ rpc.Caller, p api.ImageRef) (api.Image, error) {
 	im, err := d.images.Get(ctx, p.Name)
+	if errors.Is(err, model.ErrNotFound) {
+		if prefix := strings.TrimPrefix(p.Name, "sha256:"); len(prefix) >= 12 {
+			ims, lerr := d.images.List(ctx)
+			if lerr != nil {
+				return api.Image{}, lerr
+			}
+			var found []model.Image
+			for _, c := range ims {
+				if strings.HasPrefix(strings.TrimPrefix(c.ID, "sha256:"), prefix) && (len(found) == 0 || found[0].ID != c.ID) {
+					found = append(found, c)
+				}
+			}
+			if len(found) == 1 {
+				im, err = found[0], nil
+			}
+		}
+	}
 	if err != nil {
 		return api.Image{}, err
 	}
@@ -59,7 +87,7 @@ func (d *Daemon) imageShow(ctx context.Context, _ rpc.Caller, p api.ImageRef) (a
 		return api.Image{}, err
 	}
 	w := wireImage(im)
-	w.UsedBy = append(w.UsedBy, users[im.Name]...)
+	w.UsedBy = append(w.UsedBy, users[im.ID]...)
 	return w, nil
 }
 
@@ -81,7 +109,7 @@ func (d *Daemon) imagePull(ctx context.Context, _ rpc.Caller, p api.ImagePullPar
 
 func wireImage(im model.Image) api.Image {
 	return api.Image{
-		Name: im.Name, KernelPath: im.KernelPath, InitrdPath: im.InitrdPath, RootfsPath: im.RootfsPath,
+		Name: im.Name, ID: im.ID, KernelPath: im.KernelPath, InitrdPath: im.InitrdPath, RootfsPath: im.RootfsPath,
 		Source: im.Source, Digest: im.Digest, SizeBytes: im.SizeBytes, CreatedAt: im.CreatedAt,
 		Config: wireImageConfig(im.Config), Layers: im.Layers, UsedBy: []string{},
 	}

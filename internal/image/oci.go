@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/banger-dev/banger/internal/model"
@@ -230,22 +232,28 @@ func (s *Service) pin(digests []string) func() {
 
 // PruneResult is what a prune removed.
 type PruneResult struct {
+	// Images are the names deleted (with all) and the IDs of contents
+	// nothing referred to any more.
 	Images []string
 	Blobs  int
 	Bytes  int64
 }
 
-// Prune removes cached layer blobs no image was built from (nor a pull
-// or import in flight holds), and with all, first every image no VM
-// uses.
+// Prune removes image contents no name and no VM refers to, files in the
+// images directory no record refers to (leftovers of a crash), and cached
+// layer blobs no image was built from (nor a pull or import in flight
+// holds). With all, it first deletes every name no VM's image is.
 func (s *Service) Prune(ctx context.Context, all bool) (PruneResult, error) {
 	var res PruneResult
+	ims, err := s.store.ListImages(ctx)
+	if err != nil {
+		return res, err
+	}
 	if all {
-		ims, err := s.store.ListImages(ctx)
-		if err != nil {
-			return res, err
-		}
 		for _, im := range ims {
+			if im.Name == "" {
+				continue
+			}
 			err := s.Delete(ctx, im.Name)
 			if errors.Is(err, model.ErrState) {
 				continue // a VM uses it
@@ -256,8 +264,10 @@ func (s *Service) Prune(ctx context.Context, all bool) (PruneResult, error) {
 			res.Images = append(res.Images, im.Name)
 		}
 	}
-	ims, err := s.store.ListImages(ctx)
-	if err != nil {
+	if err := s.pruneContents(ctx, &res); err != nil {
+		return res, err
+	}
+	if ims, err = s.store.ListImages(ctx); err != nil {
 		return res, err
 	}
 	s.pinMu.Lock()
@@ -284,4 +294,45 @@ func (s *Service) Prune(ctx context.Context, all bool) (PruneResult, error) {
 	}
 	s.log.Info("images pruned", "images", res.Images, "blobs", res.Blobs, "bytes", res.Bytes)
 	return res, nil
+}
+
+// pruneContents drops unnamed contents no VM uses, then directories under
+// the images directory no content's files are in. Staging and work
+// directories (dot names) belong to builds in flight and are left alone.
+func (s *Service) pruneContents(ctx context.Context, res *PruneResult) error {
+	s.publishMu.Lock()
+	defer s.publishMu.Unlock()
+	ims, err := s.store.ListImages(ctx)
+	if err != nil {
+		return err
+	}
+	used := map[string]bool{}
+	for _, im := range ims {
+		if im.Name == "" {
+			dropped, err := s.dropContent(ctx, im.ID)
+			if err != nil {
+				return err
+			}
+			if dropped {
+				res.Images = append(res.Images, im.ID)
+				continue
+			}
+		}
+		used[filepath.Dir(im.RootfsPath)] = true
+	}
+	entries, err := os.ReadDir(s.cfg.Layout.ImagesDir())
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("reading images directory: %w", err)
+	}
+	for _, e := range entries {
+		dir := filepath.Join(s.cfg.Layout.ImagesDir(), e.Name())
+		if strings.HasPrefix(e.Name(), ".") || used[dir] {
+			continue
+		}
+		s.log.Info("removing image files no image refers to", "dir", dir)
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("removing image files: %w", err)
+		}
+	}
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,29 +17,68 @@ import (
 	"github.com/banger-dev/banger/internal/paths"
 )
 
-// memStore is a state-holding fake of the image table.
+// memStore is a state-holding fake of the image tables: names referring
+// to contents, and the contents fake VMs use.
 type memStore struct {
-	mu  sync.Mutex
-	ims map[string]model.Image
+	mu       sync.Mutex
+	names    map[string]string // name → content ID
+	contents map[string]model.Image
+	vmUses   map[string]bool // content IDs a VM was created from
 }
 
-func (m *memStore) InsertImage(_ context.Context, im model.Image) error {
+func newMemStore() *memStore {
+	return &memStore{names: map[string]string{}, contents: map[string]model.Image{}, vmUses: map[string]bool{}}
+}
+
+func (m *memStore) InsertImage(_ context.Context, im model.Image, replace bool) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, ok := m.ims[im.Name]; ok {
+	if _, ok := m.names[im.Name]; ok && !replace {
 		return model.Errorf(model.ErrConflict, "image %q exists", im.Name)
 	}
-	m.ims[im.Name] = im
+	if _, ok := m.contents[im.ID]; !ok {
+		c := im
+		c.Name = ""
+		m.contents[im.ID] = c
+	}
+	m.names[im.Name] = im.ID
 	return nil
+}
+
+func (m *memStore) named(id string) string {
+	var names []string
+	for n, c := range m.names {
+		if c == id {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	if len(names) == 0 {
+		return ""
+	}
+	return names[0]
 }
 
 func (m *memStore) GetImage(_ context.Context, name string) (model.Image, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	im, ok := m.ims[name]
+	id, ok := m.names[name]
 	if !ok {
 		return model.Image{}, model.Errorf(model.ErrNotFound, "no image %q", name)
 	}
+	im := m.contents[id]
+	im.Name = name
+	return im, nil
+}
+
+func (m *memStore) GetImageContent(_ context.Context, id string) (model.Image, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	im, ok := m.contents[id]
+	if !ok {
+		return model.Image{}, model.Errorf(model.ErrNotFound, "no image %s", id)
+	}
+	im.Name = m.named(id)
 	return im, nil
 }
 
@@ -46,17 +86,51 @@ func (m *memStore) ListImages(context.Context) ([]model.Image, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []model.Image
-	for _, im := range m.ims {
+	for n, id := range m.names {
+		im := m.contents[id]
+		im.Name = n
 		out = append(out, im)
+	}
+	for id, im := range m.contents {
+		if m.named(id) == "" {
+			out = append(out, im)
+		}
 	}
 	return out, nil
 }
 
-func (m *memStore) DeleteImage(_ context.Context, name string) error {
+func (m *memStore) DeleteImage(_ context.Context, name string) (string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	delete(m.ims, name)
-	return nil
+	id, ok := m.names[name]
+	if !ok {
+		return "", model.Errorf(model.ErrNotFound, "no image %q", name)
+	}
+	if m.vmUses[id] {
+		return "", model.Errorf(model.ErrState, "image %q is used by a vm", name)
+	}
+	delete(m.names, name)
+	return id, nil
+}
+
+func (m *memStore) DeleteImageContent(_ context.Context, id string) (model.Image, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	im, ok := m.contents[id]
+	if !ok {
+		return model.Image{}, model.Errorf(model.ErrNotFound, "no image %s", id)
+	}
+	if m.vmUses[id] || m.named(id) != "" {
+		return model.Image{}, model.Errorf(model.ErrState, "image %s is in use", id)
+	}
+	delete(m.contents, id)
+	return im, nil
+}
+
+func (m *memStore) useByVM(id string, used bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.vmUses[id] = used
 }
 
 // slowSource builds a tiny image after started is told and release
@@ -91,7 +165,7 @@ func (s *slowSource) Build(ctx context.Context, work string, _ Progress) (Artifa
 }
 
 func newTestService(t *testing.T) (*Service, *memStore) {
-	st := &memStore{ims: map[string]model.Image{}}
+	st := newMemStore()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	return NewService(ServiceConfig{Layout: paths.Layout{StateDir: t.TempDir()}}, st, nil, nil, log), st
 }
@@ -190,5 +264,94 @@ func TestInstallsOfOneNameHaveOneWinner(t *testing.T) {
 	close(rel)
 	if _, err := s.install(context.Background(), "same", &slowSource{digest: won[0], started: started2, release: rel}, phases(func(string) {}), false); err != nil {
 		t.Fatalf("installing the current content again: %v", err)
+	}
+}
+
+func quick(digest string) *slowSource {
+	rel := make(chan struct{})
+	close(rel)
+	return &slowSource{digest: digest, started: make(chan string, 1), release: rel}
+}
+
+func imageDirs(t *testing.T, s *Service) []string {
+	t.Helper()
+	entries, _ := os.ReadDir(s.cfg.Layout.ImagesDir())
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+// A moved tag repoints the name; the VM built on the old content keeps
+// its files until it goes, and then a prune removes them.
+func TestReplacingANameKeepsTheContentAVMUses(t *testing.T) {
+	ctx := context.Background()
+	s, st := newTestService(t)
+	old, err := s.install(ctx, "app", quick("sha256:old"), phases(func(string) {}), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(old.ID, "sha256:") || old.ID == old.Digest {
+		t.Fatalf("content id %q", old.ID)
+	}
+	st.useByVM(old.ID, true)
+	cur, err := s.install(ctx, "app", quick("sha256:new"), phases(func(string) {}), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cur.ID == old.ID || cur.Digest != "sha256:new" {
+		t.Fatalf("replaced image %+v", cur)
+	}
+	if b, err := os.ReadFile(old.RootfsPath); err != nil || string(b) != "sha256:old" {
+		t.Fatalf("the old content's files under its vm: %q %v", b, err)
+	}
+	ims, _ := s.List(ctx)
+	if len(ims) != 2 {
+		t.Fatalf("list %+v, want the name and the unnamed old content", ims)
+	}
+	if err := s.Delete(ctx, "app"); err != nil {
+		t.Fatalf("deleting a name whose content no vm uses: %v", err)
+	}
+	if _, err := os.Stat(cur.RootfsPath); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("deleted image's files remain: %v", err)
+	}
+	res, err := s.Prune(ctx, false)
+	if err != nil || len(res.Images) != 0 {
+		t.Fatalf("prune while the vm lives removed %v (%v)", res.Images, err)
+	}
+	st.useByVM(old.ID, false)
+	// A leftover of a crash: files no record refers to.
+	if err := os.MkdirAll(filepath.Join(s.cfg.Layout.ImagesDir(), "sha256-0000"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if res, err = s.Prune(ctx, false); err != nil || len(res.Images) != 1 || res.Images[0] != old.ID {
+		t.Fatalf("prune after the vm went: %v %v", res.Images, err)
+	}
+	if dirs := imageDirs(t, s); len(dirs) != 0 {
+		t.Fatalf("images directory holds %v after the prune", dirs)
+	}
+}
+
+// Two names of one content share its files; deleting one keeps them.
+func TestNamesShareContent(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newTestService(t)
+	a, err := s.install(ctx, "a", quick("sha256:x"), phases(func(string) {}), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.install(ctx, "b", quick("sha256:x"), phases(func(string) {}), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.ID != b.ID || a.RootfsPath != b.RootfsPath || len(imageDirs(t, s)) != 1 {
+		t.Fatalf("a %+v b %+v dirs %v", a, b, imageDirs(t, s))
+	}
+	if err := s.Delete(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(b.RootfsPath); err != nil {
+		t.Fatalf("b lost its files with a: %v", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -24,12 +25,22 @@ import (
 	"github.com/banger-dev/banger/internal/atomicfile"
 )
 
-// Store is what the image service needs from the database.
+// Store is what the image service needs from the database: names
+// referring to contents (see model.Image).
 type Store interface {
-	InsertImage(ctx context.Context, im model.Image) error
+	// InsertImage records im's content and name; replace repoints an
+	// existing name instead of failing with model.ErrConflict.
+	InsertImage(ctx context.Context, im model.Image, replace bool) error
 	GetImage(ctx context.Context, name string) (model.Image, error)
+	GetImageContent(ctx context.Context, id string) (model.Image, error)
+	// ListImages lists named images, then contents with no name.
 	ListImages(ctx context.Context) ([]model.Image, error)
-	DeleteImage(ctx context.Context, name string) error
+	// DeleteImage removes a name no VM's content is and returns the
+	// content it named (model.ErrState while a VM uses it).
+	DeleteImage(ctx context.Context, name string) (string, error)
+	// DeleteImageContent removes a content nothing refers to
+	// (model.ErrState otherwise) and returns it.
+	DeleteImageContent(ctx context.Context, id string) (model.Image, error)
 }
 
 // ServiceConfig configures the image service.
@@ -78,19 +89,58 @@ func (s *Service) Get(ctx context.Context, name string) (model.Image, error) {
 	return s.store.GetImage(ctx, name)
 }
 
-// List returns local images.
+// Content returns a local image by content ID, whether or not a name
+// still refers to it: what a VM boots from.
+func (s *Service) Content(ctx context.Context, id string) (model.Image, error) {
+	im, err := s.store.GetImageContent(ctx, id)
+	if errors.Is(err, model.ErrNotFound) {
+		return model.Image{}, model.Errorf(model.ErrNotFound, "the image this vm was created from (%s) is gone; delete the vm and create it again", id)
+	}
+	return im, err
+}
+
+// List returns local images: every name, then the contents VMs still use
+// that no name refers to any more (Name "").
 func (s *Service) List(ctx context.Context) ([]model.Image, error) { return s.store.ListImages(ctx) }
 
-// Delete removes an image no VM uses, and its files.
+// Delete removes a name no VM's image is, and its content's files when
+// nothing else refers to them.
 func (s *Service) Delete(ctx context.Context, name string) error {
-	if err := s.store.DeleteImage(ctx, name); err != nil {
+	s.publishMu.Lock()
+	defer s.publishMu.Unlock()
+	id, err := s.store.DeleteImage(ctx, name)
+	if err != nil {
 		return err
 	}
-	if err := os.RemoveAll(s.cfg.Layout.ImageDir(name)); err != nil {
-		return fmt.Errorf("removing image files: %w", err)
+	if _, err := s.dropContent(ctx, id); err != nil {
+		return err
 	}
-	s.log.Info("image deleted", "image", name)
+	s.log.Info("image deleted", "image", name, "id", id)
 	return nil
+}
+
+// dropContent removes a content and its files if nothing refers to it
+// any more, and says whether it did. The caller holds publishMu, so no
+// publication is about to reuse the files.
+func (s *Service) dropContent(ctx context.Context, id string) (bool, error) {
+	im, err := s.store.DeleteImageContent(ctx, id)
+	if errors.Is(err, model.ErrState) || errors.Is(err, model.ErrNotFound) {
+		return false, nil // still named or used by a VM, or gone already
+	}
+	if err != nil {
+		return false, err
+	}
+	// Files live in one directory under the images directory; a record
+	// pointing anywhere else is not trusted with a removal.
+	dir := filepath.Dir(im.RootfsPath)
+	if filepath.Dir(dir) != s.cfg.Layout.ImagesDir() {
+		s.log.Warn("image files outside the images directory left alone", "id", id, "dir", dir)
+		return true, nil
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return true, fmt.Errorf("removing image files: %w", err)
+	}
+	return true, nil
 }
 
 // Pull starts an operation that makes an image local: a catalog entry is
@@ -171,9 +221,17 @@ func (s *Service) entrySource(e Entry, req PullRequest) Source {
 }
 
 // publish links the cached artifacts into a staging directory, then
-// within publishMu renames it into place and records it. A concurrent
-// publisher of the same name loses cleanly and gets the winner's image.
-func (s *Service) publish(ctx context.Context, name, source string, art Artifacts, cfg *model.ImageConfig) (model.Image, error) {
+// within publishMu moves it into place under the content's ID (unless
+// that content is stored already) and records the name. A concurrent
+// publisher of the same name loses cleanly: with the same content it gets
+// the winner's image, with other content model.ErrConflict. With replace,
+// an existing name is repointed at the new content, and the old content
+// goes unless a VM still uses it.
+func (s *Service) publish(ctx context.Context, name, source string, art Artifacts, cfg *model.ImageConfig, replace bool) (model.Image, error) {
+	id, err := contentID(art, cfg)
+	if err != nil {
+		return model.Image{}, err
+	}
 	if err := os.MkdirAll(s.cfg.Layout.ImagesDir(), 0o750); err != nil {
 		return model.Image{}, fmt.Errorf("creating images directory: %w", err)
 	}
@@ -181,41 +239,89 @@ func (s *Service) publish(ctx context.Context, name, source string, art Artifact
 	_, _ = rand.Read(rnd[:])
 	staging := filepath.Join(s.cfg.Layout.ImagesDir(), ".staging-"+hex.EncodeToString(rnd[:]))
 	defer os.RemoveAll(staging)
-	if err := linkTree(art.ModulesDir, filepath.Join(staging, "modules", filepath.Base(art.ModulesDir))); err != nil {
-		return model.Image{}, err
-	}
-	for src, dst := range map[string]string{art.Kernel: "vmlinuz", art.Rootfs: "rootfs.ext4"} {
-		if err := linkOrCopy(src, filepath.Join(staging, dst)); err != nil {
-			return model.Image{}, err
-		}
-	}
-	final := s.cfg.Layout.ImageDir(name)
+	final := s.cfg.Layout.ContentDir(id)
 	im := model.Image{
-		Name: name, KernelPath: filepath.Join(final, "vmlinuz"), RootfsPath: filepath.Join(final, "rootfs.ext4"),
+		Name: name, ID: id, KernelPath: filepath.Join(final, "vmlinuz"), RootfsPath: filepath.Join(final, "rootfs.ext4"),
 		ModulesPath: filepath.Join(final, "modules", filepath.Base(art.ModulesDir)),
 		Source:      source, Digest: art.Digest, SizeBytes: art.SizeBytes, Config: cfg, Layers: art.Layers, CreatedAt: time.Now().UTC(),
+	}
+	if _, err := s.store.GetImageContent(ctx, id); err != nil {
+		// New content: staged outside the lock (linking a large tree
+		// takes a while), moved into place inside it.
+		if err := linkTree(art.ModulesDir, filepath.Join(staging, "modules", filepath.Base(art.ModulesDir))); err != nil {
+			return model.Image{}, err
+		}
+		for src, dst := range map[string]string{art.Kernel: "vmlinuz", art.Rootfs: "rootfs.ext4"} {
+			if err := linkOrCopy(src, filepath.Join(staging, dst)); err != nil {
+				return model.Image{}, err
+			}
+		}
 	}
 
 	s.publishMu.Lock()
 	defer s.publishMu.Unlock()
-	if existing, err := s.store.GetImage(ctx, name); err == nil {
-		// Another pull or registration of this name won the window. The
-		// same content is what this one wanted; other content is not
-		// kept, and the caller is told so rather than handed the winner.
-		if art.Digest != "" && existing.Digest == art.Digest {
-			return existing, nil
-		}
+	existing, err := s.store.GetImage(ctx, name)
+	switch {
+	case err == nil && existing.ID == id:
+		return existing, nil
+	case err == nil && !replace:
+		// Another pull or registration of this name won the window. Its
+		// content is not what this one made, which is not kept: the
+		// caller is told so rather than handed the winner.
 		return model.Image{}, model.Errorf(model.ErrConflict, "image %q was made meanwhile by another pull or registration (%s, %s); this one (%s) was not kept: give another name, or delete that image first", name, existing.Source, existing.Digest, art.Digest)
-	}
-	_ = os.RemoveAll(final) // leftovers of a crash between rename and insert
-	if err := os.Rename(staging, final); err != nil {
-		return model.Image{}, fmt.Errorf("installing image: %w", err)
-	}
-	if err := s.store.InsertImage(ctx, im); err != nil {
-		_ = os.RemoveAll(final)
+	case err != nil && !errors.Is(err, model.ErrNotFound):
 		return model.Image{}, err
 	}
+	if stored, err := s.store.GetImageContent(ctx, id); err == nil {
+		im = stored // shared with another name: its files and record
+		im.Name, im.CreatedAt = name, time.Now().UTC()
+	} else {
+		_ = os.RemoveAll(final) // leftovers of a crash between rename and insert
+		if err := os.Rename(staging, final); err != nil {
+			return model.Image{}, fmt.Errorf("installing image: %w", err)
+		}
+	}
+	if err := s.store.InsertImage(ctx, im, replace); err != nil {
+		if _, gerr := s.store.GetImageContent(ctx, id); gerr != nil {
+			_ = os.RemoveAll(final)
+		}
+		return model.Image{}, err
+	}
+	if existing.ID != "" {
+		if _, err := s.dropContent(ctx, existing.ID); err != nil {
+			s.log.Warn("removing the replaced image's files", "image", name, "id", existing.ID, "err", err)
+		}
+	}
 	return im, nil
+}
+
+// contentID is the digest over everything a VM boots from: the kernel's
+// bytes, the root filesystem's digest, the modules' kernel version and
+// the runtime config. Equal IDs mean interchangeable images.
+func contentID(art Artifacts, cfg *model.ImageConfig) (string, error) {
+	kernel, _, err := fileSum(art.Kernel)
+	if err != nil {
+		return "", fmt.Errorf("hashing the kernel: %w", err)
+	}
+	rootfs := art.Digest
+	if rootfs == "" {
+		sum, _, err := fileSum(art.Rootfs)
+		if err != nil {
+			return "", fmt.Errorf("hashing the root filesystem: %w", err)
+		}
+		rootfs = "sha256:" + sum
+	}
+	b, err := json.Marshal(struct {
+		Kernel  string             `json:"kernel"`
+		Rootfs  string             `json:"rootfs"`
+		Modules string             `json:"modules"`
+		Config  *model.ImageConfig `json:"config,omitempty"`
+	}{"sha256:" + kernel, rootfs, filepath.Base(art.ModulesDir), cfg})
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:]), nil
 }
 
 // Initramfs returns banger's initramfs for im's kernel: the agent plus the

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -46,8 +45,8 @@ func (phases) Add(int64)                    {}
 
 // install makes src's image local as name, outside any lock but the
 // publication's. An image of that name with the same digest is current
-// and stays; with another digest it is replaced when replace says so
-// (a moved tag), unless a VM is built on it.
+// and stays; with another digest the name is repointed when replace says
+// so (a moved tag), never changing what existing VMs boot from.
 func (s *Service) install(ctx context.Context, name string, src Source, p Progress, replace bool) (model.Image, error) {
 	start := time.Now()
 	if r, ok := src.(interface{ release() }); ok {
@@ -65,12 +64,8 @@ func (s *Service) install(ctx context.Context, name string, src Source, p Progre
 		if !replace {
 			return existing, nil
 		}
-		if err := s.Delete(ctx, name); err != nil {
-			if errors.Is(err, model.ErrState) {
-				return model.Image{}, model.Errorf(model.ErrConflict, "%s is now %s, but image %s (%s) is used by a vm; delete that vm first or give another --name", src.Describe(), digest, name, existing.Digest)
-			}
-			return model.Image{}, err
-		}
+		// A moved tag: the name is repointed when the new content is
+		// published; VMs built on the old content keep it.
 	}
 	if err := os.MkdirAll(s.cfg.Layout.ImagesDir(), 0o750); err != nil {
 		return model.Image{}, fmt.Errorf("creating images directory: %w", err)
@@ -87,7 +82,7 @@ func (s *Service) install(ctx context.Context, name string, src Source, p Progre
 		return model.Image{}, fmt.Errorf("building image %s: %w", name, err)
 	}
 	p.Phase("installing image", 0)
-	im, err := s.publish(ctx, name, src.Describe(), art, cfg)
+	im, err := s.publish(ctx, name, src.Describe(), art, cfg, replace)
 	if err != nil {
 		return model.Image{}, err
 	}

@@ -10,9 +10,13 @@ import (
 // devices) are deliberately absent: they live with the VM service, in memory
 // and in the VM's handles file.
 type VM struct {
-	ID        string
-	Name      string
-	Image     string
+	ID    string
+	Name  string
+	Image string
+	// ImageID is the image content the VM was created from (empty until
+	// the image is local); the VM boots from it whatever its name later
+	// refers to.
+	ImageID   string
 	VCPUs     int
 	MemoryMiB int64
 	// DiskMiB is the size of the persistent work disk mounted at /work.
@@ -34,17 +38,24 @@ type VM struct {
 	UpdatedAt time.Time
 }
 
-// Image is a bootable image registered in the store.
+// Image is a bootable image: a name referring to content. Several names
+// may share one content; a content whose names were all deleted or moved
+// (Name "") lives on while a VM uses it.
 type Image struct {
-	Name       string
+	Name string
+	// ID is the digest of the image's content: its kernel, initrd,
+	// root filesystem, modules and config ("sha256:<hex>").
+	ID         string
 	KernelPath string
 	InitrdPath string
 	RootfsPath string
 	// ModulesPath is the kernel's modules directory (lib/modules/<kver>).
 	ModulesPath string
 	Source      string
-	Digest      string
-	SizeBytes   int64
+	// Digest identifies the source's content: the OCI manifest's digest,
+	// or the root filesystem's sha256.
+	Digest    string
+	SizeBytes int64
 	// Config is an OCI image's runtime config (nil for images with none).
 	Config *ImageConfig
 	// Layers are the digests of the cached layer blobs an OCI image was

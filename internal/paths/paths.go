@@ -5,8 +5,6 @@
 package paths
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -96,16 +94,10 @@ func (l Layout) SSHKey() string { return filepath.Join(l.StateDir, "ssh", "id_ed
 // InitramfsDir caches generated initramfs archives.
 func (l Layout) InitramfsDir() string { return filepath.Join(l.StateDir, "initramfs") }
 
-// ImageDir is the directory of one image: its name when that is a plain
-// word (debian-12), else a digest of it, since a reference such as
-// registry:5000/team/app:1 is no file name.
-func (l Layout) ImageDir(name string) string {
-	plain := name != "" && strings.Trim(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") == ""
-	if plain && name[0] != '.' {
-		return filepath.Join(l.ImagesDir(), name)
-	}
-	sum := sha256.Sum256([]byte(name))
-	return filepath.Join(l.ImagesDir(), "ref-"+hex.EncodeToString(sum[:10]))
+// ContentDir is the directory of one image's files, named by its
+// content ID ("sha256:<hex>" becomes sha256-<hex>): names only refer to it.
+func (l Layout) ContentDir(id string) string {
+	return filepath.Join(l.ImagesDir(), strings.ReplaceAll(id, ":", "-"))
 }
 
 // BlobsDir caches OCI layer blobs by digest, shared by every image.

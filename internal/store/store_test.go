@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -168,32 +169,130 @@ func TestSchemaRejectsBadState(t *testing.T) {
 func TestImages(t *testing.T) {
 	ctx := context.Background()
 	s, _ := openTemp(t)
-	im := model.Image{Name: "debian-12", KernelPath: "/k", RootfsPath: "/r", ModulesPath: "/m", Source: "built-in",
+	im := model.Image{Name: "debian-12", ID: "sha256:c1", KernelPath: "/k", RootfsPath: "/r", ModulesPath: "/m", Source: "built-in",
 		Digest: "sha256:00", SizeBytes: 42, CreatedAt: time.Now().UTC().Truncate(time.Millisecond),
 		Config: &model.ImageConfig{Env: []string{"A=1"}, Cmd: []string{"sh"}, User: "app"}, Layers: []string{"sha256:aa", "sha256:bb"}}
-	if err := s.InsertImage(ctx, im); err != nil {
+	if err := s.InsertImage(ctx, im, false); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.InsertImage(ctx, im); !errors.Is(err, model.ErrConflict) {
+	if err := s.InsertImage(ctx, im, false); !errors.Is(err, model.ErrConflict) {
 		t.Fatalf("duplicate image: want ErrConflict, got %v", err)
 	}
 	if got, err := s.GetImage(ctx, im.Name); err != nil || !reflect.DeepEqual(got, im) {
 		t.Fatalf("round trip: %+v %v", got, err)
 	}
+	// A VM whose image is not local yet holds it by name.
 	if err := s.InsertVM(ctx, testVM("aa11", "a", "172.16.0.2")); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DeleteImage(ctx, im.Name); !errors.Is(err, model.ErrState) {
-		t.Fatalf("delete of image in use: want ErrState, got %v", err)
+	if _, err := s.DeleteImage(ctx, im.Name); !errors.Is(err, model.ErrState) {
+		t.Fatalf("delete of an image a vm holds by name: want ErrState, got %v", err)
+	}
+	if err := s.SetVMImageID(ctx, "aa11", im.ID); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := s.GetVM(ctx, "a"); v.ImageID != im.ID {
+		t.Fatalf("vm image id %q, want %q", v.ImageID, im.ID)
+	}
+
+	// The name moves to new content; the VM keeps the old, which is
+	// listed without a name and cannot be deleted while the VM lives.
+	im2 := im
+	im2.ID, im2.RootfsPath, im2.Digest = "sha256:c2", "/r2", "sha256:01"
+	if err := s.InsertImage(ctx, im2, true); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.GetImage(ctx, im.Name); got.ID != im2.ID || got.RootfsPath != "/r2" {
+		t.Fatalf("replaced name reads %+v", got)
+	}
+	old, err := s.GetImageContent(ctx, im.ID)
+	if err != nil || old.Name != "" || old.RootfsPath != "/r" {
+		t.Fatalf("old content: %+v %v", old, err)
+	}
+	all, err := s.ListImages(ctx)
+	if err != nil || len(all) != 2 || all[0].ID != im2.ID || all[1].Name != "" || all[1].ID != im.ID {
+		t.Fatalf("list: %+v %v", all, err)
+	}
+	if _, err := s.DeleteImageContent(ctx, im.ID); !errors.Is(err, model.ErrState) {
+		t.Fatalf("delete of content a vm uses: want ErrState, got %v", err)
+	}
+	// The name's new content is used by no VM: it may go.
+	if id, err := s.DeleteImage(ctx, im.Name); err != nil || id != im2.ID {
+		t.Fatalf("delete name: %q %v", id, err)
+	}
+	if _, err := s.DeleteImage(ctx, im.Name); !errors.Is(err, model.ErrNotFound) {
+		t.Fatalf("delete of missing image: want ErrNotFound, got %v", err)
+	}
+	if got, err := s.DeleteImageContent(ctx, im2.ID); err != nil || got.RootfsPath != "/r2" {
+		t.Fatalf("delete unreferenced content: %+v %v", got, err)
 	}
 	if err := s.DeleteVM(ctx, "aa11"); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DeleteImage(ctx, im.Name); err != nil {
+	if _, err := s.DeleteImageContent(ctx, im.ID); err != nil {
+		t.Fatalf("delete content after its vm: %v", err)
+	}
+
+	// Two names share one content; it lives while either does.
+	for _, n := range []string{"x", "y"} {
+		im.Name = n
+		if err := s.InsertImage(ctx, im, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.DeleteImage(ctx, "x"); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DeleteImage(ctx, im.Name); !errors.Is(err, model.ErrNotFound) {
-		t.Fatalf("delete of missing image: want ErrNotFound, got %v", err)
+	if _, err := s.DeleteImageContent(ctx, im.ID); !errors.Is(err, model.ErrState) {
+		t.Fatalf("delete of content still named: want ErrState, got %v", err)
+	}
+	if got, err := s.GetImageContent(ctx, im.ID); err != nil || got.Name != "y" {
+		t.Fatalf("content by id: %+v %v", got, err)
+	}
+}
+
+// A database made before images were stored by content keeps its images
+// and the VMs built on them.
+func TestMigrateImagesToContents(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "banger.db")
+	db, err := sql.Open("sqlite", path+"?_pragma=foreign_keys(1)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, _ := migrations()
+	for _, m := range ms[:8] {
+		if _, err := db.Exec(m.sql); err != nil {
+			t.Fatal(m.name, err)
+		}
+	}
+	for _, q := range []string{
+		`PRAGMA user_version = 8`,
+		`INSERT INTO images (name, kernel_path, rootfs_path, digest, created_at) VALUES ('debian-12', '/k', '/r', 'sha256:00', '2026-01-01T00:00:00Z')`,
+		`INSERT INTO vms (id, name, image, vcpus, memory_mib, disk_mib, mac, state, driver, created_at, updated_at)
+			VALUES ('aa11', 'a', 'debian-12', 1, 512, 1024, '02:00:00:00:00:01', 'stopped', 'qemu', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')`,
+		`INSERT INTO vms (id, name, image, vcpus, memory_mib, disk_mib, mac, state, driver, created_at, updated_at)
+			VALUES ('bb22', 'b', 'alpine', 1, 512, 1024, '02:00:00:00:00:02', 'created', 'qemu', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(q, err)
+		}
+	}
+	db.Close()
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	im, err := s.GetImage(ctx, "debian-12")
+	if err != nil || im.ID != "name:debian-12" || im.RootfsPath != "/r" || im.Digest != "sha256:00" {
+		t.Fatalf("migrated image: %+v %v", im, err)
+	}
+	if a, _ := s.GetVM(ctx, "a"); a.ImageID != im.ID {
+		t.Fatalf("vm on a local image: image id %q", a.ImageID)
+	}
+	if b, _ := s.GetVM(ctx, "b"); b.ImageID != "" {
+		t.Fatalf("vm on an image not local: image id %q", b.ImageID)
 	}
 }
 

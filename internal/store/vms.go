@@ -12,7 +12,7 @@ import (
 )
 
 const vmColumns = `v.id, v.name, v.image, v.vcpus, v.memory_mib, v.disk_mib, COALESCE(l.ip, ''),
-	v.mac, v.state, v.last_error, v.driver, v.auto_remove, v.publish, v.network, v.created_at, v.updated_at`
+	v.mac, v.state, v.last_error, v.driver, v.auto_remove, v.publish, v.network, v.created_at, v.updated_at, v.image_id`
 
 const vmFrom = ` FROM vms v LEFT JOIN ip_leases l ON l.vm_id = v.id`
 
@@ -25,7 +25,7 @@ func scanVM(r rowScanner) (model.VM, error) {
 		created, updated string
 	)
 	err := r.Scan(&vm.ID, &vm.Name, &vm.Image, &vm.VCPUs, &vm.MemoryMiB, &vm.DiskMiB, &vm.IP,
-		&vm.MAC, &state, &vm.LastError, &vm.Driver, &vm.AutoRemove, &publish, &vm.Network, &created, &updated)
+		&vm.MAC, &state, &vm.LastError, &vm.Driver, &vm.AutoRemove, &publish, &vm.Network, &created, &updated, &vm.ImageID)
 	if err == nil && publish != "" {
 		// Written by InsertVM from parsed maps; unreadable means a
 		// damaged row, which should not hide the VM.
@@ -53,10 +53,10 @@ func (s *Store) InsertVM(ctx context.Context, vm model.VM) error {
 	}
 	defer func() { _ = tx.Rollback() }()
 	_, err = tx.ExecContext(ctx, `INSERT INTO vms
-		(id, name, image, vcpus, memory_mib, disk_mib, mac, state, last_error, driver, auto_remove, publish, network, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		(id, name, image, vcpus, memory_mib, disk_mib, mac, state, last_error, driver, auto_remove, publish, network, created_at, updated_at, image_id)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		vm.ID, vm.Name, vm.Image, vm.VCPUs, vm.MemoryMiB, vm.DiskMiB, vm.MAC, string(vm.State),
-		vm.LastError, vm.Driver, vm.AutoRemove, publishColumn(vm.Publish), vm.NetworkMode(), fmtTime(vm.CreatedAt), fmtTime(vm.UpdatedAt))
+		vm.LastError, vm.Driver, vm.AutoRemove, publishColumn(vm.Publish), vm.NetworkMode(), fmtTime(vm.CreatedAt), fmtTime(vm.UpdatedAt), vm.ImageID)
 	if err != nil {
 		if isUnique(err) {
 			return model.Errorf(model.ErrConflict, "vm name %q is already in use", vm.Name)
@@ -168,6 +168,16 @@ func (s *Store) SetVMDriver(ctx context.Context, id, driver string) error {
 	res, err := s.exec(ctx, `UPDATE vms SET driver = ?, updated_at = ? WHERE id = ?`, driver, fmtTime(time.Now()), id)
 	if err != nil {
 		return fmt.Errorf("updating vm %s driver: %w", id, err)
+	}
+	return expectOne(res, "vm", id)
+}
+
+// SetVMImageID records the image content a VM boots from, once its image
+// is local.
+func (s *Store) SetVMImageID(ctx context.Context, id, imageID string) error {
+	res, err := s.exec(ctx, `UPDATE vms SET image_id = ?, updated_at = ? WHERE id = ?`, imageID, fmtTime(time.Now()), id)
+	if err != nil {
+		return fmt.Errorf("updating vm %s image: %w", id, err)
 	}
 	return expectOne(res, "vm", id)
 }

@@ -142,7 +142,9 @@ func (s *Service) resolve(ctx context.Context, req CreateRequest) (model.VM, err
 	if err := model.ValidateImageRef(vm.Image); err != nil {
 		return model.VM{}, err
 	}
-	if _, err := s.store.GetImage(ctx, vm.Image); err != nil {
+	if im, err := s.store.GetImage(ctx, vm.Image); err == nil {
+		vm.ImageID = im.ID
+	} else {
 		if !errors.Is(err, model.ErrNotFound) {
 			return model.VM{}, err
 		}

@@ -121,6 +121,14 @@ func (s *Service) bootOnce(ctx context.Context, vm model.VM) (vmm.Handles, error
 	if err != nil {
 		return vmm.Handles{}, err
 	}
+	if spec.VM.ImageID != "" && spec.VM.ImageID != vm.ImageID {
+		// The image became local for this boot: from now on the VM
+		// boots from this content, whatever its name later refers to.
+		if err := s.store.SetVMImageID(ctx, vm.ID, spec.VM.ImageID); err != nil {
+			_ = s.host.Release(rec, vm, vmm.Handles{Tap: spec.Tap})
+			return vmm.Handles{}, err
+		}
+	}
 	h, err := s.driverNamed(vm.Driver).Start(ctx, spec)
 	if err != nil {
 		_ = s.host.Release(rec, vm, vmm.Handles{Tap: spec.Tap})

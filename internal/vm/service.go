@@ -33,6 +33,7 @@ type Store interface {
 	SetVMState(ctx context.Context, id string, state model.State, lastErr string) error
 	SetVMDriver(ctx context.Context, id, driver string) error
 	SetVMResources(ctx context.Context, id string, vcpus int, memoryMiB, diskMiB int64) error
+	SetVMImageID(ctx context.Context, id, imageID string) error
 	DeleteVM(ctx context.Context, id string) error
 	LeasedIPs(ctx context.Context) ([]string, error)
 	GetImage(ctx context.Context, name string) (model.Image, error)

@@ -91,7 +91,10 @@ func (w *world) pushImages(registry string, rootfs ...string) {
 	}
 	cmd := exec.Command("ip", "netns", "exec", w.ns, exe)
 	cmd.Env = append(os.Environ(), "BANGER_E2E_PUSH="+registry)
-	if len(rootfs) == 1 {
+	switch {
+	case len(rootfs) == 1 && strings.HasPrefix(rootfs[0], "as="):
+		cmd.Env = append(cmd.Env, "BANGER_E2E_PUSH_AS="+strings.TrimPrefix(rootfs[0], "as="))
+	case len(rootfs) == 1:
 		cmd.Env = append(cmd.Env, "BANGER_E2E_PUSH_ROOTFS="+rootfs[0])
 	}
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -113,6 +116,34 @@ func pushMain(registry string) int {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
+	}
+	if as := os.Getenv("BANGER_E2E_PUSH_AS"); as != "" {
+		// TAG=1 or TAG=2: bb:TAG made to hold bb:1 with one more
+		// variable (content no other tag has), or bb:2.
+		tag, which, _ := strings.Cut(as, "=")
+		img := two
+		if which == "1" {
+			cf, cerr := one.ConfigFile()
+			if cerr != nil {
+				fmt.Fprintln(os.Stderr, cerr)
+				return 1
+			}
+			c := cf.Config
+			c.Env = append(append([]string{}, c.Env...), "MOVING=1")
+			if img, err = mutate.Config(one, c); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+		}
+		ref, err := name.ParseReference(registry + "/bb:" + tag)
+		if err == nil {
+			err = remote.Write(ref, img)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "push bb:"+tag+":", err)
+			return 1
+		}
+		return 0
 	}
 	push := func(tag string, img v1.Image) error {
 		ref, err := name.ParseReference(registry + "/bb:" + tag)
@@ -281,6 +312,64 @@ func TestOCIImageFromRegistry(t *testing.T) {
 	blobs, _ := os.ReadDir(filepath.Join(w.stateDir, "oci", "blobs", "sha256"))
 	if len(blobs) != 3 {
 		t.Errorf("%d layer blobs cached for two images sharing two layers, want 3", len(blobs))
+	}
+
+	// A moved tag: the name follows it, and a VM created before keeps
+	// booting what it was created from, listed without a name until the
+	// VM goes and a prune removes it. The tag's new content is bb:2's,
+	// stored once for both names.
+	moving := reg + "/bb:moving"
+	w.pushImages(reg, "as=moving=1")
+	w.ok("vm", "create", "--image", moving, "mv")
+	var mv struct {
+		ImageID string `json:"image_id"`
+	}
+	if err := json.Unmarshal([]byte(w.ok("vm", "show", "--json", "mv")), &mv); err != nil || !strings.HasPrefix(mv.ImageID, "sha256:") {
+		t.Fatalf("vm show image_id: %+v %v", mv, err)
+	}
+	w.pushImages(reg, "as=moving=2")
+	w.ok("image", "pull", moving)
+	type listed struct {
+		Name   string   `json:"name"`
+		ID     string   `json:"id"`
+		UsedBy []string `json:"used_by"`
+	}
+	var ims []listed
+	if err := json.Unmarshal([]byte(w.ok("image", "list", "--json")), &ims); err != nil {
+		t.Fatal(err)
+	}
+	var named, kept *listed
+	for i := range ims {
+		switch {
+		case ims[i].Name == moving:
+			named = &ims[i]
+		case ims[i].ID == mv.ImageID:
+			kept = &ims[i]
+		}
+	}
+	if named == nil || named.ID == mv.ImageID || len(named.UsedBy) != 0 || kept == nil || kept.Name != "" || len(kept.UsedBy) != 1 || kept.UsedBy[0] != "mv" {
+		t.Fatalf("after the tag moved, image list:\n%+v", ims)
+	}
+	if out := w.ok("image", "show", mv.ImageID[len("sha256:"):][:12]); !strings.Contains(out, mv.ImageID) {
+		t.Errorf("image show by short id:\n%s", out)
+	}
+	w.ok("image", "delete", moving) // no VM boots from what it names now
+	w.ok("vm", "restart", "mv")
+	if out := w.ok("vm", "ssh", "mv", "--", "sh", "-c", "test -e /etc/v2 && echo new || echo old $MOVING"); out != "old 1\n" {
+		t.Errorf("the vm's base changed when its tag moved: %q", out)
+	}
+	var pruned struct {
+		Images []string `json:"images"`
+	}
+	if err := json.Unmarshal([]byte(w.ok("image", "prune", "--json")), &pruned); err != nil || len(pruned.Images) != 0 {
+		t.Errorf("prune while the vm lives: %+v %v", pruned, err)
+	}
+	w.ok("vm", "delete", "--force", "mv")
+	if err := json.Unmarshal([]byte(w.ok("image", "prune", "--json")), &pruned); err != nil || len(pruned.Images) != 1 || pruned.Images[0] != mv.ImageID {
+		t.Errorf("prune after the vm went: %+v %v", pruned, err)
+	}
+	if dirs, _ := filepath.Glob(filepath.Join(w.stateDir, "images", strings.ReplaceAll(mv.ImageID, ":", "-"))); len(dirs) != 0 {
+		t.Errorf("the pruned image's files remain: %v", dirs)
 	}
 
 	// The same image as a `docker save` tarball and as an OCI layout,
