@@ -122,17 +122,27 @@ type VM struct {
 
 // Operation is asynchronous work as the API shows it.
 type Operation struct {
-	ID         string     `json:"id"`
-	Kind       string     `json:"kind"`
-	Target     string     `json:"target"`
-	State      string     `json:"state"`
-	Phase      string     `json:"phase"`
-	Done       int64      `json:"done"`
-	Total      int64      `json:"total"`
+	ID     string `json:"id"`
+	Kind   string `json:"kind"`
+	Target string `json:"target"`
+	State  string `json:"state"`
+	Phase  string `json:"phase"`
+	Done   int64  `json:"done"`
+	Total  int64  `json:"total"`
+	// Items are the parts of the phase with progress of their own: an
+	// image pull's layers to download, by digest, with their bytes.
+	Items      []OpItem   `json:"items,omitempty"`
 	Error      string     `json:"error,omitempty"`
 	CreatedAt  time.Time  `json:"created_at"`
 	UpdatedAt  time.Time  `json:"updated_at"`
 	FinishedAt *time.Time `json:"finished_at,omitempty"`
+}
+
+// OpItem is one part of an operation's phase.
+type OpItem struct {
+	Name  string `json:"name"`
+	Done  int64  `json:"done"`
+	Total int64  `json:"total"`
 }
 
 // Operation states as they appear on the wire.

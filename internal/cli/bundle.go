@@ -15,9 +15,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
-
-	"github.com/schollz/progressbar/v3"
 
 	"github.com/banger-dev/banger/internal/api"
 	"github.com/banger-dev/banger/internal/bundle"
@@ -200,10 +197,7 @@ func (a *app) fetchPart(ctx context.Context, raw, part string) (bool, error) {
 	}
 	defer f.Close()
 	var w io.Writer = f
-	if a.streams.ErrIsTerminal {
-		bar := progressbar.NewOptions64(total, progressbar.OptionSetWriter(a.streams.Err),
-			progressbar.OptionSetDescription("downloading "+filepath.Base(raw)), progressbar.OptionShowBytes(true),
-			progressbar.OptionClearOnFinish(), progressbar.OptionThrottle(100*time.Millisecond))
+	if bar := a.byteBar(total, "downloading "+filepath.Base(raw)); bar != nil {
 		_ = bar.Set64(have)
 		defer func() { _ = bar.Finish() }()
 		w = io.MultiWriter(f, bar)

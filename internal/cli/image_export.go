@@ -4,9 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
 	"github.com/banger-dev/banger/internal/atomicfile"
@@ -38,10 +36,7 @@ func (a *app) imageExportCommand() *cobra.Command {
 			}
 			err = atomicfile.WriteWith(out, 0o644, func(f *os.File) error {
 				var w io.Writer = f
-				if a.streams.ErrIsTerminal {
-					bar := progressbar.NewOptions64(-1, progressbar.OptionSetWriter(a.streams.Err),
-						progressbar.OptionSetDescription("exporting "+args[0]), progressbar.OptionShowBytes(true),
-						progressbar.OptionClearOnFinish(), progressbar.OptionThrottle(100*time.Millisecond))
+				if bar := a.byteBar(-1, "exporting "+args[0]); bar != nil {
 					defer func() { _ = bar.Finish() }()
 					w = io.MultiWriter(f, bar)
 				}

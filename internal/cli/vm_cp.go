@@ -10,7 +10,6 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
@@ -320,11 +319,4 @@ func (a *app) cpProgressReader(r io.Reader, what string) (io.Reader, func()) {
 	return io.TeeReader(r, bar), func() { _ = bar.Finish() }
 }
 
-func (a *app) cpBar(what string) *progressbar.ProgressBar {
-	if !a.streams.ErrIsTerminal {
-		return nil
-	}
-	return progressbar.NewOptions64(-1, progressbar.OptionSetWriter(a.streams.Err),
-		progressbar.OptionSetDescription(what), progressbar.OptionShowBytes(true),
-		progressbar.OptionClearOnFinish(), progressbar.OptionThrottle(100*time.Millisecond))
-}
+func (a *app) cpBar(what string) *progressbar.ProgressBar { return a.byteBar(-1, what) }

@@ -3,9 +3,7 @@ package cli
 import (
 	"fmt"
 	"strings"
-	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
 	"github.com/banger-dev/banger/internal/api"
@@ -76,10 +74,7 @@ func (a *app) workspacePrepareCommand() *cobra.Command {
 					}
 					return nil
 				}}
-			if a.streams.ErrIsTerminal && !asJSON {
-				bar := progressbar.NewOptions64(plan.StreamBytes(), progressbar.OptionSetWriter(a.streams.Err),
-					progressbar.OptionSetDescription("sending "+t.path), progressbar.OptionShowBytes(true),
-					progressbar.OptionClearOnFinish(), progressbar.OptionThrottle(100*time.Millisecond))
+			if bar := a.byteBar(plan.StreamBytes(), "sending "+t.path); bar != nil && !asJSON {
 				opts.Progress = func(sent, _ int64) { _ = bar.Set64(sent) }
 				defer func() { _ = bar.Finish() }()
 			}

@@ -220,6 +220,9 @@ func wireOp(o model.Operation) api.Operation {
 		ID: o.ID, Kind: o.Kind, Target: o.Target, State: string(o.State), Phase: o.Phase,
 		Done: o.Done, Total: o.Total, Error: o.Error, CreatedAt: o.CreatedAt, UpdatedAt: o.UpdatedAt,
 	}
+	for _, it := range o.Items {
+		w.Items = append(w.Items, api.OpItem{Name: it.Name, Done: it.Done, Total: it.Total})
+	}
 	if !o.FinishedAt.IsZero() {
 		f := o.FinishedAt
 		w.FinishedAt = &f

@@ -66,6 +66,7 @@ func (o *ociSource) Fetch(ctx context.Context, p Progress) (string, error) {
 			}
 			p.Add(pr.Done - reported)
 			reported = pr.Done
+			p.Item(pr.Digest, pr.LayerDone, pr.LayerSize)
 		}})
 	if err != nil {
 		return "", err

@@ -35,6 +35,8 @@ type Source interface {
 type Progress interface {
 	Phase(name string, total int64)
 	Add(n int64)
+	// Item says where one part of the phase is (a layer).
+	Item(name string, done, total int64)
 }
 
 // phases adapts a func(phase) to Progress.
@@ -42,6 +44,7 @@ type phases func(string)
 
 func (f phases) Phase(name string, _ int64) { f(name) }
 func (phases) Add(int64)                    {}
+func (phases) Item(string, int64, int64)    {}
 
 // install makes src's image local as name, outside any lock but the
 // publication's. An image of that name with the same digest is current

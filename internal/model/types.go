@@ -86,6 +86,12 @@ const (
 	OpCancelled OpState = "cancelled"
 )
 
+// OpItem is one part of an operation's phase: a layer being downloaded.
+type OpItem struct {
+	Name        string
+	Done, Total int64
+}
+
 // Final reports whether the operation has finished.
 func (s OpState) Final() bool { return s != OpRunning }
 
@@ -98,8 +104,12 @@ type Operation struct {
 	Phase  string
 	// Done and Total measure progress in the phase's own unit; Total 0 means
 	// the phase has no measurable progress.
-	Done       int64
-	Total      int64
+	Done  int64
+	Total int64
+	// Items are the parts of the current phase with progress of their
+	// own (an image pull's layers), in the order they were reported.
+	// They are kept in memory only, while the operation runs.
+	Items      []OpItem
 	Error      string
 	CreatedAt  time.Time
 	UpdatedAt  time.Time

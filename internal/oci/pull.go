@@ -64,7 +64,9 @@ type PullOptions struct {
 type Progress struct {
 	Layer, Layers int // 1-based layer being fetched, of how many
 	Digest        string
-	Done, Total   int64 // bytes of all layers to download
+	// LayerDone and LayerSize are that layer's bytes.
+	LayerDone, LayerSize int64
+	Done, Total          int64 // bytes of all layers to download
 }
 
 // Image is a pulled image: its manifest digest, config and cached layers.
@@ -206,11 +208,19 @@ func (c Cache) Store(ctx context.Context, ref string, img v1.Image, progress fun
 			missing = append(missing, i)
 		}
 	}
+	if progress != nil {
+		// Every layer to fetch is named before the first byte, so a
+		// display can show them all from the start.
+		for n, i := range missing {
+			l := out.Layers[i]
+			progress(Progress{Layer: n + 1, Layers: len(missing), Digest: l.Digest.String(), LayerSize: l.Size, Total: total})
+		}
+	}
 	for n, i := range missing {
 		l := out.Layers[i]
 		report := func(done int64) {
 			if progress != nil {
-				progress(Progress{Layer: n + 1, Layers: len(missing), Digest: l.Digest.String(), Done: out.Downloaded + done, Total: total})
+				progress(Progress{Layer: n + 1, Layers: len(missing), Digest: l.Digest.String(), LayerDone: done, LayerSize: l.Size, Done: out.Downloaded + done, Total: total})
 			}
 		}
 		got, err := c.fetch(ctx, layers[i], l, report)
@@ -254,6 +264,7 @@ func (c Cache) fetch(ctx context.Context, layer v1.Layer, l Layer, report func(i
 	if got := hex.EncodeToString(h.Sum(nil)); got != l.Digest.Hex {
 		return n, fmt.Errorf("the registry sent content with digest sha256:%s", got)
 	}
+	report(n) // the last bytes, which countWriter reports only by the 256 KiB
 	return n, os.Rename(tmp.Name(), c.blobPath(l.Digest))
 }
 

@@ -62,8 +62,8 @@ func TestPullFlattenAndCache(t *testing.T) {
 	ref := pushImage(t, host, "test/img:1", v1.Config{Env: []string{"A=1"}, Entrypoint: []string{"/bin/tool"}, WorkingDir: "/w"}, base, top)
 
 	c := Cache{Dir: t.TempDir()}
-	var last Progress
-	im, err := c.Pull(context.Background(), ref, PullOptions{Progress: func(p Progress) { last = p }})
+	var reports []Progress
+	im, err := c.Pull(context.Background(), ref, PullOptions{Progress: func(p Progress) { reports = append(reports, p) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,11 @@ func TestPullFlattenAndCache(t *testing.T) {
 	if im.Config.Config.WorkingDir != "/w" || im.Config.Config.Entrypoint[0] != "/bin/tool" {
 		t.Fatalf("config: %+v", im.Config.Config)
 	}
-	_ = last // small layers may finish before the first progress report
+	// Both layers are named, at 0 bytes, before the first is fetched.
+	if len(reports) < 2 || reports[0].Digest != im.Layers[0].Digest.String() || reports[1].Digest != im.Layers[1].Digest.String() ||
+		reports[0].LayerDone != 0 || reports[1].LayerDone != 0 || reports[1].LayerSize != im.Layers[1].Size || reports[0].Layers != 2 {
+		t.Fatalf("progress reports %+v", reports)
+	}
 	dirPath := filepath.Join(t.TempDir(), "tree")
 	_ = os.Mkdir(dirPath, 0o755)
 	tree, err := rootfs.Open(dirPath)

@@ -104,6 +104,7 @@ func (r *Registry) finish(e *entry, err error) {
 		e.op.Error = err.Error()
 	}
 	e.op.UpdatedAt, e.op.FinishedAt = now, now
+	e.op.Items = nil
 	snap := e.op
 	r.mu.Unlock()
 	r.persist(snap)
@@ -127,7 +128,7 @@ func (r *Registry) Get(ctx context.Context, id string) (model.Operation, error) 
 	e, ok := r.live[id]
 	var snap model.Operation
 	if ok {
-		snap = e.op
+		snap = e.snapshot()
 	}
 	r.mu.Unlock()
 	if ok {
@@ -146,7 +147,7 @@ func (r *Registry) List(ctx context.Context) ([]model.Operation, error) {
 	defer r.mu.Unlock()
 	for i := range ops {
 		if e, ok := r.live[ops[i].ID]; ok {
-			ops[i] = e.op
+			ops[i] = e.snapshot()
 		}
 	}
 	return ops, nil
@@ -217,11 +218,20 @@ type Progress struct {
 	e *entry
 }
 
+// snapshot is a copy of the operation that shares no memory with it.
+// The caller holds r.mu.
+func (e *entry) snapshot() model.Operation {
+	op := e.op
+	op.Items = append([]model.OpItem(nil), e.op.Items...)
+	return op
+}
+
 // Phase starts a named phase with total units of work (0 if unmeasured).
-// Phase changes are recorded; counts in between are kept in memory only.
+// Phase changes are recorded; counts in between (and items) are kept in
+// memory only.
 func (p *Progress) Phase(name string, total int64) {
 	p.r.mu.Lock()
-	p.e.op.Phase, p.e.op.Done, p.e.op.Total = name, 0, total
+	p.e.op.Phase, p.e.op.Done, p.e.op.Total, p.e.op.Items = name, 0, total, nil
 	p.e.op.UpdatedAt = time.Now().UTC()
 	snap := p.e.op
 	p.r.mu.Unlock()
@@ -234,6 +244,20 @@ func (p *Progress) Add(n int64) {
 	p.e.op.Done += n
 	p.e.op.UpdatedAt = time.Now().UTC()
 	p.r.mu.Unlock()
+}
+
+// Item records where one part of the current phase is (name: a layer's
+// digest), adding it the first time it is named.
+func (p *Progress) Item(name string, done, total int64) {
+	p.r.mu.Lock()
+	defer p.r.mu.Unlock()
+	for i := range p.e.op.Items {
+		if p.e.op.Items[i].Name == name {
+			p.e.op.Items[i].Done, p.e.op.Items[i].Total = done, total
+			return
+		}
+	}
+	p.e.op.Items = append(p.e.op.Items, model.OpItem{Name: name, Done: done, Total: total})
 }
 
 // ID is the operation's ID.

@@ -96,3 +96,36 @@ func TestPrune(t *testing.T) {
 		t.Fatalf("old op kept: %v", err)
 	}
 }
+
+// Items show in a running operation's record, one per name in the order
+// first reported; a new phase starts without them, and the final record
+// has none.
+func TestItems(t *testing.T) {
+	r, _ := newRegistry(t)
+	ctx := context.Background()
+	reported, release := make(chan struct{}), make(chan struct{})
+	o := r.Begin("test", "a", func(_ context.Context, p *Progress) error {
+		p.Phase("downloading", 30)
+		p.Item("sha256:aa", 0, 10)
+		p.Item("sha256:bb", 0, 20)
+		p.Item("sha256:aa", 10, 10)
+		close(reported)
+		<-release
+		p.Phase("writing", 0)
+		return nil
+	})
+	<-reported
+	got, err := r.Get(ctx, o.ID)
+	want := []model.OpItem{{Name: "sha256:aa", Done: 10, Total: 10}, {Name: "sha256:bb", Total: 20}}
+	if err != nil || len(got.Items) != 2 || got.Items[0] != want[0] || got.Items[1] != want[1] {
+		t.Fatalf("items %+v %v, want %+v", got.Items, err, want)
+	}
+	got.Items[0].Done = 99 // a snapshot shares nothing with the live record
+	if again, _ := r.Get(ctx, o.ID); again.Items[0].Done != 10 {
+		t.Fatal("a snapshot's items alias the operation's")
+	}
+	close(release)
+	if final, err := r.Wait(ctx, o.ID); err != nil || len(final.Items) != 0 {
+		t.Fatalf("final record %+v %v", final, err)
+	}
+}

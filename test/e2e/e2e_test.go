@@ -35,6 +35,10 @@ func TestMain(m *testing.M) {
 		// Not a test run: pushImages re-ran this binary inside a namespace.
 		os.Exit(pushMain(reg))
 	}
+	if spec := os.Getenv("BANGER_E2E_SLOWPROXY"); spec != "" {
+		// Not a test run: a test serves this binary as a slow proxy.
+		os.Exit(slowProxyMain(spec))
+	}
 	if spec := os.Getenv("BANGER_E2E_LOOKUP"); spec != "" {
 		// Not a test run: lookupIn re-ran this binary inside a namespace.
 		os.Exit(lookupMain(spec))

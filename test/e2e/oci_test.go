@@ -3,6 +3,7 @@ package e2e
 import (
 	"archive/tar"
 	"bytes"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -119,10 +120,29 @@ func pushMain(registry string) int {
 	}
 	if as := os.Getenv("BANGER_E2E_PUSH_AS"); as != "" {
 		// TAG=1 or TAG=2: bb:TAG made to hold bb:1 with one more
-		// variable (content no other tag has), or bb:2.
+		// variable (content no other tag has), or bb:2; TAG=big: bb:1
+		// with a third layer of 6 MiB of random bytes.
 		tag, which, _ := strings.Cut(as, "=")
 		img := two
-		if which == "1" {
+		switch which {
+		case "big":
+			noise := make([]byte, 6<<20)
+			_, _ = rand.Read(noise)
+			var buf bytes.Buffer
+			tw := tar.NewWriter(&buf)
+			_ = tw.WriteHeader(&tar.Header{Name: "noise", Mode: 0o644, Typeflag: tar.TypeReg, Size: int64(len(noise)), ModTime: time.Unix(1700000000, 0)})
+			_, _ = tw.Write(noise)
+			_ = tw.Close()
+			data := buf.Bytes()
+			l, lerr := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
+			if lerr == nil {
+				img, lerr = mutate.AppendLayers(one, l)
+			}
+			if lerr != nil {
+				fmt.Fprintln(os.Stderr, lerr)
+				return 1
+			}
+		case "1":
 			cf, cerr := one.ConfigFile()
 			if cerr != nil {
 				fmt.Fprintln(os.Stderr, cerr)
