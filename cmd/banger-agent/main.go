@@ -46,13 +46,14 @@ func main() {
 		}
 		os.Exit(0)
 	}
-	if len(os.Args) != 2 {
+	maintenance := len(os.Args) == 3 && os.Args[1] == "serve" && os.Args[2] == "--maintenance"
+	if len(os.Args) != 2 && !maintenance {
 		usage()
 	}
 	switch os.Args[1] {
 	case "serve":
 		// No signal handling: SIGTERM (systemd's shutdown) ends it at once.
-		if err := agent.Serve(context.Background(), version); err != nil {
+		if err := agent.Serve(context.Background(), version, maintenance); err != nil {
 			fmt.Fprintln(os.Stderr, "banger-agent:", err)
 			os.Exit(1)
 		}
@@ -64,6 +65,6 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: banger-agent serve | version | exec [--env K=V]... [--workdir D] [--user U] [--token T] -- CMD... | kill TOKEN SIGNAL | workspace-unpack [--format F] [--readonly] DIR\n(as PID 1 it boots the guest: it is the initramfs's /init)")
+	fmt.Fprintln(os.Stderr, "usage: banger-agent serve [--maintenance] | version | exec [--env K=V]... [--workdir D] [--user U] [--token T] -- CMD... | kill TOKEN SIGNAL | workspace-unpack [--format F] [--readonly] DIR\n(as PID 1 it boots the guest: it is the initramfs's /init)")
 	os.Exit(2)
 }

@@ -54,11 +54,16 @@ type step struct {
 	run  func(*boot) error
 }
 
-// steps is the boot sequence, in order.
-var steps = []step{
+// earlySteps start every boot; the config disk, found last, says which
+// steps follow.
+var earlySteps = []step{
 	{"mount /proc, /sys, /dev and /run", (*boot).mountEarly},
 	{"load modules", (*boot).loadModules},
 	{"find disks", (*boot).findDisks},
+}
+
+// steps are the rest of a VM's boot, in order.
+var steps = []step{
 	{"mount the root overlay and /work", (*boot).mountRoot},
 	{"write hostname, hosts, DNS and SSH keys", (*boot).writeFiles},
 	{"configure the network", (*boot).configureNetwork},
@@ -67,19 +72,37 @@ var steps = []step{
 	{"hand over to the image's init", (*boot).execInit},
 }
 
+// maintenanceSteps follow "find disks" when the config asks for a
+// maintenance boot: nothing of the image runs and nothing is written.
+var maintenanceSteps = []step{
+	{"mount the root overlay read-only", (*boot).mountRootReadOnly},
+	{"bring up loopback", (*boot).configureNetwork},
+	{"start the control channel and the root export", (*boot).startServeMaintenance},
+}
+
 // Init runs the boot sequence as PID 1. It does not return: it execs the
 // image's init, stays as a minimal init when there is none, or logs the
 // error and powers the VM off.
 func Init(version string) {
 	b := &boot{log: newLogger(os.Stderr), version: version}
 	b.log.Printf("banger-agent %s starting", version)
+	b.run(earlySteps)
+	if b.cfg.Maintenance {
+		b.log.Printf("maintenance boot")
+		b.run(maintenanceSteps)
+	} else {
+		b.run(steps)
+	}
+	b.minimalInit()
+}
+
+func (b *boot) run(steps []step) {
 	for _, s := range steps {
 		b.log.Printf("%s", s.name)
 		if err := s.run(b); err != nil {
 			b.fatal(fmt.Errorf("%s: %w", s.name, err))
 		}
 	}
-	b.minimalInit()
 }
 
 // fatal reports err and powers off. PID 1 must never exit: the kernel

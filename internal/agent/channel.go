@@ -5,14 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/banger-dev/banger/internal/archive"
 	"github.com/banger-dev/banger/internal/guest"
 	"github.com/banger-dev/banger/internal/tunnel"
 )
@@ -20,8 +23,10 @@ import (
 // Serve runs the control-channel server (banger-agent serve) until ctx is
 // done. It serves the virtio-serial port named guest.PortName (QEMU) or,
 // when the VM has a virtio vsock device instead (Firecracker), listens on
-// vsock port guest.VsockPort, one session per connection.
-func Serve(ctx context.Context, version string) error {
+// vsock port guest.VsockPort, one session per connection. In a
+// maintenance boot it is ready at once and serves the root export instead
+// of SSH.
+func Serve(ctx context.Context, version string, maintenance bool) error {
 	log := newLogger(os.Stderr)
 	s := &server{
 		log:         log,
@@ -31,7 +36,10 @@ func Serve(ctx context.Context, version string) error {
 		shutdown:    func() { shutdownGuest(log) },
 		adjustClock: adjustClock,
 	}
-	if findInit("") == "" {
+	if maintenance {
+		s.awaitReady = nil
+		go func() { log.Printf("root export: %v", serveExport(ctx, log, newRoot)) }()
+	} else if findInit("") == "" {
 		// Nothing in the image starts an sshd: serve SSH here.
 		go func() {
 			for ctx.Err() == nil {
@@ -67,6 +75,35 @@ func Serve(ctx context.Context, version string) error {
 		}
 	}
 	return ctx.Err()
+}
+
+// serveExport serves a tar of the tree at root on guest.ExportPort of the
+// loopback, one whole stream per connection, ending with the
+// guest.ExportEnd entry: owners, modes, xattrs, devices, hard links and
+// symlinks as they are. The tunnel is the only way there from the host.
+// It returns when ctx ends or the listener fails.
+func serveExport(ctx context.Context, log *logger, root string) error {
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(guest.ExportPort)))
+	if err != nil {
+		return err
+	}
+	context.AfterFunc(ctx, func() { l.Close() })
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return err
+		}
+		go func() {
+			defer c.Close()
+			start := time.Now()
+			st, err := archive.PackWith(ctx, c, root, ".", archive.PackOptions{Xattrs: true, End: guest.ExportEnd})
+			if err != nil {
+				log.Printf("root export: %v", err)
+				return
+			}
+			log.Printf("root export: %d entries, %d bytes in %v (skipped %d sockets)", st.Entries, st.Bytes, time.Since(start).Round(time.Millisecond), len(st.Skipped))
+		}()
+	}
 }
 
 // findPort returns /dev/<port> for the virtio-serial port named name.

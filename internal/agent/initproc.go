@@ -37,8 +37,24 @@ func (b *boot) startServe() error {
 	return nil
 }
 
+// startServeMaintenance starts the control-channel server of a
+// maintenance boot, which also serves the root export. The agent stays
+// PID 1 (a minimal init) in the initramfs.
+func (b *boot) startServeMaintenance() error {
+	serveArgs = []string{"banger-agent", "serve", "--maintenance"}
+	pid, err := forkServe()
+	if err != nil {
+		return err
+	}
+	b.servePID = pid
+	return nil
+}
+
+// serveArgs is how the control-channel server is run (and rerun).
+var serveArgs = []string{"banger-agent", "serve"}
+
 func forkServe() (int, error) {
-	return syscall.ForkExec("/proc/self/exe", []string{"banger-agent", "serve"}, &syscall.ProcAttr{
+	return syscall.ForkExec("/proc/self/exe", serveArgs, &syscall.ProcAttr{
 		Dir:   "/",
 		Env:   os.Environ(),
 		Files: []uintptr{0, 1, 2},

@@ -82,6 +82,24 @@ func (b *boot) mountRoot() error {
 	return nil
 }
 
+// mountRootReadOnly mounts the root overlay of a maintenance boot: the
+// base and the VM's disk both read-only, the VM's upper layer stacked on
+// the base as a second lower layer, so the merged view is what the VM saw
+// and nothing can change it. /work is not mounted.
+func (b *boot) mountRootReadOnly() error {
+	if err := mount(b.disks.base, lowerDir, "ext4", unix.MS_RDONLY, ""); err != nil {
+		return err
+	}
+	if err := mount(b.disks.upper, upperFSDir, "ext4", unix.MS_RDONLY, ""); err != nil {
+		return err
+	}
+	lower := lowerDir
+	if st, err := os.Stat(filepath.Join(upperFSDir, "upper")); err == nil && st.IsDir() {
+		lower = filepath.Join(upperFSDir, "upper") + ":" + lowerDir
+	}
+	return mount("overlay", newRoot, "overlay", unix.MS_RDONLY, "lowerdir="+lower)
+}
+
 // ext4ResizeFS is EXT4_IOC_RESIZE_FS: _IOW('f', 16, __u64).
 const ext4ResizeFS = 0x40086610
 

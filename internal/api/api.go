@@ -48,6 +48,9 @@ const (
 	// MethodImageExport is a stream method the other way: the daemon
 	// sends image Name as a bundle, framed in chunks (rpc.ReadChunks).
 	MethodImageExport = "image.export"
+	// MethodImagePromote starts an operation that makes a stopped VM's
+	// root filesystem an image.
+	MethodImagePromote = "image.promote"
 
 	MethodWorkspaceRecord = "workspace.record"
 	MethodWorkspaceShow   = "workspace.show"
@@ -289,6 +292,12 @@ type ImageConfig struct {
 	Cmd        []string `json:"cmd,omitempty"`
 	WorkingDir string   `json:"working_dir,omitempty"`
 	User       string   `json:"user,omitempty"`
+}
+
+// ImagePromoteParams names the stopped VM to promote and the new image.
+type ImagePromoteParams struct {
+	VM   string `json:"vm"`
+	Name string `json:"name"`
 }
 
 // ImagePullParams asks for an image: a catalog name or an OCI reference.

@@ -34,10 +34,25 @@ type Stats struct {
 	Skipped []string
 }
 
+// PackOptions are what a whole root filesystem's stream needs beyond a
+// copy's.
+type PackOptions struct {
+	// Xattrs packs each entry's extended attributes (PAX records).
+	Xattrs bool
+	// End names an empty file packed last, so the reader can tell a
+	// complete stream from one that broke off between entries.
+	End string
+}
+
 // Pack writes src as a tar stream to w, its entries named under top
 // (src's contents at the top level when top is "."). A symlink is packed
 // as the link, never followed.
 func Pack(ctx context.Context, w io.Writer, src, top string) (Stats, error) {
+	return PackWith(ctx, w, src, top, PackOptions{})
+}
+
+// PackWith is Pack with options.
+func PackWith(ctx context.Context, w io.Writer, src, top string, o PackOptions) (Stats, error) {
 	tw := tar.NewWriter(w)
 	var st Stats
 	links := map[[2]uint64]string{} // (dev, inode) → first name, for hard links
@@ -60,8 +75,11 @@ func Pack(ctx context.Context, w io.Writer, src, top string) (Stats, error) {
 		if err != nil {
 			return err
 		}
-		return packOne(tw, p, name, info, links, &st)
+		return packOne(tw, p, name, info, links, o, &st)
 	})
+	if err == nil && o.End != "" {
+		err = tw.WriteHeader(&tar.Header{Name: o.End, Typeflag: tar.TypeReg, Mode: 0o600, Format: tar.FormatPAX})
+	}
 	if err != nil {
 		return st, fmt.Errorf("packing %s: %w", src, err)
 	}
@@ -71,7 +89,7 @@ func Pack(ctx context.Context, w io.Writer, src, top string) (Stats, error) {
 	return st, nil
 }
 
-func packOne(tw *tar.Writer, p, name string, info fs.FileInfo, links map[[2]uint64]string, st *Stats) error {
+func packOne(tw *tar.Writer, p, name string, info fs.FileInfo, links map[[2]uint64]string, o PackOptions, st *Stats) error {
 	if info.Mode()&fs.ModeSocket != 0 {
 		st.Skipped = append(st.Skipped, name)
 		return nil
@@ -104,6 +122,11 @@ func packOne(tw *tar.Writer, p, name string, info fs.FileInfo, links map[[2]uint
 			links[key] = name
 		}
 	}
+	if o.Xattrs {
+		if err := packXattrs(hdr, p); err != nil {
+			return err
+		}
+	}
 	if err := tw.WriteHeader(hdr); err != nil {
 		return err
 	}
@@ -119,6 +142,41 @@ func packOne(tw *tar.Writer, p, name string, info fs.FileInfo, links map[[2]uint
 	n, err := io.Copy(tw, f)
 	st.Bytes += n
 	return err
+}
+
+// packXattrs adds p's extended attributes (not following a symlink) to
+// hdr as SCHILY.xattr PAX records, as GNU tar and the OCI layer
+// specification write them.
+func packXattrs(hdr *tar.Header, p string) error {
+	size, err := unix.Llistxattr(p, nil)
+	if errors.Is(err, unix.ENOTSUP) || size == 0 {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("listing the attributes of %s: %w", p, err)
+	}
+	buf := make([]byte, size)
+	if size, err = unix.Llistxattr(p, buf); err != nil {
+		return fmt.Errorf("listing the attributes of %s: %w", p, err)
+	}
+	for _, name := range strings.Split(strings.TrimRight(string(buf[:size]), "\x00"), "\x00") {
+		if name == "" {
+			continue
+		}
+		n, err := unix.Lgetxattr(p, name, nil)
+		if err != nil {
+			return fmt.Errorf("reading attribute %s of %s: %w", name, p, err)
+		}
+		val := make([]byte, n)
+		if n, err = unix.Lgetxattr(p, name, val); err != nil {
+			return fmt.Errorf("reading attribute %s of %s: %w", name, p, err)
+		}
+		if hdr.PAXRecords == nil {
+			hdr.PAXRecords = map[string]string{}
+		}
+		hdr.PAXRecords["SCHILY.xattr."+name] = string(val[:n])
+	}
+	return nil
 }
 
 // UnsafeNameError is an entry whose name is absolute or climbs out of the

@@ -144,24 +144,30 @@ func (h *Host) HostKey(vm model.VM) (string, error) {
 	return strings.TrimSpace(string(b)), nil
 }
 
-// Prepare readies a boot and returns the VMM spec. The VM boots from
-// the image content it was created from; one whose image was not local
-// then gets it now, and the spec's VM says which (ImageID).
-func (h *Host) Prepare(ctx context.Context, vm model.VM) (spec vmm.Spec, err error) {
-	var im model.Image
+// bootImage is the image content vm boots from, and its initramfs. A VM
+// whose image was not local gets it now, and im.ID says which.
+func (h *Host) bootImage(ctx context.Context, vm model.VM) (im model.Image, initrd string, err error) {
 	if vm.ImageID != "" {
 		im, err = h.images.Content(ctx, vm.ImageID)
 	} else {
 		im, err = h.images.Ensure(ctx, vm.Image, func(string) {})
 	}
 	if err != nil {
-		return vmm.Spec{}, err
+		return model.Image{}, "", err
 	}
-	vm.ImageID = im.ID
-	initrd, err := h.images.Initramfs(ctx, im)
+	initrd, err = h.images.Initramfs(ctx, im)
+	return im, initrd, err
+}
+
+// Prepare readies a boot and returns the VMM spec. The VM boots from
+// the image content it was created from; one whose image was not local
+// then gets it now, and the spec's VM says which (ImageID).
+func (h *Host) Prepare(ctx context.Context, vm model.VM) (spec vmm.Spec, err error) {
+	im, initrd, err := h.bootImage(ctx, vm)
 	if err != nil {
 		return vmm.Spec{}, err
 	}
+	vm.ImageID = im.ID
 	if err := h.ensureDisks(ctx, vm); err != nil {
 		return vmm.Spec{}, err
 	}
@@ -195,6 +201,60 @@ func (h *Host) Prepare(ctx context.Context, vm model.VM) (spec vmm.Spec, err err
 		ControlSocket: h.file(vm, "agent.sock"),
 		TunnelSocket:  h.file(vm, "tunnel.sock"),
 	}, nil
+}
+
+// Maintenance readies a maintenance boot of a stopped vm (see
+// guest.Config.Maintenance): its image and root disks, a config disk of
+// its own that asks for maintenance, and no network device and no /work.
+// The host reaches it through the tunnel only.
+func (h *Host) Maintenance(ctx context.Context, vm model.VM) (vmm.Spec, error) {
+	im, initrd, err := h.bootImage(ctx, vm)
+	if err != nil {
+		return vmm.Spec{}, err
+	}
+	upper := h.file(vm, "upper.ext4")
+	if !disk.Exists(upper) {
+		return vmm.Spec{}, model.Errorf(model.ErrState, "vm %s has no root disk (upper.ext4); it was never made whole: delete it and create it again", vm.Name)
+	}
+	img, err := guest.EncodeDisk(guest.Config{Hostname: vm.Name, Maintenance: true})
+	if err != nil {
+		return vmm.Spec{}, err
+	}
+	cfgDisk := h.file(vm, paths.MaintenanceConfig)
+	if err := atomicfile.WriteFile(cfgDisk, img, 0o600); err != nil {
+		return vmm.Spec{}, fmt.Errorf("writing maintenance config disk: %w", err)
+	}
+	vm.ImageID, vm.Network = im.ID, model.NetworkNone
+	return vmm.Spec{
+		VM: vm, Dir: h.cfg.Layout.VMDir(vm.ID),
+		Kernel: im.KernelPath, Initrd: initrd, Cmdline: cmdline,
+		Disks: []vmm.Disk{
+			{Path: im.RootfsPath, ReadOnly: true},
+			// Writable at the VMM: the guest mounts it read-only, and a
+			// journal left to replay is the guest kernel's to replay.
+			{Path: upper},
+			{Path: cfgDisk, ReadOnly: true},
+		},
+		ConsoleLog:    h.file(vm, "console.log"),
+		ControlSocket: h.file(vm, "agent.sock"),
+		TunnelSocket:  h.file(vm, "tunnel.sock"),
+	}, nil
+}
+
+// MaintenanceReady waits for a maintenance boot's agent to say it is
+// ready: nothing else runs there.
+func (h *Host) MaintenanceReady(ctx context.Context, vm model.VM, hd vmm.Handles) error {
+	ctx, cancel := context.WithTimeout(ctx, min(agentReadyWait, h.cfg.BootTimeout))
+	defer cancel()
+	c, err := agentctl.Dial(ctx, agentctl.DialerFor(hd.ControlSocket, hd.ControlProto))
+	if err != nil {
+		return fmt.Errorf("vm %s: connecting to the agent of its maintenance boot: %w; console:\n%s", vm.Name, err, h.ConsoleTail(vm, 20))
+	}
+	defer c.Close()
+	if _, err := c.WaitFor(ctx, guest.MsgReady); err != nil {
+		return fmt.Errorf("vm %s: waiting for the agent of its maintenance boot: %w; console:\n%s", vm.Name, err, h.ConsoleTail(vm, 20))
+	}
+	return nil
 }
 
 func (h *Host) writeConfigDisk(vm model.VM, ic *model.ImageConfig) error {

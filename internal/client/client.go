@@ -263,6 +263,12 @@ func (c *Client) ImagePull(ctx context.Context, p api.ImagePullParams) (api.Oper
 	return out, c.call(ctx, api.MethodImagePull, p, &out)
 }
 
+// ImagePromote is image.promote: it starts an operation.
+func (c *Client) ImagePromote(ctx context.Context, vm, name string) (api.Operation, error) {
+	var out api.Operation
+	return out, c.call(ctx, api.MethodImagePromote, api.ImagePromoteParams{VM: vm, Name: name}, &out)
+}
+
 // VMStats is vm.stats.
 func (c *Client) VMStats(ctx context.Context, name string) (api.VMStats, error) {
 	var out api.VMStats

@@ -46,6 +46,7 @@ func (d *Daemon) methods() map[string]rpc.Method {
 		api.MethodImageRegister: {Access: rpc.AccessMember, Stream: d.imageRegister},
 		api.MethodImageLoad:     {Access: rpc.AccessMember, Stream: d.imageLoad},
 		api.MethodImageExport:   {Access: rpc.AccessMember, Stream: d.imageExport},
+		api.MethodImagePromote:  member(rpc.Typed(d.imagePromote)),
 
 		api.MethodWorkspaceRecord: member(rpc.Typed(d.workspaceRecord)),
 		api.MethodWorkspaceShow:   member(rpc.Typed(d.workspaceShow)),

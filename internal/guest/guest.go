@@ -66,7 +66,21 @@ type Config struct {
 	// Image is an OCI image's runtime config: the defaults of every
 	// command run in the guest (nil for images that bring their own init).
 	Image *ImageConfig `json:"image,omitempty"`
+	// Maintenance boots nothing of the image: the agent mounts the root
+	// overlay read-only, writes nothing into it, runs no init and serves
+	// a tar of the root on ExportPort (an image promote reads it through
+	// the tunnel). The guest's own kernel reads its filesystems; the host
+	// never mounts them.
+	Maintenance bool `json:"maintenance,omitempty"`
 }
+
+// ExportPort is the guest loopback port where a maintenance boot serves
+// the tar of its root filesystem.
+const ExportPort = 1023
+
+// ExportEnd is the name of the empty entry that ends a complete export:
+// a stream without it broke off.
+const ExportEnd = ".banger-export-end"
 
 // ImageConfig is what an OCI image says about running commands in it.
 type ImageConfig struct {

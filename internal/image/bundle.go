@@ -192,10 +192,7 @@ func (s *Service) Load(ctx context.Context, dir, name string, m bundle.Manifest)
 	}
 	return s.ops.Begin("image.load", name, func(ctx context.Context, p *op.Progress) error {
 		defer os.RemoveAll(dir)
-		if _, err := s.store.GetImage(ctx, name); err == nil {
-			return model.Errorf(model.ErrConflict, "image %q already exists; delete it first or load under another --name", name)
-		}
-		_, err := s.install(ctx, name, src, p, false)
+		_, err := s.installNew(ctx, name, src, p)
 		return err
 	}), nil
 }

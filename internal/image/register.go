@@ -44,10 +44,7 @@ func (s *Service) Register(ctx context.Context, dir, name string) (model.Operati
 	}
 	return s.ops.Begin("image.register", name, func(ctx context.Context, p *op.Progress) error {
 		defer os.RemoveAll(dir)
-		if _, err := s.store.GetImage(ctx, name); err == nil {
-			return model.Errorf(model.ErrConflict, "image %q already exists; delete it first or register under another name", name)
-		}
-		_, err := s.install(ctx, name, &registerSource{dir: dir}, p, false)
+		_, err := s.installNew(ctx, name, &registerSource{dir: dir}, p)
 		return err
 	}), nil
 }

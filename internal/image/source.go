@@ -93,6 +93,20 @@ func (s *Service) install(ctx context.Context, name string, src Source, p Progre
 	return im, nil
 }
 
+// installNew is install for a name that must be new (a registration, a
+// bundle load, a promote): an image of that name already there, or
+// published meanwhile, is model.ErrConflict.
+func (s *Service) installNew(ctx context.Context, name string, src Source, p Progress) (model.Image, error) {
+	if _, err := s.store.GetImage(ctx, name); err == nil {
+		return model.Image{}, existsError(name)
+	}
+	return s.install(ctx, name, src, p, false)
+}
+
+func existsError(name string) error {
+	return model.Errorf(model.ErrConflict, "image %q already exists; delete it first or choose another name", name)
+}
+
 // debianSource builds a catalog image from Debian packages, cached by
 // recipe.
 type debianSource struct {

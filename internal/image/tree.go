@@ -128,8 +128,7 @@ func prepareTree(t *rootfs.Tree) error {
 		}
 	}
 	if _, err := t.Lstat("etc/hosts"); errors.Is(err, fs.ErrNotExist) {
-		hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
-		if err := t.WriteFile("etc/hosts", []byte(hosts), 0o644); err != nil {
+		if err := t.WriteFile("etc/hosts", []byte(localHosts), 0o644); err != nil {
 			return fmt.Errorf("writing /etc/hosts: %w", err)
 		}
 	}
@@ -159,7 +158,13 @@ func prepareTree(t *rootfs.Tree) error {
 // saying it keeps it true if a package changes sshd_config.
 const sshdDropIn = "# banger: root logs in with keys only; host keys are per VM.\nPermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
 
-func prepareSSH(t *rootfs.Tree) error {
+// localHosts is /etc/hosts with only the localhost lines; the agent adds
+// the VM's own at boot.
+const localHosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
+
+// removeHostKeys removes every /etc/ssh/ssh_host_* (banger gives each VM
+// its own key).
+func removeHostKeys(t *rootfs.Tree) error {
 	entries, err := t.ReadDir("etc/ssh")
 	if err != nil {
 		return fmt.Errorf("removing ssh host keys: %w", err)
@@ -170,6 +175,13 @@ func prepareSSH(t *rootfs.Tree) error {
 				return fmt.Errorf("removing ssh host keys: %w", err)
 			}
 		}
+	}
+	return nil
+}
+
+func prepareSSH(t *rootfs.Tree) error {
+	if err := removeHostKeys(t); err != nil {
+		return err
 	}
 	cfg, err := t.ReadFile("etc/ssh/sshd_config")
 	if err != nil {

@@ -84,9 +84,13 @@ func (l Layout) ImagesDir() string { return filepath.Join(l.StateDir, "images") 
 
 // VMFile is a file in the VM's directory. The names banger uses:
 // upper.ext4 (overlay writable layer), work.ext4 (/work), config.img (the
-// guest config disk), console.log, agent.sock (control channel),
-// ssh_host_ed25519_key(.pub).
+// guest config disk), MaintenanceConfig, console.log, agent.sock (control
+// channel), ssh_host_ed25519_key(.pub).
 func (l Layout) VMFile(id, name string) string { return filepath.Join(l.VMDir(id), name) }
+
+// MaintenanceConfig is the config disk of a VM's maintenance boot (an
+// image promote), beside its own; it lives only as long as that boot.
+const MaintenanceConfig = "maintenance.img"
 
 // SSHKey is the daemon's private key, authorized in every guest.
 func (l Layout) SSHKey() string { return filepath.Join(l.StateDir, "ssh", "id_ed25519") }

@@ -37,6 +37,10 @@ func (s *Service) start(ctx context.Context, id string) (model.VM, error) {
 		unlock()
 		return vm, nil
 	}
+	if why, ok := s.maintenance(id); ok {
+		unlock()
+		return model.VM{}, model.Errorf(model.ErrState, "vm %s is busy: %s; wait for that to finish", vm.Name, why)
+	}
 	if vm.State.Transitional() {
 		unlock()
 		return model.VM{}, model.Errorf(model.ErrState, "vm %s is %s; wait for that to finish", vm.Name, vm.State)
@@ -299,11 +303,18 @@ func (s *Service) Delete(ctx context.Context, ref string, force bool) error {
 // remove deletes the VM's record and directory, stopping it first when
 // force is set.
 func (s *Service) remove(ctx context.Context, id string, force bool) error {
+	if force {
+		s.stopMaintenance(id)
+	}
 	unlock := s.locks.Lock(id)
 	vm, err := s.store.GetVM(ctx, id)
 	if err != nil {
 		unlock()
 		return err
+	}
+	if why, ok := s.maintenance(id); ok {
+		unlock()
+		return model.Errorf(model.ErrState, "vm %s is busy: %s; wait for that to finish, or delete with --force (which cancels it)", vm.Name, why)
 	}
 	if !vm.State.Deletable() {
 		unlock()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/banger-dev/banger/internal/atomicfile"
 	"github.com/banger-dev/banger/internal/model"
+	"github.com/banger-dev/banger/internal/paths"
 	"github.com/banger-dev/banger/internal/proc"
 	"github.com/banger-dev/banger/internal/vmm"
 )
@@ -90,6 +91,10 @@ func (s *Service) sweepFiles(ctx context.Context) {
 		if _, err := s.store.GetVM(ctx, e.Name()); err == nil {
 			if removed, _ := atomicfile.CleanTemps(dir); len(removed) > 0 {
 				s.log.Info("removed half-written files", "dir", dir, "files", removed)
+			}
+			// No maintenance boot outlives the daemon that made it.
+			if err := os.Remove(filepath.Join(dir, paths.MaintenanceConfig)); err == nil {
+				s.log.Info("removed the config disk of an interrupted maintenance boot", "dir", dir)
 			}
 			continue
 		}

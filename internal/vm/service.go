@@ -57,6 +57,11 @@ type Host interface {
 	Ready(ctx context.Context, vm model.VM, h vmm.Handles) error
 	// Release gives back what Prepare took (the tap), after the VMM exited.
 	Release(ctx context.Context, vm model.VM, h vmm.Handles) error
+	// Maintenance readies a maintenance boot of a stopped VM: its root
+	// read-only, nothing of the image run, reached by the tunnel only.
+	Maintenance(ctx context.Context, vm model.VM) (vmm.Spec, error)
+	// MaintenanceReady returns once a maintenance boot's agent answers.
+	MaintenanceReady(ctx context.Context, vm model.VM, h vmm.Handles) error
 	// Records publishes the name → IP table (for DNS) after it changed.
 	Records(ctx context.Context, vms []model.VM)
 	// Adopted resumes what a running VM needs from the host (its
@@ -99,10 +104,12 @@ type Service struct {
 	locks     lockSet
 	handles   handleCache
 
-	// inflightMu guards boots and creating: leaf state, no I/O under it.
-	inflightMu sync.Mutex
-	boots      map[string]*work     // VM ID → boot in progress
-	creating   map[string]*creation // VM ID → create operation in progress
+	// inflightMu guards boots, creating and maintaining: leaf state, no
+	// I/O under it.
+	inflightMu  sync.Mutex
+	boots       map[string]*work     // VM ID → boot in progress
+	creating    map[string]*creation // VM ID → create operation in progress
+	maintaining map[string]*upkeep   // VM ID → maintenance boot in progress
 
 	// defaultsMu guards defaults, which a config reload replaces.
 	defaultsMu sync.RWMutex
@@ -117,6 +124,13 @@ type Service struct {
 type work struct {
 	cancel context.CancelFunc
 	done   chan struct{}
+}
+
+// upkeep is a maintenance boot in progress (see Maintain): why, and how a
+// forced delete stops it.
+type upkeep struct {
+	why string
+	work
 }
 
 // creation marks a VM whose create operation has not finished.
@@ -215,6 +229,17 @@ func (s *Service) publishRecords(ctx context.Context) {
 		return
 	}
 	s.host.Records(ctx, vms)
+}
+
+// maintenance says why VM id is in a maintenance boot, if it is.
+func (s *Service) maintenance(id string) (string, bool) {
+	s.inflightMu.Lock()
+	defer s.inflightMu.Unlock()
+	m, ok := s.maintaining[id]
+	if !ok {
+		return "", false
+	}
+	return m.why, true
 }
 
 func (s *Service) creatingOp(id string) (string, bool) {

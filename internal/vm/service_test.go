@@ -87,6 +87,12 @@ func (f *fakeHost) Prepare(_ context.Context, vm model.VM) (vmm.Spec, error) {
 	return vmm.Spec{VM: vm, Tap: tap}, nil
 }
 
+func (f *fakeHost) Maintenance(_ context.Context, vm model.VM) (vmm.Spec, error) {
+	return vmm.Spec{VM: vm, Disks: []vmm.Disk{{Path: filepath.Join(os.TempDir(), "banger-fake-maintenance-"+vm.ID)}}}, nil
+}
+
+func (f *fakeHost) MaintenanceReady(context.Context, model.VM, vmm.Handles) error { return nil }
+
 func (f *fakeHost) Ready(context.Context, model.VM, vmm.Handles) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -805,4 +811,83 @@ func TestPublishedPortsAreExclusive(t *testing.T) {
 	if vms, _ := h.svc.List(ctx); len(vms) != 1 {
 		t.Fatalf("%d vms after refused creates, want 1", len(vms))
 	}
+}
+
+// A maintenance boot holds a stopped VM: start, set and delete are refused
+// meanwhile, the record stays stopped, the boot is gone afterwards, and a
+// forced delete cancels it.
+func TestMaintain(t *testing.T) {
+	h := newHarness(t, nil)
+	ctx := context.Background()
+	vm := h.create(t, "a", false)
+	if err := h.svc.Maintain(ctx, "a", "being promoted to image x", func(context.Context, model.VM, vmm.Handles) error { return nil }); !errors.Is(err, model.ErrState) || !strings.Contains(err.Error(), "vm stop a") {
+		t.Fatalf("maintenance of a running vm: %v", err)
+	}
+	if _, err := h.svc.Stop(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	inside, release := make(chan struct{}), make(chan struct{})
+	errc := make(chan error, 1)
+	go func() {
+		errc <- h.svc.Maintain(ctx, "a", "being promoted to image x", func(ctx context.Context, mv model.VM, _ vmm.Handles) error {
+			if mv.ID != vm.ID {
+				return errors.New("another vm")
+			}
+			close(inside)
+			select {
+			case <-release:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+	}()
+	<-inside
+	if got := h.driver.String(); got != "running a" {
+		t.Fatalf("during maintenance the driver runs %q", got)
+	}
+	if v, _ := h.svc.Get(ctx, "a"); v.State != model.StateStopped {
+		t.Fatalf("during maintenance the record says %s", v.State)
+	}
+	if _, err := h.svc.Start(ctx, "a"); !errors.Is(err, model.ErrState) || !strings.Contains(err.Error(), "promoted to image x") {
+		t.Fatalf("start during maintenance: %v", err)
+	}
+	two := 2
+	if _, err := h.svc.Set(ctx, "a", SetRequest{VCPUs: &two}); !errors.Is(err, model.ErrState) {
+		t.Fatalf("set during maintenance: %v", err)
+	}
+	if err := h.svc.Delete(ctx, "a", false); !errors.Is(err, model.ErrState) || !strings.Contains(err.Error(), "--force") {
+		t.Fatalf("delete during maintenance: %v", err)
+	}
+	close(release)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if got := h.driver.String(); got != "" {
+		t.Fatalf("after maintenance the driver runs %q", got)
+	}
+	if got, err := h.svc.Start(ctx, "a"); err != nil || got.State != model.StateRunning {
+		t.Fatalf("start after maintenance: %+v %v", got, err)
+	}
+	if _, err := h.svc.Stop(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+
+	// A forced delete cancels the maintenance.
+	inside = make(chan struct{})
+	go func() {
+		errc <- h.svc.Maintain(ctx, "a", "being promoted to image y", func(ctx context.Context, _ model.VM, _ vmm.Handles) error {
+			close(inside)
+			<-ctx.Done()
+			return ctx.Err()
+		})
+	}()
+	<-inside
+	if err := h.svc.Delete(ctx, "a", true); err != nil {
+		t.Fatalf("forced delete during maintenance: %v", err)
+	}
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the cancelled maintenance: %v", err)
+	}
+	assertGone(t, h, vm)
 }

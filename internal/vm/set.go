@@ -29,6 +29,9 @@ func (s *Service) Set(ctx context.Context, ref string, req SetRequest) (model.VM
 	if vm, err = s.store.GetVM(ctx, vm.ID); err != nil {
 		return model.VM{}, err
 	}
+	if err := s.idle(vm); err != nil {
+		return model.VM{}, err
+	}
 	if _, creating := s.creatingOp(vm.ID); creating || (vm.State != model.StateStopped && vm.State != model.StateCreated && vm.State != model.StateError) {
 		return model.VM{}, model.Errorf(model.ErrState, "vm %s is %s; vCPUs, memory and disk change on a stopped vm: `banger vm stop %s`, then set them, then start it", vm.Name, vm.State, vm.Name)
 	}

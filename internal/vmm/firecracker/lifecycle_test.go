@@ -29,11 +29,15 @@ func (s *stubHost) Prepare(_ context.Context, v model.VM) (vmm.Spec, error) {
 	sp.VM = v
 	return sp, nil
 }
-func (s *stubHost) Ready(context.Context, model.VM, vmm.Handles) error     { return nil }
-func (s *stubHost) Release(context.Context, model.VM, vmm.Handles) error   { return nil }
-func (s *stubHost) Records(context.Context, []model.VM)                    {}
-func (s *stubHost) Adopted(context.Context, model.VM, vmm.Handles)         {}
-func (s *stubHost) SyncClock(context.Context, model.VM, vmm.Handles) error { return nil }
+func (s *stubHost) Ready(context.Context, model.VM, vmm.Handles) error { return nil }
+func (s *stubHost) Maintenance(_ context.Context, v model.VM) (vmm.Spec, error) {
+	return s.Prepare(context.Background(), v)
+}
+func (s *stubHost) MaintenanceReady(context.Context, model.VM, vmm.Handles) error { return nil }
+func (s *stubHost) Release(context.Context, model.VM, vmm.Handles) error          { return nil }
+func (s *stubHost) Records(context.Context, []model.VM)                           {}
+func (s *stubHost) Adopted(context.Context, model.VM, vmm.Handles)                {}
+func (s *stubHost) SyncClock(context.Context, model.VM, vmm.Handles) error        { return nil }
 
 func TestServiceLifecycleOnFirecracker(t *testing.T) {
 	d := &Driver{Binary: fake(t)}
