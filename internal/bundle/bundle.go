@@ -25,8 +25,11 @@ const (
 	ManifestName = "manifest.json"
 	Kernel       = "vmlinuz"
 	Rootfs       = "rootfs.ext4"
-	Modules      = "modules"
-	manifestMax  = 16 << 20
+	// Initrd is an initramfs of the image's own, optional: it is
+	// unpacked before banger's, whose /init boots the VM.
+	Initrd      = "initrd"
+	Modules     = "modules"
+	manifestMax = 16 << 20
 )
 
 // Manifest is a bundle's first entry.
@@ -59,7 +62,7 @@ var (
 
 // ValidName says whether name may be a file of a bundle.
 func ValidName(name string) bool {
-	if name == Kernel || name == Rootfs {
+	if name == Kernel || name == Rootfs || name == Initrd {
 		return true
 	}
 	rest, ok := strings.CutPrefix(name, Modules+"/")

@@ -13,17 +13,19 @@ import (
 )
 
 func (a *app) imageRegisterCommand() *cobra.Command {
-	var kernel, rootfsFile, modules string
+	var kernel, rootfsFile, initrd, modules string
 	cmd := &cobra.Command{
-		Use:   "register NAME --kernel FILE --rootfs FILE [--modules DIR]",
+		Use:   "register NAME --kernel FILE --rootfs FILE [--initrd FILE] [--modules DIR]",
 		Short: "Register your own kernel and ext4 root filesystem as an image",
 		Long: "Registers a kernel (a bzImage or an ELF vmlinux) and an ext4 root filesystem as\n" +
 			"image NAME. banger reads the files as you and streams them to the daemon, which\n" +
 			"checks them before anything is registered: the kernel's format, the ext4\n" +
 			"superblock and `e2fsck -fn`. The kernel's modules (with modules.dep) come from\n" +
 			"--modules (a /lib/modules/KVER directory) or else the rootfs's own /lib/modules,\n" +
-			"read without mounting it. The rootfs boots like debian-12's: an image with an\n" +
-			"init (systemd) runs it, one without keeps banger's agent as PID 1.",
+			"read without mounting it. An --initrd (a cpio archive, compressed or not) is\n" +
+			"unpacked before banger's own initramfs, whose /init still boots the VM: it adds\n" +
+			"files, not a boot of its own. The rootfs boots like debian-12's: an image with\n" +
+			"an init (systemd) runs it, one without keeps banger's agent as PID 1.",
 		Example: "  banger image register mykernel --kernel ./vmlinuz --rootfs ./root.ext4 --modules ./lib/modules/6.1.0-50-cloud-amd64",
 		Args:    exactArgs(1, "the image's name"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -31,7 +33,10 @@ func (a *app) imageRegisterCommand() *cobra.Command {
 				return usagef(cmd, "give both --kernel FILE and --rootfs FILE")
 			}
 			ctx := cmd.Context()
-			for _, p := range []string{kernel, rootfsFile} {
+			for _, p := range []string{kernel, rootfsFile, initrd} {
+				if p == "" {
+					continue
+				}
 				if fi, err := os.Stat(p); err != nil || !fi.Mode().IsRegular() {
 					return fmt.Errorf("%s is not a readable file: %w", p, err)
 				}
@@ -46,7 +51,7 @@ func (a *app) imageRegisterCommand() *cobra.Command {
 				return err
 			}
 			pr, pw := io.Pipe()
-			go func() { pw.CloseWithError(writeRegistration(ctx, pw, kernel, rootfsFile, modules)) }()
+			go func() { pw.CloseWithError(writeRegistration(ctx, pw, kernel, rootfsFile, initrd, modules)) }()
 			o, err := c.ImageRegister(ctx, pr, args[0])
 			pr.Close()
 			if err != nil {
@@ -66,13 +71,15 @@ func (a *app) imageRegisterCommand() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&kernel, "kernel", "", "the kernel: a bzImage or an ELF vmlinux")
 	f.StringVar(&rootfsFile, "rootfs", "", "the root filesystem: an ext4 image")
+	f.StringVar(&initrd, "initrd", "", "an initramfs of the image's own, unpacked before banger's")
 	f.StringVar(&modules, "modules", "", "the kernel's modules: a /lib/modules/KVER directory with modules.dep (default: the rootfs's own)")
 	return cmd
 }
 
-// writeRegistration writes the tar the daemon takes: vmlinuz, rootfs.ext4
-// and the modules' directories and regular files under modules/KVER/.
-func writeRegistration(ctx context.Context, w io.Writer, kernel, rootfsFile, modules string) error {
+// writeRegistration writes the tar the daemon takes: vmlinuz, rootfs.ext4,
+// initrd, and the modules' directories and regular files under
+// modules/KVER/.
+func writeRegistration(ctx context.Context, w io.Writer, kernel, rootfsFile, initrd, modules string) error {
 	tw := tar.NewWriter(w)
 	add := func(src, name string) error {
 		f, err := os.Open(src)
@@ -95,6 +102,11 @@ func writeRegistration(ctx context.Context, w io.Writer, kernel, rootfsFile, mod
 	}
 	if err := add(rootfsFile, "rootfs.ext4"); err != nil {
 		return err
+	}
+	if initrd != "" {
+		if err := add(initrd, "initrd"); err != nil {
+			return err
+		}
 	}
 	if modules != "" {
 		top := "modules/" + filepath.Base(filepath.Clean(modules))

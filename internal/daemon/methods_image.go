@@ -242,7 +242,8 @@ func (d *Daemon) imageExport(ctx context.Context, _ rpc.Caller, raw json.RawMess
 }
 
 // receiveRegistration writes the registration tar into dir: vmlinuz,
-// rootfs.ext4 and files under modules/, nothing else (no links).
+// rootfs.ext4, an initrd and files under modules/, nothing else (no
+// links).
 func receiveRegistration(r io.Reader, dir string) error {
 	t, err := rootfs.Open(dir)
 	if err != nil {
@@ -260,7 +261,7 @@ func receiveRegistration(r io.Reader, dir string) error {
 		}
 		name := rootfs.Clean(hdr.Name)
 		top, _, _ := strings.Cut(name, "/")
-		ok := (name == image.RegisterKernel || name == image.RegisterRootfs) && hdr.Typeflag == tar.TypeReg ||
+		ok := (name == image.RegisterKernel || name == image.RegisterRootfs || name == image.RegisterInitrd) && hdr.Typeflag == tar.TypeReg ||
 			top == image.RegisterModules && (hdr.Typeflag == tar.TypeReg || hdr.Typeflag == tar.TypeDir)
 		if !ok {
 			continue

@@ -24,6 +24,9 @@ import (
 // bundleFiles lists an image's files as a bundle names them.
 func bundleFiles(im model.Image) ([][2]string, error) {
 	files := [][2]string{{bundle.Kernel, im.KernelPath}, {bundle.Rootfs, im.RootfsPath}}
+	if im.InitrdPath != "" {
+		files = append(files, [2]string{bundle.Initrd, im.InitrdPath})
+	}
 	if im.ModulesPath == "" {
 		return files, nil
 	}

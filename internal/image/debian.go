@@ -74,12 +74,13 @@ type DebianOptions struct {
 
 // Artifacts are the files of a built image.
 type Artifacts struct {
-	Kernel        string `json:"kernel"`         // OutDir/vmlinuz, a bzImage
-	ModulesDir    string `json:"modules_dir"`    // OutDir/modules/<kver>, with modules.dep
-	KernelVersion string `json:"kernel_version"` // e.g. 6.1.0-50-cloud-amd64
-	Rootfs        string `json:"rootfs"`         // OutDir/rootfs.ext4, label banger-root
-	SizeBytes     int64  `json:"size_bytes"`     // apparent size of all the above
-	Digest        string `json:"digest"`         // "sha256:<hex>" of the rootfs file
+	Kernel        string `json:"kernel"`           // OutDir/vmlinuz, a bzImage
+	Initrd        string `json:"initrd,omitempty"` // an initramfs of the image's own, unpacked before banger's
+	ModulesDir    string `json:"modules_dir"`      // OutDir/modules/<kver>, with modules.dep
+	KernelVersion string `json:"kernel_version"`   // e.g. 6.1.0-50-cloud-amd64
+	Rootfs        string `json:"rootfs"`           // OutDir/rootfs.ext4, label banger-root
+	SizeBytes     int64  `json:"size_bytes"`       // apparent size of all the above
+	Digest        string `json:"digest"`           // "sha256:<hex>" of the rootfs file
 	// Layers are an OCI image's layer digests (none for a built image).
 	Layers []string `json:"layers,omitempty"`
 }

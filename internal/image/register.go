@@ -21,6 +21,7 @@ import (
 const (
 	RegisterKernel  = bundle.Kernel
 	RegisterRootfs  = bundle.Rootfs
+	RegisterInitrd  = bundle.Initrd
 	RegisterModules = bundle.Modules
 )
 
@@ -80,6 +81,9 @@ func (r *registerSource) Fetch(ctx context.Context, p Progress) (string, error) 
 	if err := checkExt4(rootfs); err != nil {
 		return "", err
 	}
+	if err := checkInitrd(filepath.Join(r.dir, RegisterInitrd)); err != nil {
+		return "", err
+	}
 	if out, err := run.Output(ctx, []string{"e2fsck", "-fn", rootfs}); err != nil {
 		return "", model.Errorf(model.ErrInvalid, "the root filesystem is not clean (e2fsck -fn): %s; repair it with e2fsck -f and register again", lastLine(out, err))
 	}
@@ -129,7 +133,11 @@ func (r *registerSource) Build(ctx context.Context, _ string, p Progress) (Artif
 	if err != nil {
 		return Artifacts{}, nil, err
 	}
-	return Artifacts{Kernel: filepath.Join(r.dir, RegisterKernel), ModulesDir: r.modules, KernelVersion: filepath.Base(r.modules),
+	initrd := filepath.Join(r.dir, RegisterInitrd)
+	if _, err := os.Stat(initrd); err != nil {
+		initrd = ""
+	}
+	return Artifacts{Kernel: filepath.Join(r.dir, RegisterKernel), Initrd: initrd, ModulesDir: r.modules, KernelVersion: filepath.Base(r.modules),
 		Rootfs: filepath.Join(r.dir, RegisterRootfs), Digest: r.digest, SizeBytes: size}, r.config, nil
 }
 
@@ -152,6 +160,31 @@ func checkKernel(path string) error {
 		}
 	}
 	return model.Errorf(model.ErrInvalid, "the kernel is neither a bzImage nor an ELF vmlinux (give the kernel image, e.g. /boot/vmlinuz-KVER)")
+}
+
+// initrdMagics are how an initramfs may start: a newc cpio archive, or
+// one compressed as the kernel can unpack it (gzip, zstd, xz, lz4,
+// bzip2, lzma).
+var initrdMagics = [][]byte{[]byte("07070"), {0x1f, 0x8b}, {0x28, 0xb5, 0x2f, 0xfd}, {0xfd, '7', 'z', 'X', 'Z', 0}, {0x02, 0x21, 0x4c, 0x18}, []byte("BZh"), {0x5d, 0, 0}}
+
+// checkInitrd accepts no initrd, or one that starts as an initramfs does.
+func checkInitrd(path string) error {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	head := make([]byte, 6)
+	n, _ := io.ReadFull(f, head)
+	for _, m := range initrdMagics {
+		if n >= len(m) && bytes.Equal(head[:len(m)], m) {
+			return nil
+		}
+	}
+	return model.Errorf(model.ErrInvalid, "the initrd is neither a cpio archive nor one compressed as a kernel unpacks it (gzip, zstd, xz, lz4, bzip2, lzma)")
 }
 
 // checkExt4 reads the superblock: the ext2/3/4 magic at byte 1080.

@@ -245,13 +245,20 @@ func (s *Service) publish(ctx context.Context, name, source string, art Artifact
 		ModulesPath: filepath.Join(final, "modules", filepath.Base(art.ModulesDir)),
 		Source:      source, Digest: art.Digest, SizeBytes: art.SizeBytes, Config: cfg, Layers: art.Layers, CreatedAt: time.Now().UTC(),
 	}
+	if art.Initrd != "" {
+		im.InitrdPath = filepath.Join(final, "initrd")
+	}
 	if _, err := s.store.GetImageContent(ctx, id); err != nil {
 		// New content: staged outside the lock (linking a large tree
 		// takes a while), moved into place inside it.
 		if err := linkTree(art.ModulesDir, filepath.Join(staging, "modules", filepath.Base(art.ModulesDir))); err != nil {
 			return model.Image{}, err
 		}
-		for src, dst := range map[string]string{art.Kernel: "vmlinuz", art.Rootfs: "rootfs.ext4"} {
+		files := map[string]string{art.Kernel: "vmlinuz", art.Rootfs: "rootfs.ext4"}
+		if art.Initrd != "" {
+			files[art.Initrd] = "initrd"
+		}
+		for src, dst := range files {
 			if err := linkOrCopy(src, filepath.Join(staging, dst)); err != nil {
 				return model.Image{}, err
 			}
@@ -296,12 +303,20 @@ func (s *Service) publish(ctx context.Context, name, source string, art Artifact
 }
 
 // contentID is the digest over everything a VM boots from: the kernel's
-// bytes, the root filesystem's digest, the modules' kernel version and
-// the runtime config. Equal IDs mean interchangeable images.
+// and initrd's bytes, the root filesystem's digest, the modules' kernel
+// version and the runtime config. Equal IDs mean interchangeable images.
 func contentID(art Artifacts, cfg *model.ImageConfig) (string, error) {
 	kernel, _, err := fileSum(art.Kernel)
 	if err != nil {
 		return "", fmt.Errorf("hashing the kernel: %w", err)
+	}
+	var initrd string
+	if art.Initrd != "" {
+		sum, _, err := fileSum(art.Initrd)
+		if err != nil {
+			return "", fmt.Errorf("hashing the initrd: %w", err)
+		}
+		initrd = "sha256:" + sum
 	}
 	rootfs := art.Digest
 	if rootfs == "" {
@@ -313,10 +328,11 @@ func contentID(art Artifacts, cfg *model.ImageConfig) (string, error) {
 	}
 	b, err := json.Marshal(struct {
 		Kernel  string             `json:"kernel"`
+		Initrd  string             `json:"initrd,omitempty"`
 		Rootfs  string             `json:"rootfs"`
 		Modules string             `json:"modules"`
 		Config  *model.ImageConfig `json:"config,omitempty"`
-	}{"sha256:" + kernel, rootfs, filepath.Base(art.ModulesDir), cfg})
+	}{"sha256:" + kernel, initrd, rootfs, filepath.Base(art.ModulesDir), cfg})
 	if err != nil {
 		return "", err
 	}
@@ -326,13 +342,15 @@ func contentID(art Artifacts, cfg *model.ImageConfig) (string, error) {
 
 // Initramfs returns banger's initramfs for im's kernel: the agent plus the
 // modules it needs, cached by kernel modules, the list of modules and the
-// agent binary.
+// agent binary. An image with an initrd of its own gets that first and
+// banger's after it, in one file: the kernel unpacks both, and banger's
+// /init, unpacked last, is the one that runs.
 func (s *Service) Initramfs(ctx context.Context, im model.Image) (string, error) {
 	s.agentOnce.Do(func() { s.agentSum, _, s.agentErr = fileSum(s.cfg.AgentPath) })
 	if s.agentErr != nil {
 		return "", fmt.Errorf("reading the guest agent %s: %w; reinstall banger (scripts/install) so banger-agent sits beside bangerd", s.cfg.AgentPath, s.agentErr)
 	}
-	key := sha256.Sum256([]byte(im.ModulesPath + "\x00" + im.Digest + "\x00" + s.agentSum + "\x00" + strings.Join(initramfs.Needed, ",")))
+	key := sha256.Sum256([]byte(im.ModulesPath + "\x00" + im.Digest + "\x00" + s.agentSum + "\x00" + strings.Join(initramfs.Needed, ",") + "\x00" + im.InitrdPath))
 	dir := s.cfg.Layout.InitramfsDir()
 	path := filepath.Join(dir, hex.EncodeToString(key[:8])+".cpio")
 	if _, err := os.Stat(path); err == nil {
@@ -344,12 +362,37 @@ func (s *Service) Initramfs(ctx context.Context, im model.Image) (string, error)
 	// Built into a temporary file and renamed: concurrent builders write
 	// the same bytes and the last rename wins, so no lock is needed.
 	err := atomicfile.WriteWith(path, 0o640, func(f *os.File) error {
+		if im.InitrdPath != "" {
+			if err := prependInitrd(f, im.InitrdPath); err != nil {
+				return err
+			}
+		}
 		return initramfs.Build(ctx, f, s.cfg.AgentPath, im.ModulesPath)
 	})
 	if err != nil {
 		return "", fmt.Errorf("building initramfs for %s: %w", im.Name, err)
 	}
 	return path, nil
+}
+
+// prependInitrd copies an image's own initrd to f, padded to the 4-byte
+// boundary the kernel expects between concatenated archives.
+func prependInitrd(f *os.File, path string) error {
+	in, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("reading the image's initrd: %w", err)
+	}
+	defer in.Close()
+	n, err := io.Copy(f, in)
+	if err != nil {
+		return fmt.Errorf("copying the image's initrd: %w", err)
+	}
+	if pad := (4 - n%4) % 4; pad > 0 {
+		if _, err := f.Write(make([]byte, pad)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // fileSum is a file's sha256 (hex) and the bytes it was taken over.
