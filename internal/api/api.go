@@ -26,6 +26,11 @@ const (
 	MethodVMLogs   = "vm.logs"
 	MethodVMStats  = "vm.stats"
 	MethodVMSet    = "vm.set"
+	// Snapshots of a running VM, and going back to one.
+	MethodVMSnapshot       = "vm.snapshot"
+	MethodVMSnapshotList   = "vm.snapshot.list"
+	MethodVMSnapshotDelete = "vm.snapshot.delete"
+	MethodVMRestore        = "vm.restore"
 
 	MethodImageList    = "image.list"
 	MethodImageShow    = "image.show"
@@ -218,6 +223,26 @@ type VMSetParams struct {
 	VCPUs  *int   `json:"vcpus,omitempty"`
 	Memory string `json:"memory,omitempty"`
 	Disk   string `json:"disk,omitempty"`
+}
+
+// VMSnapshotParams name a VM and one of its snapshots.
+type VMSnapshotParams struct {
+	Name     string `json:"name"`
+	Snapshot string `json:"snapshot"`
+}
+
+// Snapshot is a VM's snapshot as the API shows it.
+type Snapshot struct {
+	VM        string    `json:"vm"`
+	Name      string    `json:"name"`
+	SizeBytes int64     `json:"size_bytes"`
+	Driver    string    `json:"driver"`
+	Version   string    `json:"version"`
+	ImageID   string    `json:"image_id"`
+	VCPUs     int       `json:"vcpus"`
+	MemoryMiB int64     `json:"memory_mib"`
+	DiskMiB   int64     `json:"disk_mib"`
+	CreatedAt time.Time `json:"created_at"`
 }
 
 // VMDeleteParams are vm.delete's params.

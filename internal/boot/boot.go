@@ -364,6 +364,29 @@ func (h *Host) Ready(ctx context.Context, vm model.VM, hd vmm.Handles) error {
 	return h.publish(vm, hd)
 }
 
+// Resumed readies the host's side of a guest a snapshot restore started.
+// Its agent sent its ready message long ago (one session lasts the
+// guest's life), so a clock exchange is what shows it answers, and it
+// brings the guest's clock, behind by the time since the snapshot, to the
+// host's. Then SSH, and the published ports.
+func (h *Host) Resumed(ctx context.Context, vm model.VM, hd vmm.Handles) error {
+	ctx, cancel := context.WithTimeout(ctx, min(agentReadyWait, h.cfg.BootTimeout))
+	defer cancel()
+	c, err := agentctl.Dial(ctx, agentctl.DialerFor(hd.ControlSocket, hd.ControlProto))
+	if err != nil {
+		return fmt.Errorf("vm %s: connecting to the agent after the restore: %w", vm.Name, err)
+	}
+	_, err = h.syncClock(ctx, c, vm)
+	c.Close()
+	if err != nil {
+		return fmt.Errorf("vm %s: the agent does not answer after the restore: %w; console:\n%s", vm.Name, err, h.ConsoleTail(vm, 20))
+	}
+	if err := guestssh.WaitBanner(ctx, "vm "+vm.Name, h.dialer(vm, hd, 22)); err != nil {
+		return fmt.Errorf("vm %s: waiting for ssh after the restore: %w", vm.Name, err)
+	}
+	return h.publish(vm, hd)
+}
+
 // agentReadyWait is how long a boot waits for the agent's ready message
 // before it counts the guest as hung (a boot reaches it in seconds, also
 // under TCG with a busy host).

@@ -322,6 +322,29 @@ func (s *Session) VMCreate(ctx context.Context, p api.VMCreateParams) (api.VMCre
 	return out, s.conn.Call(ctx, api.MethodVMCreate, p, &out)
 }
 
+// VMSnapshot is vm.snapshot.
+func (c *Client) VMSnapshot(ctx context.Context, vm, name string) (api.Snapshot, error) {
+	var out api.Snapshot
+	return out, c.call(ctx, api.MethodVMSnapshot, api.VMSnapshotParams{Name: vm, Snapshot: name}, &out)
+}
+
+// VMSnapshotList is vm.snapshot.list.
+func (c *Client) VMSnapshotList(ctx context.Context, vm string) ([]api.Snapshot, error) {
+	var out []api.Snapshot
+	return out, c.call(ctx, api.MethodVMSnapshotList, api.VMRef{Name: vm}, &out)
+}
+
+// VMSnapshotDelete is vm.snapshot.delete.
+func (c *Client) VMSnapshotDelete(ctx context.Context, vm, name string) error {
+	return c.call(ctx, api.MethodVMSnapshotDelete, api.VMSnapshotParams{Name: vm, Snapshot: name}, nil)
+}
+
+// VMRestore is vm.restore.
+func (c *Client) VMRestore(ctx context.Context, vm, name string) (api.VM, error) {
+	var out api.VM
+	return out, c.call(ctx, api.MethodVMRestore, api.VMSnapshotParams{Name: vm, Snapshot: name}, &out)
+}
+
 // VMSet is vm.set.
 func (c *Client) VMSet(ctx context.Context, p api.VMSetParams) (api.VM, error) {
 	var out api.VM

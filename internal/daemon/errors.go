@@ -7,13 +7,14 @@ import (
 	"github.com/banger-dev/banger/internal/api"
 	"github.com/banger-dev/banger/internal/model"
 	"github.com/banger-dev/banger/internal/rpc"
+	"github.com/banger-dev/banger/internal/vmm"
 )
 
 // mapError is the one place service errors become RPC error codes.
 func mapError(err error) *rpc.Error {
 	code := api.CodeInternal
 	switch {
-	case errors.Is(err, model.ErrInvalid):
+	case errors.Is(err, model.ErrInvalid), errors.Is(err, vmm.ErrSnapshotMismatch):
 		code = api.CodeInvalidArgument
 	case errors.Is(err, model.ErrNotFound):
 		code = api.CodeNotFound

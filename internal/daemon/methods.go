@@ -36,6 +36,11 @@ func (d *Daemon) methods() map[string]rpc.Method {
 		api.MethodVMStats:   member(rpc.Typed(d.vmStats)),
 		api.MethodVMSet:     member(rpc.Typed(d.vmSet)),
 
+		api.MethodVMSnapshot:       member(rpc.Typed(d.vmSnapshot)),
+		api.MethodVMSnapshotList:   member(rpc.Typed(d.vmSnapshotList)),
+		api.MethodVMSnapshotDelete: member(rpc.Typed(d.vmSnapshotDelete)),
+		api.MethodVMRestore:        member(rpc.Typed(d.vmRestore)),
+
 		api.MethodImageList:     member(rpc.Typed(d.imageList)),
 		api.MethodImageShow:     member(rpc.Typed(d.imageShow)),
 		api.MethodImageDelete:   member(rpc.Typed(d.imageDelete)),

@@ -88,6 +88,10 @@ func (l Layout) ImagesDir() string { return filepath.Join(l.StateDir, "images") 
 // channel), ssh_host_ed25519_key(.pub).
 func (l Layout) VMFile(id, name string) string { return filepath.Join(l.VMDir(id), name) }
 
+// SnapshotsDir holds a VM's snapshots, one directory each (state,
+// upper.ext4, work.ext4); they go with the VM's directory.
+func (l Layout) SnapshotsDir(id string) string { return filepath.Join(l.VMDir(id), "snapshots") }
+
 // MaintenanceConfig is the config disk of a VM's maintenance boot (an
 // image promote), beside its own; it lives only as long as that boot.
 const MaintenanceConfig = "maintenance.img"

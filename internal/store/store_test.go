@@ -361,3 +361,41 @@ func TestGetVMByIDPrefix(t *testing.T) {
 		t.Fatalf("too short a prefix: %v", err)
 	}
 }
+
+func TestSnapshots(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTemp(t)
+	if err := s.InsertVM(ctx, testVM("aa11", "a", "172.16.0.2")); err != nil {
+		t.Fatal(err)
+	}
+	sn := model.Snapshot{VMID: "aa11", Name: "one", Driver: "qemu", Version: "7.2.0", ImageID: "sha256:c", VCPUs: 2, MemoryMiB: 1024, DiskMiB: 4096,
+		SizeBytes: 42, CreatedAt: time.Now().UTC().Truncate(time.Millisecond)}
+	if err := s.InsertSnapshot(ctx, sn); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.InsertSnapshot(ctx, sn); !errors.Is(err, model.ErrConflict) {
+		t.Fatalf("a second snapshot of one name: %v", err)
+	}
+	if got, err := s.GetSnapshot(ctx, "aa11", "one"); err != nil || !reflect.DeepEqual(got, sn) {
+		t.Fatalf("round trip: %+v %v", got, err)
+	}
+	if list, err := s.ListSnapshots(ctx, "aa11"); err != nil || len(list) != 1 {
+		t.Fatalf("list: %+v %v", list, err)
+	}
+	if err := s.DeleteSnapshot(ctx, "aa11", "one"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteSnapshot(ctx, "aa11", "one"); !errors.Is(err, model.ErrNotFound) {
+		t.Fatalf("delete of a missing snapshot: %v", err)
+	}
+	// Snapshots go with their VM.
+	if err := s.InsertSnapshot(ctx, sn); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteVM(ctx, "aa11"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetSnapshot(ctx, "aa11", "one"); !errors.Is(err, model.ErrNotFound) {
+		t.Fatalf("a deleted vm's snapshot: %v", err)
+	}
+}

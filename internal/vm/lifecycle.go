@@ -27,6 +27,11 @@ func (s *Service) Start(ctx context.Context, ref string) (model.VM, error) {
 // start moves the VM to starting under its lock, boots it with the lock
 // released, and records the outcome under the lock again.
 func (s *Service) start(ctx context.Context, id string) (model.VM, error) {
+	return s.startFrom(ctx, id, nil)
+}
+
+// startFrom is start, going on from snapshot sn when it is not nil.
+func (s *Service) startFrom(ctx context.Context, id string, sn *model.Snapshot) (model.VM, error) {
 	unlock := s.locks.Lock(id)
 	vm, err := s.store.GetVM(ctx, id)
 	if err != nil {
@@ -80,7 +85,7 @@ func (s *Service) start(ctx context.Context, id string) (model.VM, error) {
 	}()
 
 	s.log.Info("booting vm", "vm", vm.Name, "driver", driver.Name())
-	h, bootErr := s.boot(bootCtx, vm)
+	h, bootErr := s.boot(bootCtx, vm, sn)
 
 	unlock = s.locks.Lock(id)
 	defer unlock()
@@ -105,14 +110,52 @@ func (s *Service) start(ctx context.Context, id string) (model.VM, error) {
 }
 
 // boot boots vm, a second time in a fresh VMM when the guest hung in the
-// first (vmm.ErrGuestHung), within the same deadline.
-func (s *Service) boot(ctx context.Context, vm model.VM) (vmm.Handles, error) {
+// first (vmm.ErrGuestHung), within the same deadline. With a snapshot it
+// restores that instead.
+func (s *Service) boot(ctx context.Context, vm model.VM, sn *model.Snapshot) (vmm.Handles, error) {
+	if sn != nil {
+		return s.restoreOnce(ctx, vm, sn)
+	}
 	h, err := s.bootOnce(ctx, vm)
 	if errors.Is(err, vmm.ErrGuestHung) && ctx.Err() == nil {
 		s.log.Warn("the guest hung while booting; booting it again", "vm", vm.Name, "err", err)
 		h, err = s.bootOnce(ctx, vm)
 	}
 	return h, err
+}
+
+// restoreOnce is bootOnce for a snapshot: the snapshot's disks put in
+// place of the VM's, then a VMM that goes on from its state, and the
+// host's side of a running guest (clock, SSH, ports) made ready.
+func (s *Service) restoreOnce(ctx context.Context, vm model.VM, sn *model.Snapshot) (vmm.Handles, error) {
+	rec := context.WithoutCancel(ctx)
+	snap, err := s.snapshotter(vm)
+	if err != nil {
+		return vmm.Handles{}, err
+	}
+	if err := s.restoreDisks(ctx, vm, sn); err != nil {
+		return vmm.Handles{}, err
+	}
+	spec, err := s.host.Prepare(ctx, vm)
+	if err != nil {
+		return vmm.Handles{}, err
+	}
+	state := s.cfg.Layout.SnapshotsDir(vm.ID) + "/" + sn.Name + "/" + snapshotState
+	h, err := snap.StartFrom(ctx, spec, state, sn.Version)
+	if err != nil {
+		_ = s.host.Release(rec, vm, vmm.Handles{Tap: spec.Tap})
+		return vmm.Handles{}, err
+	}
+	h.Tap = spec.Tap
+	if err := s.handles.put(vm.ID, h); err != nil {
+		s.abandon(rec, vm, h)
+		return vmm.Handles{}, err
+	}
+	if err := s.host.Resumed(ctx, vm, h); err != nil {
+		s.abandon(rec, vm, h)
+		return vmm.Handles{}, err
+	}
+	return h, nil
 }
 
 // bootOnce runs the boot steps: host preparation, the VMM, then waiting for
@@ -204,6 +247,10 @@ func (s *Service) stop(ctx context.Context, id string, grace time.Duration) (mod
 			case <-ctx.Done():
 				return model.VM{}, fmt.Errorf("waiting for vm %s boot to cancel: %w", vm.Name, ctx.Err())
 			}
+		}
+		if why, busy := s.maintenance(id); busy {
+			unlock()
+			return model.VM{}, model.Errorf(model.ErrState, "vm %s is busy: %s; wait for that to finish", vm.Name, why)
 		}
 		// Running, or error with possibly something left to tear down.
 		return s.shutdown(ctx, &vm, grace, unlock)

@@ -39,21 +39,9 @@ func (s *Service) Maintain(ctx context.Context, ref, why string, fn MaintenanceF
 		return model.Errorf(model.ErrState, "vm %s is %s; %s takes a stopped vm's disks as they are: `banger vm stop %s` first", vm.Name, vm.State, why, vm.Name)
 	}
 	mctx, cancel := context.WithCancel(ctx)
-	u := &upkeep{why: why, work: work{cancel: cancel, done: make(chan struct{})}}
-	s.inflightMu.Lock()
-	if s.maintaining == nil {
-		s.maintaining = map[string]*upkeep{}
-	}
-	s.maintaining[vm.ID] = u
-	s.inflightMu.Unlock()
+	done := s.markBusy(vm.ID, why, cancel)
 	unlock()
-	defer func() {
-		s.inflightMu.Lock()
-		delete(s.maintaining, vm.ID)
-		s.inflightMu.Unlock()
-		cancel()
-		close(u.done)
-	}()
+	defer done()
 
 	spec, err := s.host.Maintenance(mctx, vm)
 	if err != nil {

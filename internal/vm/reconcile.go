@@ -96,6 +96,7 @@ func (s *Service) sweepFiles(ctx context.Context) {
 			if err := os.Remove(filepath.Join(dir, paths.MaintenanceConfig)); err == nil {
 				s.log.Info("removed the config disk of an interrupted maintenance boot", "dir", dir)
 			}
+			s.sweepSnapshots(ctx, e.Name())
 			continue
 		}
 		if err := os.RemoveAll(dir); err != nil {
@@ -153,6 +154,7 @@ func (s *Service) reconcileOne(ctx context.Context, vm model.VM, onlyRunning boo
 		}
 		defer unlock()
 		s.log.Info("vm still running", "vm", vm.Name, "pid", h.PID)
+		s.resumeSaved(ctx, vm, h)
 		s.host.Adopted(ctx, vm, h)
 		return false, s.setState(ctx, &vm, model.StateRunning, "")
 	}

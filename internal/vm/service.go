@@ -34,6 +34,10 @@ type Store interface {
 	SetVMDriver(ctx context.Context, id, driver string) error
 	SetVMResources(ctx context.Context, id string, vcpus int, memoryMiB, diskMiB int64) error
 	SetVMImageID(ctx context.Context, id, imageID string) error
+	InsertSnapshot(ctx context.Context, sn model.Snapshot) error
+	GetSnapshot(ctx context.Context, vmID, name string) (model.Snapshot, error)
+	ListSnapshots(ctx context.Context, vmID string) ([]model.Snapshot, error)
+	DeleteSnapshot(ctx context.Context, vmID, name string) error
 	DeleteVM(ctx context.Context, id string) error
 	LeasedIPs(ctx context.Context) ([]string, error)
 	GetImage(ctx context.Context, name string) (model.Image, error)
@@ -62,6 +66,9 @@ type Host interface {
 	Maintenance(ctx context.Context, vm model.VM) (vmm.Spec, error)
 	// MaintenanceReady returns once a maintenance boot's agent answers.
 	MaintenanceReady(ctx context.Context, vm model.VM, h vmm.Handles) error
+	// Resumed readies the host's side of a guest that a snapshot restore
+	// started: its agent answers (and its clock is set), SSH, ports.
+	Resumed(ctx context.Context, vm model.VM, h vmm.Handles) error
 	// Records publishes the name → IP table (for DNS) after it changed.
 	Records(ctx context.Context, vms []model.VM)
 	// Adopted resumes what a running VM needs from the host (its

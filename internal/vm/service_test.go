@@ -93,6 +93,8 @@ func (f *fakeHost) Maintenance(_ context.Context, vm model.VM) (vmm.Spec, error)
 
 func (f *fakeHost) MaintenanceReady(context.Context, model.VM, vmm.Handles) error { return nil }
 
+func (f *fakeHost) Resumed(context.Context, model.VM, vmm.Handles) error { return nil }
+
 func (f *fakeHost) Ready(context.Context, model.VM, vmm.Handles) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -890,4 +892,41 @@ func TestMaintain(t *testing.T) {
 		t.Fatalf("the cancelled maintenance: %v", err)
 	}
 	assertGone(t, h, vm)
+}
+
+// Snapshots need a running VM and a driver that takes them; a snapshot
+// the VM has changed away from is refused.
+func TestSnapshotRefusals(t *testing.T) {
+	h := newHarness(t, nil)
+	ctx := context.Background()
+	h.create(t, "a", false)
+	if _, err := h.svc.Snapshot(ctx, "a", "one"); !errors.Is(err, model.ErrInvalid) || !strings.Contains(err.Error(), "takes no snapshots") {
+		t.Fatalf("a snapshot on a driver without them: %v", err)
+	}
+	if _, err := h.svc.Snapshot(ctx, "a", "bad name!"); !errors.Is(err, model.ErrInvalid) {
+		t.Fatalf("a bad snapshot name: %v", err)
+	}
+	if _, err := h.svc.Stop(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.svc.Snapshot(ctx, "a", "one"); !errors.Is(err, model.ErrState) {
+		t.Fatalf("a snapshot of a stopped vm: %v", err)
+	}
+	vm, _ := h.svc.Get(ctx, "a")
+	sn := model.Snapshot{Driver: vm.Driver, VCPUs: vm.VCPUs, MemoryMiB: vm.MemoryMiB, DiskMiB: vm.DiskMiB, ImageID: vm.ImageID}
+	if err := matches(vm, sn); err != nil {
+		t.Fatalf("a matching snapshot: %v", err)
+	}
+	for _, change := range []func(*model.Snapshot){
+		func(s *model.Snapshot) { s.VCPUs++ },
+		func(s *model.Snapshot) { s.MemoryMiB *= 2 },
+		func(s *model.Snapshot) { s.Driver = "firecracker" },
+		func(s *model.Snapshot) { s.ImageID = "sha256:other" },
+	} {
+		other := sn
+		change(&other)
+		if err := matches(vm, other); !errors.Is(err, vmm.ErrSnapshotMismatch) {
+			t.Errorf("a snapshot %+v of vm %+v: %v", other, vm, err)
+		}
+	}
 }

@@ -88,6 +88,24 @@ type Driver interface {
 	Cleanup(ctx context.Context, h Handles) error
 }
 
+// Snapshotter is a driver that can save a running VM's memory and device
+// state and start a VM that goes on from such a save.
+type Snapshotter interface {
+	// Save pauses the VM and writes its state to path, leaving it paused,
+	// and returns the monitor's version, which a restore must match.
+	Save(ctx context.Context, h Handles, path string) (version string, err error)
+	// Resume continues a VM that Save paused.
+	Resume(ctx context.Context, h Handles) error
+	// StartFrom starts a VMM for spec that goes on from the state at path,
+	// saved by a monitor of the given version (ErrSnapshotMismatch
+	// otherwise), and returns once the guest runs.
+	StartFrom(ctx context.Context, spec Spec, path, version string) (Handles, error)
+}
+
+// ErrSnapshotMismatch is a snapshot that cannot be restored here: taken
+// with another monitor version, or for another machine.
+var ErrSnapshotMismatch = errors.New("the snapshot does not match this vm")
+
 // None is the driver used when no monitor is usable on this host. Every
 // call that would run a guest fails with Reason.
 type None struct {

@@ -34,6 +34,7 @@ func (s *stubHost) Maintenance(_ context.Context, v model.VM) (vmm.Spec, error) 
 	return s.Prepare(context.Background(), v)
 }
 func (s *stubHost) MaintenanceReady(context.Context, model.VM, vmm.Handles) error { return nil }
+func (s *stubHost) Resumed(context.Context, model.VM, vmm.Handles) error          { return nil }
 func (s *stubHost) Release(context.Context, model.VM, vmm.Handles) error          { return nil }
 func (s *stubHost) Records(context.Context, []model.VM)                           {}
 func (s *stubHost) Adopted(context.Context, model.VM, vmm.Handles)                {}

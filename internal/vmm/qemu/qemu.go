@@ -135,6 +135,11 @@ func (d *Driver) Args(spec vmm.Spec) []string {
 // Start spawns QEMU and returns once it runs and its QMP socket answers.
 // The guest boots afterwards; the caller waits for the agent.
 func (d *Driver) Start(ctx context.Context, spec vmm.Spec) (vmm.Handles, error) {
+	return d.start(ctx, spec, nil)
+}
+
+// start is Start with extra arguments (an incoming migration's).
+func (d *Driver) start(ctx context.Context, spec vmm.Spec, extra []string) (vmm.Handles, error) {
 	pidfile, qmp, stderrPath := files(spec.Dir)
 	events, exitFile := eventFiles(spec.Dir)
 	for _, p := range []string{pidfile, qmp, events, exitFile, spec.ControlSocket, spec.TunnelSocket} {
@@ -147,7 +152,7 @@ func (d *Driver) Start(ctx context.Context, spec vmm.Spec) (vmm.Handles, error) 
 		return vmm.Handles{}, fmt.Errorf("opening qemu log: %w", err)
 	}
 	defer errf.Close()
-	proc, err := run.Spawn(d.Args(spec), nil, nil, errf)
+	proc, err := run.Spawn(append(d.Args(spec), extra...), nil, nil, errf)
 	if err != nil {
 		return vmm.Handles{}, fmt.Errorf("starting qemu: %w", err)
 	}
@@ -357,43 +362,4 @@ func (d *Driver) Paused(_ context.Context, h vmm.Handles) (string, error) {
 	default:
 		return st.Status, nil
 	}
-}
-
-// qmpQuery runs a QMP command and returns its "return" value.
-func qmpQuery(sock, command string) (json.RawMessage, error) {
-	c, err := net.DialTimeout("unix", sock, 2*time.Second)
-	if err != nil {
-		return nil, fmt.Errorf("connecting to qmp: %w", err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	r := bufio.NewReader(c)
-	if _, err := r.ReadBytes('\n'); err != nil {
-		return nil, fmt.Errorf("reading qmp greeting: %w", err)
-	}
-	enc := json.NewEncoder(c)
-	var result json.RawMessage
-	for _, cmd := range []string{"qmp_capabilities", command} {
-		if err := enc.Encode(map[string]string{"execute": cmd}); err != nil {
-			return nil, fmt.Errorf("sending qmp %s: %w", cmd, err)
-		}
-		for {
-			line, err := r.ReadBytes('\n')
-			if err != nil {
-				return nil, fmt.Errorf("reading qmp reply: %w", err)
-			}
-			var reply map[string]json.RawMessage
-			if json.Unmarshal(line, &reply) != nil {
-				continue
-			}
-			if ret, ok := reply["return"]; ok {
-				result = ret
-				break
-			}
-			if e, ok := reply["error"]; ok {
-				return nil, fmt.Errorf("qmp %s: %s", cmd, e)
-			}
-		}
-	}
-	return result, nil
 }

@@ -1,0 +1,180 @@
+package qemu
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/banger-dev/banger/internal/vmm"
+)
+
+// Save pauses the guest and writes its memory and device state to path:
+// QEMU's migration stream, into a descriptor handed over QMP (no shell
+// command line). The guest stays paused; Resume continues it. It returns
+// QEMU's version, which a restore must match.
+func (d *Driver) Save(ctx context.Context, h vmm.Handles, path string) (string, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("creating the memory file: %w", err)
+	}
+	defer f.Close()
+	q, err := dialQMP(h.Extra["qmp"], 30*time.Minute)
+	if err != nil {
+		return "", err
+	}
+	defer q.Close()
+	version, err := qmpVersion(q)
+	if err != nil {
+		return "", err
+	}
+	if _, err := q.run("stop", nil, nil); err != nil {
+		return "", err
+	}
+	// The stream is local: no reason to hold it to QEMU's default rate.
+	if _, err := q.run("migrate-set-parameters", map[string]any{"max-bandwidth": int64(1) << 40}, nil); err != nil {
+		return "", err
+	}
+	if _, err := q.run("getfd", map[string]string{"fdname": "banger-save"}, f); err != nil {
+		return "", err
+	}
+	if _, err := q.run("migrate", map[string]string{"uri": "fd:banger-save"}, nil); err != nil {
+		return "", err
+	}
+	if err := waitMigration(ctx, q); err != nil {
+		return "", err
+	}
+	if err := f.Sync(); err != nil {
+		return "", fmt.Errorf("writing the memory file: %w", err)
+	}
+	return version, f.Close()
+}
+
+// Resume continues a guest Save paused.
+func (d *Driver) Resume(_ context.Context, h vmm.Handles) error {
+	return qmpCommand(h.Extra["qmp"], "cont")
+}
+
+// StartFrom spawns QEMU for spec waiting for an incoming migration, feeds
+// it the state Save wrote at path, and returns once the guest runs on
+// from there. A QEMU of another version than the one that saved is
+// refused before anything is loaded.
+func (d *Driver) StartFrom(ctx context.Context, spec vmm.Spec, path, version string) (vmm.Handles, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return vmm.Handles{}, fmt.Errorf("opening the memory file: %w", err)
+	}
+	defer f.Close()
+	h, err := d.start(ctx, spec, []string{"-incoming", "defer"})
+	if err != nil {
+		return vmm.Handles{}, err
+	}
+	fail := func(err error) (vmm.Handles, error) {
+		_ = d.Stop(context.WithoutCancel(ctx), h, 0)
+		_ = d.Cleanup(context.WithoutCancel(ctx), h)
+		return vmm.Handles{}, err
+	}
+	q, err := dialQMP(h.Extra["qmp"], 30*time.Minute)
+	if err != nil {
+		return fail(err)
+	}
+	defer q.Close()
+	got, err := qmpVersion(q)
+	if err != nil {
+		return fail(err)
+	}
+	if got != version {
+		return fail(fmt.Errorf("%w: it was taken with QEMU %s and this is QEMU %s", vmm.ErrSnapshotMismatch, version, got))
+	}
+	if _, err := q.run("getfd", map[string]string{"fdname": "banger-restore"}, f); err != nil {
+		return fail(err)
+	}
+	if _, err := q.run("migrate-incoming", map[string]string{"uri": "fd:banger-restore"}, nil); err != nil {
+		return fail(err)
+	}
+	for {
+		var st struct {
+			Running bool   `json:"running"`
+			Status  string `json:"status"`
+		}
+		ret, err := q.run("query-status", nil, nil)
+		if err != nil {
+			return fail(fmt.Errorf("loading the snapshot: %w; %s", err, vmm.FileTail(stderrFile(spec.Dir), 800)))
+		}
+		if err := json.Unmarshal(ret, &st); err != nil {
+			return fail(err)
+		}
+		if st.Running {
+			return h, nil
+		}
+		if st.Status == "paused" {
+			// The state carries the run state of its save, which was
+			// paused: loaded now, go on.
+			if _, err := q.run("cont", nil, nil); err != nil {
+				return fail(err)
+			}
+			continue
+		}
+		if st.Status != "inmigrate" && st.Status != "prelaunch" {
+			return fail(fmt.Errorf("loading the snapshot left the guest %s; %s", st.Status, vmm.FileTail(stderrFile(spec.Dir), 800)))
+		}
+		select {
+		case <-ctx.Done():
+			return fail(ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func stderrFile(dir string) string {
+	_, _, stderr := files(dir)
+	return stderr
+}
+
+func qmpVersion(q *qmp) (string, error) {
+	ret, err := q.run("query-version", nil, nil)
+	if err != nil {
+		return "", err
+	}
+	var v struct {
+		QEMU struct {
+			Major, Minor, Micro int
+		} `json:"qemu"`
+		Package string `json:"package"`
+	}
+	if err := json.Unmarshal(ret, &v); err != nil {
+		return "", fmt.Errorf("decoding qmp query-version: %w", err)
+	}
+	return strings.TrimSpace(fmt.Sprintf("%d.%d.%d %s", v.QEMU.Major, v.QEMU.Minor, v.QEMU.Micro, strings.TrimSpace(v.Package))), nil
+}
+
+// waitMigration polls an outgoing migration until it completes.
+func waitMigration(ctx context.Context, q *qmp) error {
+	for {
+		ret, err := q.run("query-migrate", nil, nil)
+		if err != nil {
+			return err
+		}
+		var st struct {
+			Status string `json:"status"`
+			Error  string `json:"error-desc"`
+		}
+		if err := json.Unmarshal(ret, &st); err != nil {
+			return fmt.Errorf("decoding qmp query-migrate: %w", err)
+		}
+		switch st.Status {
+		case "completed":
+			return nil
+		case "failed", "cancelled":
+			return fmt.Errorf("%w: %s %s", errMigration, st.Status, st.Error)
+		}
+		select {
+		case <-ctx.Done():
+			_, _ = q.run("migrate_cancel", nil, nil)
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
