@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/banger-dev/banger/internal/model"
@@ -128,7 +129,6 @@ func (s *Service) boot(ctx context.Context, vm model.VM, sn *model.Snapshot) (vm
 // place of the VM's, then a VMM that goes on from its state, and the
 // host's side of a running guest (clock, SSH, ports) made ready.
 func (s *Service) restoreOnce(ctx context.Context, vm model.VM, sn *model.Snapshot) (vmm.Handles, error) {
-	rec := context.WithoutCancel(ctx)
 	snap, err := s.snapshotter(vm)
 	if err != nil {
 		return vmm.Handles{}, err
@@ -140,22 +140,10 @@ func (s *Service) restoreOnce(ctx context.Context, vm model.VM, sn *model.Snapsh
 	if err != nil {
 		return vmm.Handles{}, err
 	}
-	state := s.cfg.Layout.SnapshotsDir(vm.ID) + "/" + sn.Name + "/" + snapshotState
-	h, err := snap.StartFrom(ctx, spec, state, sn.Version)
-	if err != nil {
-		_ = s.host.Release(rec, vm, vmm.Handles{Tap: spec.Tap})
-		return vmm.Handles{}, err
-	}
-	h.Tap = spec.Tap
-	if err := s.handles.put(vm.ID, h); err != nil {
-		s.abandon(rec, vm, h)
-		return vmm.Handles{}, err
-	}
-	if err := s.host.Resumed(ctx, vm, h); err != nil {
-		s.abandon(rec, vm, h)
-		return vmm.Handles{}, err
-	}
-	return h, nil
+	state := filepath.Join(s.cfg.Layout.SnapshotsDir(vm.ID), sn.Name, snapshotState)
+	return s.launch(ctx, vm, spec, func(ctx context.Context, spec vmm.Spec) (vmm.Handles, error) {
+		return snap.StartFrom(ctx, spec, state, sn.Version)
+	}, s.host.Resumed)
 }
 
 // bootOnce runs the boot steps: host preparation, the VMM, then waiting for
@@ -176,7 +164,16 @@ func (s *Service) bootOnce(ctx context.Context, vm model.VM) (vmm.Handles, error
 			return vmm.Handles{}, err
 		}
 	}
-	h, err := s.driverNamed(vm.Driver).Start(ctx, spec)
+	return s.launch(ctx, vm, spec, s.driverNamed(vm.Driver).Start, s.host.Ready)
+}
+
+// launch is the end of every boot: the VMM spawned by start, its handles
+// recorded as soon as it runs (so a daemon that dies now can still find
+// it), then ready waited for. On failure it releases what the boot took.
+func (s *Service) launch(ctx context.Context, vm model.VM, spec vmm.Spec,
+	start func(context.Context, vmm.Spec) (vmm.Handles, error), ready func(context.Context, model.VM, vmm.Handles) error) (vmm.Handles, error) {
+	rec := context.WithoutCancel(ctx)
+	h, err := start(ctx, spec)
 	if err != nil {
 		_ = s.host.Release(rec, vm, vmm.Handles{Tap: spec.Tap})
 		return vmm.Handles{}, err
@@ -186,7 +183,7 @@ func (s *Service) bootOnce(ctx context.Context, vm model.VM) (vmm.Handles, error
 		s.abandon(rec, vm, h)
 		return vmm.Handles{}, err
 	}
-	if err := s.host.Ready(ctx, vm, h); err != nil {
+	if err := ready(ctx, vm, h); err != nil {
 		s.abandon(rec, vm, h)
 		return vmm.Handles{}, err
 	}

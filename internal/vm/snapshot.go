@@ -112,14 +112,20 @@ func (s *Service) Snapshot(ctx context.Context, ref, name string) (model.Snapsho
 }
 
 // copyDisks copies the VM's writable disks from one directory to
-// another: sparse, and reflinked where the filesystem can.
+// another.
 func copyDisks(ctx context.Context, from, to string) error {
 	for _, d := range []string{upperDisk, workDisk} {
-		if err := run.Run(ctx, []string{"cp", "--reflink=auto", "--sparse=always", filepath.Join(from, d), filepath.Join(to, d)}); err != nil {
+		if err := sparseCopy(ctx, filepath.Join(from, d), filepath.Join(to, d)); err != nil {
 			return fmt.Errorf("copying %s: %w", d, err)
 		}
 	}
 	return nil
+}
+
+// sparseCopy copies a disk file, keeping its holes, and reflinked where
+// the filesystem can (then it costs no space until either side changes).
+func sparseCopy(ctx context.Context, src, dst string) error {
+	return run.Run(ctx, []string{"cp", "--reflink=auto", "--sparse=always", src, dst})
 }
 
 // diskUsage is the bytes the files in dir take on disk.
@@ -216,7 +222,7 @@ func (s *Service) restoreDisks(ctx context.Context, vm model.VM, sn *model.Snaps
 	for _, d := range []string{upperDisk, workDisk} {
 		tmp := filepath.Join(dir, ".tmp-restore-"+d)
 		_ = os.Remove(tmp)
-		if err := run.Run(ctx, []string{"cp", "--reflink=auto", "--sparse=always", filepath.Join(from, d), tmp}); err != nil {
+		if err := sparseCopy(ctx, filepath.Join(from, d), tmp); err != nil {
 			_ = os.Remove(tmp)
 			return fmt.Errorf("restoring %s: %w", d, err)
 		}
