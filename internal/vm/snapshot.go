@@ -10,7 +10,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/banger-dev/banger/internal/host/run"
+	"github.com/banger-dev/banger/internal/host/disk"
 	"github.com/banger-dev/banger/internal/model"
 	"github.com/banger-dev/banger/internal/vmm"
 )
@@ -115,17 +115,11 @@ func (s *Service) Snapshot(ctx context.Context, ref, name string) (model.Snapsho
 // another.
 func copyDisks(ctx context.Context, from, to string) error {
 	for _, d := range []string{upperDisk, workDisk} {
-		if err := sparseCopy(ctx, filepath.Join(from, d), filepath.Join(to, d)); err != nil {
+		if err := disk.Copy(ctx, filepath.Join(from, d), filepath.Join(to, d)); err != nil {
 			return fmt.Errorf("copying %s: %w", d, err)
 		}
 	}
 	return nil
-}
-
-// sparseCopy copies a disk file, keeping its holes, and reflinked where
-// the filesystem can (then it costs no space until either side changes).
-func sparseCopy(ctx context.Context, src, dst string) error {
-	return run.Run(ctx, []string{"cp", "--reflink=auto", "--sparse=always", src, dst})
 }
 
 // diskUsage is the bytes the files in dir take on disk.
@@ -222,7 +216,7 @@ func (s *Service) restoreDisks(ctx context.Context, vm model.VM, sn *model.Snaps
 	for _, d := range []string{upperDisk, workDisk} {
 		tmp := filepath.Join(dir, ".tmp-restore-"+d)
 		_ = os.Remove(tmp)
-		if err := sparseCopy(ctx, filepath.Join(from, d), tmp); err != nil {
+		if err := disk.Copy(ctx, filepath.Join(from, d), tmp); err != nil {
 			_ = os.Remove(tmp)
 			return fmt.Errorf("restoring %s: %w", d, err)
 		}

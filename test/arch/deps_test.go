@@ -60,7 +60,7 @@ var allowed = map[string][]string{
 	"internal/host/kvmprobe":           {"internal/host/run", "internal/initramfs", "internal/atomicfile"},
 	"internal/doctor":                  {"internal/host/run", "internal/proc"},
 	"internal/boot":                    {"internal/agentctl", "internal/guest", "internal/guestssh", "internal/host/disk", "internal/host/portfwd", "internal/model", "internal/paths", "internal/proc", "internal/tunnel", "internal/vmm", "internal/atomicfile"},
-	"internal/vm":                      {"internal/model", "internal/op", "internal/paths", "internal/vmm", "internal/image", "internal/atomicfile", "internal/proc"},
+	"internal/vm":                      {"internal/host/disk", "internal/model", "internal/op", "internal/paths", "internal/vmm", "internal/image", "internal/atomicfile", "internal/proc"},
 	"internal/daemon": {"internal/guest", "internal/api", "internal/boot", "internal/config", "internal/guestssh", "internal/host/dns",
 		"internal/host/hostnet", "internal/host/run", "internal/image", "internal/model", "internal/op", "internal/paths",
 		"internal/rpc", "internal/store", "internal/vm", "internal/vmm", "internal/vmm/qemu",

@@ -379,6 +379,10 @@ func (m *machine) apply(op *apispec.Operation, body []byte, action string) reply
 			m.state = "Running"
 		}
 		return noContent
+	case "createSnapshot":
+		return m.createSnapshot(body)
+	case "loadSnapshot":
+		return m.loadSnapshot(body)
 	case "createSyncAction":
 		switch action {
 		case "InstanceStart":
@@ -585,6 +589,139 @@ func serveVsock(ln net.Listener) {
 			_, _ = c.Read(buf) // "CONNECT <port>\n": no guest is there to accept it
 		}()
 	}
+}
+
+// savedMachine is what the fake's snapshot file holds: the configuration
+// a load brings back.
+type savedMachine struct {
+	Config  machineConfig     `json:"machine_config"`
+	Boot    json.RawMessage   `json:"boot"`
+	Drives  []json.RawMessage `json:"drives"`
+	Ifaces  []json.RawMessage `json:"ifaces"`
+	Vsock   json.RawMessage   `json:"vsock"`
+	Version string            `json:"version"`
+}
+
+// createSnapshot writes the state file (the configuration, as JSON) and a
+// sparse memory file of the guest's size, as Firecracker refuses a VM
+// that is not paused.
+func (m *machine) createSnapshot(body []byte) reply {
+	var p struct {
+		MemFilePath  string `json:"mem_file_path"`
+		SnapshotPath string `json:"snapshot_path"`
+		SnapshotType string `json:"snapshot_type"`
+	}
+	_ = json.Unmarshal(body, &p)
+	if m.state != "Paused" {
+		return fault("Create snapshot error: Cannot save the microVM state: the microVM is not paused")
+	}
+	if p.SnapshotType == "Diff" {
+		return fault("Create snapshot error: Diff snapshots are not enabled (track_dirty_pages)")
+	}
+	saved := savedMachine{Config: m.config, Boot: m.bootRaw, Vsock: m.vsockRaw, Version: version}
+	for _, d := range m.drives {
+		saved.Drives = append(saved.Drives, d.raw)
+	}
+	for _, n := range m.ifaces {
+		saved.Ifaces = append(saved.Ifaces, n.raw)
+	}
+	b, _ := json.Marshal(saved)
+	if err := os.WriteFile(p.SnapshotPath, b, 0o600); err != nil {
+		return fault(fmt.Sprintf("Create snapshot error: Cannot write the microVM state: %s", osError(err)))
+	}
+	f, err := os.OpenFile(p.MemFilePath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err == nil {
+		err = f.Truncate(int64(m.config.MemSizeMib) << 20)
+		f.Close()
+	}
+	if err != nil {
+		return fault(fmt.Sprintf("Create snapshot error: Cannot write the guest memory: %s", osError(err)))
+	}
+	return noContent
+}
+
+// loadSnapshot brings a saved configuration back into a fresh process,
+// with the network and vsock overrides applied, running if asked.
+func (m *machine) loadSnapshot(body []byte) reply {
+	var p struct {
+		SnapshotPath string `json:"snapshot_path"`
+		MemFilePath  string `json:"mem_file_path"`
+		MemBackend   *struct {
+			BackendType string `json:"backend_type"`
+			BackendPath string `json:"backend_path"`
+		} `json:"mem_backend"`
+		ResumeVM         bool `json:"resume_vm"`
+		NetworkOverrides []struct {
+			IfaceID     string `json:"iface_id"`
+			HostDevName string `json:"host_dev_name"`
+		} `json:"network_overrides"`
+		VsockOverride *struct {
+			UDSPath string `json:"uds_path"`
+		} `json:"vsock_override"`
+	}
+	_ = json.Unmarshal(body, &p)
+	if m.boot != nil || len(m.drives) > 0 || len(m.ifaces) > 0 || m.vsockLn != nil {
+		return fault("Load snapshot error: Loading a microVM snapshot not allowed after configuring boot-specific resources.")
+	}
+	mem := p.MemFilePath
+	if p.MemBackend != nil {
+		if mem != "" {
+			return fault("Load snapshot error: mem_file_path and mem_backend are mutually exclusive")
+		}
+		mem = p.MemBackend.BackendPath
+	}
+	if mem == "" {
+		return fault("Load snapshot error: missing field: either mem_backend or mem_file_path is required")
+	}
+	raw, err := os.ReadFile(p.SnapshotPath)
+	if err != nil {
+		return fault(fmt.Sprintf("Load snapshot error: Failed to open the snapshot file: %s", osError(err)))
+	}
+	if _, err := os.Stat(mem); err != nil {
+		return fault(fmt.Sprintf("Load snapshot error: Failed to open the memory file: %s", osError(err)))
+	}
+	var saved savedMachine
+	if err := json.Unmarshal(raw, &saved); err != nil {
+		return fault("Load snapshot error: the snapshot file is not one this Firecracker wrote")
+	}
+	m.config, m.bootRaw = saved.Config, saved.Boot
+	for _, d := range saved.Drives {
+		var dr drive
+		_ = json.Unmarshal(d, &dr)
+		dr.raw = d
+		m.drives = append(m.drives, &dr)
+	}
+	for _, n := range saved.Ifaces {
+		var ni netIface
+		_ = json.Unmarshal(n, &ni)
+		ni.raw = n
+		m.ifaces = append(m.ifaces, &ni)
+	}
+	for _, o := range p.NetworkOverrides {
+		found := false
+		for _, ni := range m.ifaces {
+			if ni.ID == o.IfaceID {
+				ni.HostDevName, found = o.HostDevName, true
+			}
+		}
+		if !found {
+			return fault(fmt.Sprintf("Load snapshot error: the snapshot has no network interface %q to override", o.IfaceID))
+		}
+	}
+	if saved.Vsock != nil {
+		vs := saved.Vsock
+		if p.VsockOverride != nil {
+			vs, _ = json.Marshal(map[string]any{"guest_cid": 3, "uds_path": p.VsockOverride.UDSPath})
+		}
+		if rep := m.putVsock(vs); rep.status >= 400 {
+			return rep
+		}
+	}
+	m.state = "Paused"
+	if p.ResumeVM {
+		m.state = "Running"
+	}
+	return noContent
 }
 
 func (m *machine) instanceStart() reply {

@@ -696,3 +696,41 @@ func TestPhaseTableMatchesTheSpec(t *testing.T) {
 		}
 	}
 }
+
+// Snapshots as Firecracker takes them: only of a paused VM; loaded only
+// into a fresh process, which then has the saved configuration.
+func TestSnapshotCreateAndLoad(t *testing.T) {
+	f := start(t)
+	f.boot()
+	state, mem := filepath.Join(f.dir, "vm.state"), filepath.Join(f.dir, "vm.mem")
+	create := fmt.Sprintf(`{"snapshot_path":%q,"mem_file_path":%q}`, state, mem)
+	if msg := f.fault("PUT", "/snapshot/create", create); !strings.Contains(msg, "not paused") {
+		t.Errorf("a snapshot of a running vm: %q", msg)
+	}
+	f.must(http.StatusNoContent, "PATCH", "/vm", `{"state":"Paused"}`)
+	f.must(http.StatusNoContent, "PUT", "/snapshot/create", create)
+	if fi, err := os.Stat(mem); err != nil || fi.Size() == 0 {
+		t.Fatalf("memory file: %v %v", fi, err)
+	}
+	load := fmt.Sprintf(`{"snapshot_path":%q,"mem_backend":{"backend_type":"File","backend_path":%q},"resume_vm":true}`, state, mem)
+	if msg := f.fault("PUT", "/snapshot/load", load); msg != errPostBoot {
+		t.Errorf("a load into a booted process: %q", msg)
+	}
+
+	g := start(t)
+	g.configure()
+	if msg := g.fault("PUT", "/snapshot/load", load); !strings.Contains(msg, "after configuring") {
+		t.Errorf("a load after configuring the boot: %q", msg)
+	}
+	// The saved vsock socket is the first process's, still bound: as with
+	// Firecracker, the load needs another.
+	h := start(t)
+	if msg := h.fault("PUT", "/snapshot/load", load); !strings.Contains(msg, "Address already in use") {
+		t.Errorf("a load onto a socket in use: %q", msg)
+	}
+	h = start(t)
+	h.must(http.StatusNoContent, "PUT", "/snapshot/load", strings.TrimSuffix(load, "}")+fmt.Sprintf(`,"vsock_override":{"uds_path":%q}}`, filepath.Join(h.dir, "v.sock")))
+	if s := instanceState(t, h)["state"]; s != "Running" {
+		t.Errorf("state after a load with resume_vm: %q", s)
+	}
+}

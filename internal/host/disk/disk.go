@@ -43,3 +43,9 @@ func Exists(path string) bool {
 	fi, err := os.Stat(path)
 	return err == nil && fi.Mode().IsRegular()
 }
+
+// Copy copies a disk image, keeping its holes, and reflinked where the
+// filesystem can (then the copy costs no space until one side changes).
+func Copy(ctx context.Context, src, dst string) error {
+	return run.Run(ctx, []string{"cp", "--reflink=auto", "--sparse=always", src, dst})
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 )
 
@@ -36,5 +37,28 @@ func TestCreateExt4(t *testing.T) {
 	// An existing file is never overwritten.
 	if err := CreateExt4(context.Background(), p, 64, "x"); err == nil {
 		t.Fatal("overwrote an existing disk")
+	}
+}
+
+func TestCopyKeepsHoles(t *testing.T) {
+	dir := t.TempDir()
+	src, dst := filepath.Join(dir, "a.img"), filepath.Join(dir, "b.img")
+	f, err := os.Create(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("data"), 64<<20); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := Copy(context.Background(), src, dst); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(dst)
+	if err != nil || fi.Size() != 64<<20+4 {
+		t.Fatalf("copy: %v %v", fi, err)
+	}
+	if blocks := fi.Sys().(*syscall.Stat_t).Blocks * 512; blocks > 1<<20 {
+		t.Errorf("the copy takes %d bytes: its holes were filled", blocks)
 	}
 }

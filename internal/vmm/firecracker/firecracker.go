@@ -96,13 +96,10 @@ var driveIDs = []string{"base", "upper", "work", "config"}
 // in order. Exported so the contract test can validate every request the
 // driver sends against the OpenAPI file without running anything.
 func Requests(spec vmm.Spec, kernelPath string) []Request {
-	f := filesOf(spec.Dir)
-	reqs := []Request{
-		{"PUT", "/logger", map[string]any{"log_path": f.log, "level": "Info", "show_level": true, "show_log_origin": false}},
-		{"PUT", "/metrics", map[string]any{"metrics_path": f.metrics}},
-		{"PUT", "/machine-config", map[string]any{"vcpu_count": spec.VM.VCPUs, "mem_size_mib": spec.VM.MemoryMiB, "smt": false}},
-		{"PUT", "/boot-source", bootSource(kernelPath, spec)},
-	}
+	reqs := append(observability(spec),
+		Request{"PUT", "/machine-config", map[string]any{"vcpu_count": spec.VM.VCPUs, "mem_size_mib": spec.VM.MemoryMiB, "smt": false}},
+		Request{"PUT", "/boot-source", bootSource(kernelPath, spec)},
+	)
 	for i, disk := range spec.Disks {
 		id := "disk" + strconv.Itoa(i)
 		if i < len(driveIDs) {
@@ -128,6 +125,16 @@ func Requests(spec vmm.Spec, kernelPath string) []Request {
 	return append(reqs, Request{"PUT", "/actions", map[string]any{"action_type": "InstanceStart"}})
 }
 
+// observability is the logger and metrics, the first requests of every
+// process (a boot's or a snapshot load's).
+func observability(spec vmm.Spec) []Request {
+	f := filesOf(spec.Dir)
+	return []Request{
+		{"PUT", "/logger", map[string]any{"log_path": f.log, "level": "Info", "show_level": true, "show_log_origin": false}},
+		{"PUT", "/metrics", map[string]any{"metrics_path": f.metrics}},
+	}
+}
+
 func bootSource(kernelPath string, spec vmm.Spec) map[string]any {
 	bs := map[string]any{"kernel_image_path": kernelPath, "boot_args": spec.Cmdline}
 	if spec.Initrd != "" {
@@ -149,6 +156,15 @@ func (d *Driver) Start(ctx context.Context, spec vmm.Spec) (vmm.Handles, error) 
 	if err != nil {
 		return vmm.Handles{}, err
 	}
+	return d.launch(ctx, spec, kernelPath, nil, Requests)
+}
+
+// launch spawns Firecracker for spec, waits for its API, runs check (if
+// any) and then the requests conversation makes of the spec as the
+// process sees it (inside the jail, under the jailer).
+func (d *Driver) launch(ctx context.Context, spec vmm.Spec, kernelPath string, check func(context.Context, *http.Client) error,
+	conversation func(vmm.Spec, string) []Request) (vmm.Handles, error) {
+	var err error
 	// Under the jailer the same files live inside the chroot, and the API
 	// is given the paths as the jailed process sees them.
 	reqSpec, reqKernel := spec, kernelPath
@@ -220,7 +236,13 @@ func (d *Driver) Start(ctx context.Context, spec vmm.Spec) (vmm.Handles, error) 
 	if err := waitAPI(ctx, c, exited); err != nil {
 		return fail(fmt.Errorf("%w: %s", err, vmm.FileTail(f.stderr, 1500)))
 	}
-	for _, r := range Requests(reqSpec, reqKernel) {
+	if check != nil {
+		if err := check(ctx, c); err != nil {
+			return fail(err)
+		}
+	}
+	c = slowClient(f.api) // a snapshot load reads the whole memory file
+	for _, r := range conversation(reqSpec, reqKernel) {
 		if err := call(ctx, c, r); err != nil {
 			// A dropped connection usually means Firecracker died: give it a
 			// moment to be reaped so the error can say so.
@@ -247,6 +269,14 @@ func client(sock string) *http.Client {
 		},
 		DisableKeepAlives: true,
 	}, Timeout: 10 * time.Second}
+}
+
+// slowClient is client for requests that take as long as the guest's
+// memory takes to write or read (snapshots).
+func slowClient(sock string) *http.Client {
+	c := client(sock)
+	c.Timeout = 10 * time.Minute
+	return c
 }
 
 func waitAPI(ctx context.Context, c *http.Client, exited <-chan struct{}) error {

@@ -118,6 +118,24 @@ func TestEveryRequestIsValidUnderTheOpenAPIFile(t *testing.T) {
 			}
 		}
 	}
+	// Snapshots: save, resume, and a load with and without a tap and a
+	// vsock socket to put in place of the saved ones.
+	snaps := append(SaveRequests("/snap/state"), ResumeRequest())
+	for _, spec := range []vmm.Spec{full, minimal} {
+		snaps = append(snaps, LoadRequests(spec, "/snap/state")...)
+	}
+	for _, r := range snaps {
+		body, err := json.Marshal(r.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Validate(context.Background(), r.Method, r.Path, body); err != nil {
+			t.Errorf("snapshot: %s %s %s: %v", r.Method, r.Path, body, err)
+		}
+		if extra, err := s.UndeclaredFields(r.Method, r.Path, body); err != nil || len(extra) > 0 {
+			t.Errorf("snapshot: %s %s sends undeclared fields %v (%v)", r.Method, r.Path, extra, err)
+		}
+	}
 	// The other actions the driver sends.
 	for _, a := range []string{"SendCtrlAltDel", "FlushMetrics"} {
 		if err := s.Validate(context.Background(), "PUT", "/actions", []byte(`{"action_type":"`+a+`"}`)); err != nil {
@@ -252,6 +270,59 @@ func assertNoFake(t *testing.T, spec vmm.Spec) {
 			if f := strings.Fields(string(st)); len(f) > 2 && f[2] != "Z" {
 				t.Fatalf("firecracker %s leaked", e.Name())
 			}
+		}
+	}
+}
+
+// A snapshot against the fake: the VM is paused and saved (state and
+// memory files), resumed, and a fresh process loads it with this boot's
+// tap and vsock socket and runs; another version's snapshot is refused.
+func TestSnapshotAgainstFake(t *testing.T) {
+	d := &Driver{Binary: fake(t)}
+	spec := testSpec(t)
+	record := filepath.Join(spec.Dir, "record.jsonl")
+	t.Setenv(fctest.EnvRecord, record)
+	ctx := context.Background()
+	h, err := d.Start(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(spec.Dir, "state")
+	version, err := d.Save(ctx, h, state)
+	if err != nil || version == "" {
+		t.Fatalf("save: %q %v", version, err)
+	}
+	for _, p := range []string{state, memFile(state)} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("snapshot file: %v", err)
+		}
+	}
+	if err := d.Resume(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	_ = d.Stop(ctx, h, 0)
+	_ = d.Cleanup(ctx, h)
+
+	if _, err := d.StartFrom(ctx, spec, state, "0.0.1"); !errors.Is(err, vmm.ErrSnapshotMismatch) {
+		t.Fatalf("a snapshot of another version: %v", err)
+	}
+	spec.Tap = "bgtap9"
+	h, err = d.StartFrom(ctx, spec, state, version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = d.Stop(ctx, h, 0); _ = d.Cleanup(ctx, h) }()
+	reqs, err := fctest.ReadRecord(record)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := reqs[len(reqs)-1]
+	if last.Path != "/snapshot/load" || last.Status != 204 || !strings.Contains(string(last.Body), `"bgtap9"`) {
+		t.Fatalf("last request %s %s -> %d", last.Path, last.Body, last.Status)
+	}
+	for _, r := range reqs {
+		if r.Status/100 != 2 && r.Path != "/actions" {
+			t.Errorf("the fake refused %s %s (%d): %s", r.Method, r.Path, r.Status, r.Body)
 		}
 	}
 }
