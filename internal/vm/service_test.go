@@ -930,3 +930,94 @@ func TestSnapshotRefusals(t *testing.T) {
 		}
 	}
 }
+
+// writeDisks puts stand-ins for a VM's writable disks in its directory
+// (the fake host makes none).
+func writeDisks(t *testing.T, h *harness, vm model.VM, content string) {
+	t.Helper()
+	for _, d := range []string{upperDisk, workDisk} {
+		if err := os.WriteFile(h.layout.VMFile(vm.ID, d), []byte(content+" "+d), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// A snapshot pauses, saves, copies the disks and resumes; a restore puts
+// the disks back and starts from the state; a save that fails leaves the
+// VM running and nothing recorded.
+func TestSnapshotAndRestore(t *testing.T) {
+	d := fakevmm.NewSnapshotting()
+	h := newHarness(t, d)
+	ctx := context.Background()
+	vm := h.create(t, "a", false)
+	writeDisks(t, h, vm, "then")
+	sn, err := h.svc.Snapshot(ctx, "a", "one")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sn.Version != fakevmm.SnapshotVersion || sn.SizeBytes == 0 || d.IsPaused("a") {
+		t.Fatalf("snapshot %+v, paused %v", sn, d.IsPaused("a"))
+	}
+	dir := filepath.Join(h.layout.SnapshotsDir(vm.ID), "one")
+	for _, f := range []string{snapshotState, upperDisk, workDisk} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("snapshot file %s: %v", f, err)
+		}
+	}
+	writeDisks(t, h, vm, "now")
+	starts := d.Starts()
+	got, err := h.svc.Restore(ctx, "a", "one")
+	if err != nil || got.State != model.StateRunning {
+		t.Fatalf("restore: %+v %v", got, err)
+	}
+	if b, _ := os.ReadFile(h.layout.VMFile(vm.ID, upperDisk)); string(b) != "then "+upperDisk {
+		t.Errorf("the restored root layer holds %q", b)
+	}
+	if d.Starts() != starts+1 || d.String() != "running a" {
+		t.Errorf("after the restore: %d starts, %q", d.Starts(), d.String())
+	}
+
+	d.FailSave = errors.New("disk full")
+	if _, err := h.svc.Snapshot(ctx, "a", "two"); err == nil || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("a failing save: %v", err)
+	}
+	if d.IsPaused("a") {
+		t.Error("a failed save left the vm paused")
+	}
+	if _, err := h.store.GetSnapshot(ctx, vm.ID, "two"); !errors.Is(err, model.ErrNotFound) {
+		t.Errorf("a failed save was recorded: %v", err)
+	}
+	if entries, _ := os.ReadDir(h.layout.SnapshotsDir(vm.ID)); len(entries) != 1 {
+		t.Errorf("a failed save left files: %v", entries)
+	}
+}
+
+// A daemon that died in the middle of a save leaves the VM paused and a
+// temporary directory: the next one resumes the VM and removes it.
+func TestReconcileAfterAnInterruptedSave(t *testing.T) {
+	d := fakevmm.NewSnapshotting()
+	h := newHarness(t, d)
+	ctx := context.Background()
+	vm := h.create(t, "a", false)
+	hd, ok := h.svc.handles.get(vm.ID)
+	if !ok {
+		t.Fatal("no handles")
+	}
+	tmp := filepath.Join(h.layout.SnapshotsDir(vm.ID), ".tmp-one-0000")
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Save(ctx, hd, filepath.Join(tmp, snapshotState)); err != nil {
+		t.Fatal(err)
+	}
+	svc := h.newService(t, d)
+	if err := svc.Reconcile(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if d.IsPaused("a") {
+		t.Error("the vm an interrupted save paused is still paused")
+	}
+	if _, err := os.Stat(tmp); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the interrupted save's files remain: %v", err)
+	}
+}

@@ -6,6 +6,7 @@ package fakevmm
 import (
 	"context"
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -128,4 +129,86 @@ func (d *Driver) String() string {
 	}
 	sort.Strings(names)
 	return strings.Join(names, "\n")
+}
+
+// Snapshotting is the fake with snapshots (vmm.Snapshotter and
+// vmm.PauseReader): Save pauses a machine and writes its name to the
+// state file, StartFrom starts one from such a file.
+type Snapshotting struct {
+	*Driver
+	pmu    sync.Mutex
+	paused map[int]bool
+	// FailSave, when set, is what Save returns after pausing.
+	FailSave error
+}
+
+// SnapshotVersion is the version the fake's snapshots carry.
+const SnapshotVersion = "fake-1"
+
+// NewSnapshotting makes an empty fake that takes snapshots.
+func NewSnapshotting() *Snapshotting {
+	return &Snapshotting{Driver: New(), paused: map[int]bool{}}
+}
+
+// Save pauses the machine and writes its state file.
+func (d *Snapshotting) Save(_ context.Context, h vmm.Handles, path string) (string, error) {
+	if !d.Alive(h) {
+		return "", fmt.Errorf("fake save: machine %d is not running", h.PID)
+	}
+	d.pmu.Lock()
+	d.paused[h.PID] = true
+	d.pmu.Unlock()
+	if d.FailSave != nil {
+		return "", d.FailSave
+	}
+	d.mu.Lock()
+	name := d.machines[h.PID]
+	d.mu.Unlock()
+	if err := os.WriteFile(path, []byte(name), 0o600); err != nil {
+		return "", err
+	}
+	return SnapshotVersion, nil
+}
+
+// Resume unpauses the machine.
+func (d *Snapshotting) Resume(_ context.Context, h vmm.Handles) error {
+	d.pmu.Lock()
+	defer d.pmu.Unlock()
+	delete(d.paused, h.PID)
+	return nil
+}
+
+// Paused says "paused" for a machine Save paused and nothing resumed.
+func (d *Snapshotting) Paused(_ context.Context, h vmm.Handles) (string, error) {
+	d.pmu.Lock()
+	defer d.pmu.Unlock()
+	if d.paused[h.PID] {
+		return "paused", nil
+	}
+	return "", nil
+}
+
+// IsPaused reports whether the named machine is paused.
+func (d *Snapshotting) IsPaused(name string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.pmu.Lock()
+	defer d.pmu.Unlock()
+	for pid, n := range d.machines {
+		if n == name && d.paused[pid] {
+			return true
+		}
+	}
+	return false
+}
+
+// StartFrom starts a machine from a state file Save wrote.
+func (d *Snapshotting) StartFrom(ctx context.Context, spec vmm.Spec, path, version string) (vmm.Handles, error) {
+	if version != SnapshotVersion {
+		return vmm.Handles{}, fmt.Errorf("%w: fake version %s", vmm.ErrSnapshotMismatch, version)
+	}
+	if _, err := os.Stat(path); err != nil {
+		return vmm.Handles{}, fmt.Errorf("fake restore: %w", err)
+	}
+	return d.Start(ctx, spec)
 }
