@@ -46,6 +46,9 @@ type boot struct {
 	cfg      guest.Config
 	init     string // the image's init, "" when it has none
 	servePID int    // the control-channel server
+	// serveFlags are what the control-channel server is run with
+	// (--maintenance in a maintenance boot).
+	serveFlags []string
 }
 
 // step is one named stage of the boot sequence.

@@ -28,7 +28,7 @@ func findInit(root string) string {
 // so it outlives this one's exec into the image's init.
 func (b *boot) startServe() error {
 	b.init = findInit("")
-	pid, err := forkServe()
+	pid, err := b.forkServe()
 	if err != nil {
 		return err
 	}
@@ -41,8 +41,8 @@ func (b *boot) startServe() error {
 // maintenance boot, which also serves the root export. The agent stays
 // PID 1 (a minimal init) in the initramfs.
 func (b *boot) startServeMaintenance() error {
-	serveArgs = []string{"banger-agent", "serve", "--maintenance"}
-	pid, err := forkServe()
+	b.serveFlags = []string{"--maintenance"}
+	pid, err := b.forkServe()
 	if err != nil {
 		return err
 	}
@@ -50,11 +50,10 @@ func (b *boot) startServeMaintenance() error {
 	return nil
 }
 
-// serveArgs is how the control-channel server is run (and rerun).
-var serveArgs = []string{"banger-agent", "serve"}
-
-func forkServe() (int, error) {
-	return syscall.ForkExec("/proc/self/exe", serveArgs, &syscall.ProcAttr{
+// forkServe runs the control-channel server (again, when it died), with
+// the boot's flags for it.
+func (b *boot) forkServe() (int, error) {
+	return syscall.ForkExec("/proc/self/exe", append([]string{"banger-agent", "serve"}, b.serveFlags...), &syscall.ProcAttr{
 		Dir:   "/",
 		Env:   os.Environ(),
 		Files: []uintptr{0, 1, 2},
@@ -129,7 +128,7 @@ func (b *boot) minimalInit() {
 		default: // ECHILD: the server is not running
 		}
 		time.Sleep(time.Second)
-		if b.servePID, err = forkServe(); err != nil {
+		if b.servePID, err = b.forkServe(); err != nil {
 			b.log.Printf("restarting the control channel server: %v", err)
 			b.servePID = -1
 		}

@@ -187,20 +187,26 @@ func (h *Host) Prepare(ctx context.Context, vm model.VM) (spec vmm.Spec, err err
 	if tap == "" {
 		mac = ""
 	}
+	spec = h.spec(vm, im, initrd,
+		vmm.Disk{Path: h.file(vm, "upper.ext4")},
+		vmm.Disk{Path: h.file(vm, "work.ext4")},
+		vmm.Disk{Path: h.file(vm, "config.img"), ReadOnly: true})
+	spec.Tap, spec.MAC = tap, mac
+	return spec, nil
+}
+
+// spec is what every boot of vm shares: its image's kernel and
+// initramfs, the image's root read-only, then disks, and the VM's
+// console and agent sockets.
+func (h *Host) spec(vm model.VM, im model.Image, initrd string, disks ...vmm.Disk) vmm.Spec {
 	return vmm.Spec{
 		VM: vm, Dir: h.cfg.Layout.VMDir(vm.ID),
 		Kernel: im.KernelPath, Initrd: initrd, Cmdline: cmdline,
-		Disks: []vmm.Disk{
-			{Path: im.RootfsPath, ReadOnly: true},
-			{Path: h.file(vm, "upper.ext4")},
-			{Path: h.file(vm, "work.ext4")},
-			{Path: h.file(vm, "config.img"), ReadOnly: true},
-		},
-		Tap: tap, MAC: mac,
+		Disks:         append([]vmm.Disk{{Path: im.RootfsPath, ReadOnly: true}}, disks...),
 		ConsoleLog:    h.file(vm, "console.log"),
 		ControlSocket: h.file(vm, "agent.sock"),
 		TunnelSocket:  h.file(vm, "tunnel.sock"),
-	}, nil
+	}
 }
 
 // Maintenance readies a maintenance boot of a stopped vm (see
@@ -225,20 +231,10 @@ func (h *Host) Maintenance(ctx context.Context, vm model.VM) (vmm.Spec, error) {
 		return vmm.Spec{}, fmt.Errorf("writing maintenance config disk: %w", err)
 	}
 	vm.ImageID, vm.Network = im.ID, model.NetworkNone
-	return vmm.Spec{
-		VM: vm, Dir: h.cfg.Layout.VMDir(vm.ID),
-		Kernel: im.KernelPath, Initrd: initrd, Cmdline: cmdline,
-		Disks: []vmm.Disk{
-			{Path: im.RootfsPath, ReadOnly: true},
-			// Writable at the VMM: the guest mounts it read-only, and a
-			// journal left to replay is the guest kernel's to replay.
-			{Path: upper},
-			{Path: cfgDisk, ReadOnly: true},
-		},
-		ConsoleLog:    h.file(vm, "console.log"),
-		ControlSocket: h.file(vm, "agent.sock"),
-		TunnelSocket:  h.file(vm, "tunnel.sock"),
-	}, nil
+	// The upper disk is writable at the VMM: the guest mounts it
+	// read-only, and a journal left to replay is the guest kernel's to
+	// replay.
+	return h.spec(vm, im, initrd, vmm.Disk{Path: upper}, vmm.Disk{Path: cfgDisk, ReadOnly: true}), nil
 }
 
 // MaintenanceReady waits for a maintenance boot's agent to say it is

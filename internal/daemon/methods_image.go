@@ -58,27 +58,8 @@ func (d *Daemon) imageUsers(ctx context.Context) (map[string][]string, error) {
 	return users, nil
 }
 
-// imageShow finds an image by name, or by its ID or an ID prefix of at
-// least 12 hex digits (as `image list` shows it), named or not.
 func (d *Daemon) imageShow(ctx context.Context, _ rpc.Caller, p api.ImageRef) (api.Image, error) {
-	im, err := d.images.Get(ctx, p.Name)
-	if errors.Is(err, model.ErrNotFound) {
-		if prefix := strings.TrimPrefix(p.Name, "sha256:"); len(prefix) >= 12 {
-			ims, lerr := d.images.List(ctx)
-			if lerr != nil {
-				return api.Image{}, lerr
-			}
-			var found []model.Image
-			for _, c := range ims {
-				if strings.HasPrefix(strings.TrimPrefix(c.ID, "sha256:"), prefix) && (len(found) == 0 || found[0].ID != c.ID) {
-					found = append(found, c)
-				}
-			}
-			if len(found) == 1 {
-				im, err = found[0], nil
-			}
-		}
-	}
+	im, err := d.images.Find(ctx, p.Name)
 	if err != nil {
 		return api.Image{}, err
 	}
@@ -128,13 +109,7 @@ func (d *Daemon) newImageName(ctx context.Context, raw json.RawMessage) (api.Ima
 	if err := json.Unmarshal(raw, &p); err != nil {
 		return p, model.Errorf(model.ErrInvalid, "invalid params: %v", err)
 	}
-	if err := model.ValidateImageRef(p.Name); err != nil {
-		return p, err
-	}
-	if _, err := d.images.Get(ctx, p.Name); err == nil {
-		return p, model.Errorf(model.ErrConflict, "image %q already exists; delete it first or give another --name", p.Name)
-	}
-	return p, nil
+	return p, d.images.NewName(ctx, p.Name)
 }
 
 // imageImport receives an image archive the CLI read as its user (the

@@ -9,6 +9,7 @@ import (
 	"github.com/banger-dev/banger/internal/model"
 	"github.com/banger-dev/banger/internal/op"
 	"github.com/banger-dev/banger/internal/rpc"
+	"github.com/banger-dev/banger/internal/vm"
 	"github.com/banger-dev/banger/internal/vmm"
 )
 
@@ -18,18 +19,15 @@ import (
 // its agent streams the merged root through the tunnel; the host writes
 // the new ext4 from that stream and never mounts what the guest wrote.
 func (d *Daemon) imagePromote(ctx context.Context, _ rpc.Caller, p api.ImagePromoteParams) (api.Operation, error) {
-	if err := model.ValidateImageRef(p.Name); err != nil {
+	if err := d.images.NewName(ctx, p.Name); err != nil {
 		return api.Operation{}, err
-	}
-	if _, err := d.images.Get(ctx, p.Name); err == nil {
-		return api.Operation{}, model.Errorf(model.ErrConflict, "image %q already exists; delete it first or choose another name", p.Name)
 	}
 	v, err := d.vms.Get(ctx, p.VM)
 	if err != nil {
 		return api.Operation{}, err
 	}
-	if v.State != model.StateStopped && v.State != model.StateCreated && v.State != model.StateError {
-		return api.Operation{}, model.Errorf(model.ErrState, "vm %s is %s; a promote takes a stopped vm's disks as they are: `banger vm stop %s` first", v.Name, v.State, v.Name)
+	if err := vm.Stopped(v); err != nil {
+		return api.Operation{}, err
 	}
 	why := "being promoted to image " + p.Name
 	o := d.ops.Begin("image.promote", p.Name, func(ctx context.Context, pr *op.Progress) error {

@@ -24,9 +24,6 @@ import (
 // authorized key, the random seed) is taken out, so every VM made from
 // the image gets its own; the kernel, modules and config are base's.
 func (s *Service) Promote(ctx context.Context, name, vmName string, base model.Image, root io.Reader, p Progress) (model.Image, error) {
-	if err := model.ValidateImageRef(name); err != nil {
-		return model.Image{}, err
-	}
 	return s.installNew(ctx, name, &promoteSource{s: s, vm: vmName, base: base, root: root}, p)
 }
 

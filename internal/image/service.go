@@ -89,6 +89,30 @@ func (s *Service) Get(ctx context.Context, name string) (model.Image, error) {
 	return s.store.GetImage(ctx, name)
 }
 
+// Find returns a local image by name, or by its ID or an ID prefix of at
+// least 12 hex digits (as `image list` shows it), named or not.
+func (s *Service) Find(ctx context.Context, ref string) (model.Image, error) {
+	im, err := s.store.GetImage(ctx, ref)
+	prefix := strings.TrimPrefix(ref, "sha256:")
+	if !errors.Is(err, model.ErrNotFound) || len(prefix) < 12 {
+		return im, err
+	}
+	ims, lerr := s.store.ListImages(ctx)
+	if lerr != nil {
+		return model.Image{}, lerr
+	}
+	var found []model.Image
+	for _, c := range ims {
+		if strings.HasPrefix(strings.TrimPrefix(c.ID, "sha256:"), prefix) && (len(found) == 0 || found[0].ID != c.ID) {
+			found = append(found, c)
+		}
+	}
+	if len(found) != 1 {
+		return model.Image{}, err
+	}
+	return found[0], nil
+}
+
 // Content returns a local image by content ID, whether or not a name
 // still refers to it: what a VM boots from.
 func (s *Service) Content(ctx context.Context, id string) (model.Image, error) {

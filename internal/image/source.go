@@ -97,14 +97,23 @@ func (s *Service) install(ctx context.Context, name string, src Source, p Progre
 // bundle load, a promote): an image of that name already there, or
 // published meanwhile, is model.ErrConflict.
 func (s *Service) installNew(ctx context.Context, name string, src Source, p Progress) (model.Image, error) {
-	if _, err := s.store.GetImage(ctx, name); err == nil {
-		return model.Image{}, existsError(name)
+	if err := s.NewName(ctx, name); err != nil {
+		return model.Image{}, err
 	}
 	return s.install(ctx, name, src, p, false)
 }
 
-func existsError(name string) error {
-	return model.Errorf(model.ErrConflict, "image %q already exists; delete it first or choose another name", name)
+// NewName checks that name is a valid image name no image has yet: what
+// a registration, an upload or a promote must be given, checked before
+// anything is received or booted.
+func (s *Service) NewName(ctx context.Context, name string) error {
+	if err := model.ValidateImageRef(name); err != nil {
+		return err
+	}
+	if _, err := s.store.GetImage(ctx, name); err == nil {
+		return model.Errorf(model.ErrConflict, "image %q already exists; delete it first or choose another name", name)
+	}
+	return nil
 }
 
 // debianSource builds a catalog image from Debian packages, cached by

@@ -92,6 +92,9 @@ func (l Layout) VMFile(id, name string) string { return filepath.Join(l.VMDir(id
 // upper.ext4, work.ext4); they go with the VM's directory.
 func (l Layout) SnapshotsDir(id string) string { return filepath.Join(l.VMDir(id), "snapshots") }
 
+// SnapshotDir is one of a VM's snapshots.
+func (l Layout) SnapshotDir(id, name string) string { return filepath.Join(l.SnapshotsDir(id), name) }
+
 // MaintenanceConfig is the config disk of a VM's maintenance boot (an
 // image promote), beside its own; it lives only as long as that boot.
 const MaintenanceConfig = "maintenance.img"

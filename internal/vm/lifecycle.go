@@ -140,7 +140,7 @@ func (s *Service) restoreOnce(ctx context.Context, vm model.VM, sn *model.Snapsh
 	if err != nil {
 		return vmm.Handles{}, err
 	}
-	state := filepath.Join(s.cfg.Layout.SnapshotsDir(vm.ID), sn.Name, snapshotState)
+	state := filepath.Join(s.cfg.Layout.SnapshotDir(vm.ID, sn.Name), snapshotState)
 	return s.launch(ctx, vm, spec, func(ctx context.Context, spec vmm.Spec) (vmm.Handles, error) {
 		return snap.StartFrom(ctx, spec, state, sn.Version)
 	}, s.host.Resumed)

@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/banger-dev/banger/internal/model"
+	"github.com/banger-dev/banger/internal/paths"
 	"github.com/banger-dev/banger/internal/vmm"
 )
 
@@ -21,33 +22,19 @@ type MaintenanceFunc func(ctx context.Context, vm model.VM, h vmm.Handles) error
 // meanwhile leaves nothing running: the next one kills a VMM whose VM is
 // not recorded as running.
 func (s *Service) Maintain(ctx context.Context, ref, why string, fn MaintenanceFunc) error {
-	vm, err := s.store.GetVM(ctx, ref)
+	mctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	vm, done, err := s.claim(ctx, ref, why, cancel, Stopped)
 	if err != nil {
 		return err
 	}
-	unlock := s.locks.Lock(vm.ID)
-	if vm, err = s.store.GetVM(ctx, vm.ID); err != nil {
-		unlock()
-		return err
-	}
-	if err := s.idle(vm); err != nil {
-		unlock()
-		return err
-	}
-	if vm.State != model.StateStopped && vm.State != model.StateCreated && vm.State != model.StateError {
-		unlock()
-		return model.Errorf(model.ErrState, "vm %s is %s; %s takes a stopped vm's disks as they are: `banger vm stop %s` first", vm.Name, vm.State, why, vm.Name)
-	}
-	mctx, cancel := context.WithCancel(ctx)
-	done := s.markBusy(vm.ID, why, cancel)
-	unlock()
 	defer done()
 
 	spec, err := s.host.Maintenance(mctx, vm)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(spec.Disks[len(spec.Disks)-1].Path) // the maintenance config disk
+	defer os.Remove(s.cfg.Layout.VMFile(vm.ID, paths.MaintenanceConfig))
 	d := s.driverNamed(vm.Driver)
 	if err := d.Available(mctx); err != nil {
 		return err
@@ -70,6 +57,37 @@ func (s *Service) Maintain(ctx context.Context, ref, why string, fn MaintenanceF
 		return err
 	}
 	return fn(mctx, spec.VM, h)
+}
+
+// claim marks VM ref busy for why (see idle) once check passes, both
+// under the VM's lock, and returns it with the func that ends the mark; a
+// forced delete meanwhile calls cancel and waits for the mark to end.
+func (s *Service) claim(ctx context.Context, ref, why string, cancel context.CancelFunc, check func(model.VM) error) (model.VM, func(), error) {
+	vm, err := s.store.GetVM(ctx, ref)
+	if err != nil {
+		return model.VM{}, nil, err
+	}
+	unlock := s.locks.Lock(vm.ID)
+	defer unlock()
+	if vm, err = s.store.GetVM(ctx, vm.ID); err != nil {
+		return model.VM{}, nil, err
+	}
+	if err := s.idle(vm); err != nil {
+		return model.VM{}, nil, err
+	}
+	if err := check(vm); err != nil {
+		return model.VM{}, nil, err
+	}
+	return vm, s.markBusy(vm.ID, why, cancel), nil
+}
+
+// Stopped refuses a VM that is not stopped (or created, or broken): what
+// a maintenance boot takes are a stopped VM's disks as they are.
+func Stopped(vm model.VM) error {
+	if vm.State != model.StateStopped && vm.State != model.StateCreated && vm.State != model.StateError {
+		return model.Errorf(model.ErrState, "vm %s is %s; its disks are taken as they are when it is stopped: `banger vm stop %s` first", vm.Name, vm.State, vm.Name)
+	}
+	return nil
 }
 
 // idle refuses a lifecycle call on a VM whose create or maintenance is in

@@ -88,7 +88,7 @@ func (f *fakeHost) Prepare(_ context.Context, vm model.VM) (vmm.Spec, error) {
 }
 
 func (f *fakeHost) Maintenance(_ context.Context, vm model.VM) (vmm.Spec, error) {
-	return vmm.Spec{VM: vm, Disks: []vmm.Disk{{Path: filepath.Join(os.TempDir(), "banger-fake-maintenance-"+vm.ID)}}}, nil
+	return vmm.Spec{VM: vm}, nil
 }
 
 func (f *fakeHost) MaintenanceReady(context.Context, model.VM, vmm.Handles) error { return nil }

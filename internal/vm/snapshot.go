@@ -39,36 +39,29 @@ func (s *Service) Snapshot(ctx context.Context, ref, name string) (model.Snapsho
 	if err := model.ValidateName(name); err != nil {
 		return model.Snapshot{}, fmt.Errorf("snapshot name: %w", err)
 	}
-	vm, err := s.store.GetVM(ctx, ref)
-	if err != nil {
-		return model.Snapshot{}, err
-	}
-	unlock := s.locks.Lock(vm.ID)
-	if vm, err = s.store.GetVM(ctx, vm.ID); err != nil {
-		unlock()
-		return model.Snapshot{}, err
-	}
-	h, running := s.handles.get(vm.ID)
-	switch {
-	case s.idle(vm) != nil:
-		unlock()
-		return model.Snapshot{}, s.idle(vm)
-	case vm.State != model.StateRunning || !running:
-		unlock()
-		return model.Snapshot{}, model.Errorf(model.ErrState, "vm %s is %s; a snapshot is taken of a running vm: `banger vm start %s` first", vm.Name, vm.State, vm.Name)
-	}
-	sn, err := s.snapshotter(vm)
-	if err != nil {
-		unlock()
-		return model.Snapshot{}, err
-	}
-	if _, err := s.store.GetSnapshot(ctx, vm.ID, name); err == nil {
-		unlock()
-		return model.Snapshot{}, model.Errorf(model.ErrConflict, "vm %s has a snapshot %q already; delete it first or choose another name", vm.Name, name)
-	}
 	ctx, cancel := context.WithCancel(ctx)
-	done := s.markBusy(vm.ID, "taking snapshot "+name, cancel)
-	unlock()
+	defer cancel()
+	var (
+		h  vmm.Handles
+		sn vmm.Snapshotter
+	)
+	vm, done, err := s.claim(ctx, ref, "taking snapshot "+name, cancel, func(vm model.VM) error {
+		var running bool
+		if h, running = s.handles.get(vm.ID); vm.State != model.StateRunning || !running {
+			return model.Errorf(model.ErrState, "vm %s is %s; a snapshot is taken of a running vm: `banger vm start %s` first", vm.Name, vm.State, vm.Name)
+		}
+		var err error
+		if sn, err = s.snapshotter(vm); err != nil {
+			return err
+		}
+		if _, err := s.store.GetSnapshot(ctx, vm.ID, name); err == nil {
+			return model.Errorf(model.ErrConflict, "vm %s has a snapshot %q already; delete it first or choose another name", vm.Name, name)
+		}
+		return nil
+	})
+	if err != nil {
+		return model.Snapshot{}, err
+	}
 	defer done()
 
 	dir := s.cfg.Layout.SnapshotsDir(vm.ID)
@@ -98,7 +91,7 @@ func (s *Service) Snapshot(ctx context.Context, ref, name string) (model.Snapsho
 	}
 	rec := model.Snapshot{VMID: vm.ID, Name: name, Driver: vm.Driver, Version: version, ImageID: vm.ImageID,
 		VCPUs: vm.VCPUs, MemoryMiB: vm.MemoryMiB, DiskMiB: vm.DiskMiB, SizeBytes: diskUsage(tmp), CreatedAt: time.Now().UTC()}
-	final := filepath.Join(dir, name)
+	final := s.cfg.Layout.SnapshotDir(vm.ID, name)
 	if err := os.Rename(tmp, final); err != nil {
 		return model.Snapshot{}, fmt.Errorf("keeping the snapshot: %w", err)
 	}
@@ -160,7 +153,7 @@ func (s *Service) DeleteSnapshot(ctx context.Context, ref, name string) error {
 	if err := s.store.DeleteSnapshot(ctx, vm.ID, name); err != nil {
 		return err
 	}
-	if err := os.RemoveAll(filepath.Join(s.cfg.Layout.SnapshotsDir(vm.ID), name)); err != nil {
+	if err := os.RemoveAll(s.cfg.Layout.SnapshotDir(vm.ID, name)); err != nil {
 		return fmt.Errorf("removing the snapshot's files: %w", err)
 	}
 	return nil
@@ -211,7 +204,7 @@ func matches(vm model.VM, sn model.Snapshot) error {
 // restoreDisks puts a snapshot's disks in place of the VM's, each copied
 // beside its target and renamed over it.
 func (s *Service) restoreDisks(ctx context.Context, vm model.VM, sn *model.Snapshot) error {
-	from := filepath.Join(s.cfg.Layout.SnapshotsDir(vm.ID), sn.Name)
+	from := s.cfg.Layout.SnapshotDir(vm.ID, sn.Name)
 	dir := s.cfg.Layout.VMDir(vm.ID)
 	for _, d := range []string{upperDisk, workDisk} {
 		tmp := filepath.Join(dir, ".tmp-restore-"+d)

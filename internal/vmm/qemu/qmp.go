@@ -3,7 +3,6 @@ package qemu
 import (
 	"bufio"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -94,6 +93,3 @@ func qmpQuery(sock, command string) (json.RawMessage, error) {
 	defer q.Close()
 	return q.run(command, nil, nil)
 }
-
-// errMigration is a migration QEMU reports as failed.
-var errMigration = errors.New("the migration failed")

@@ -3,6 +3,7 @@ package qemu
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -149,6 +150,9 @@ func qmpVersion(q *qmp) (string, error) {
 	}
 	return strings.TrimSpace(fmt.Sprintf("%d.%d.%d %s", v.QEMU.Major, v.QEMU.Minor, v.QEMU.Micro, strings.TrimSpace(v.Package))), nil
 }
+
+// errMigration is a migration QEMU reports as failed.
+var errMigration = errors.New("the migration failed")
 
 // waitMigration polls an outgoing migration until it completes.
 func waitMigration(ctx context.Context, q *qmp) error {
