@@ -349,7 +349,15 @@ func TestServe(t *testing.T) {
 	agentSide, hostSide := net.Pipe()
 	shutdowns := make(chan struct{}, 1)
 	var adjusted []time.Duration
+	var identities []guest.Identity
 	s := &server{
+		identify: func(id guest.Identity) error {
+			if id.MachineID == "" {
+				return errors.New("no entropy")
+			}
+			identities = append(identities, id)
+			return nil
+		},
 		log: newLogger(io.Discard), version: "v1.2.3", heartbeat: 10 * time.Millisecond,
 		shutdown: func() { shutdowns <- struct{}{} },
 		adjustClock: func(d time.Duration) (string, error) {
@@ -393,6 +401,18 @@ func TestServe(t *testing.T) {
 	}
 	if len(adjusted) != 2 || adjusted[0] != -2500*time.Microsecond {
 		t.Fatalf("clock adjusted by %v, want -2.5ms then 2h", adjusted)
+	}
+	h.send(`{"type":"identity","id":"i1"}`)
+	if m := h.next(); m.Type != guest.MsgIdentityDone || m.ID != "i1" || m.Detail == "" {
+		t.Fatalf("answer to an identity message without one: %+v", m)
+	}
+	h.send(`{"type":"identity","id":"i2","identity":{"config":{"hostname":"fork-1"},"machine_id":"m"}}`)
+	if m := h.next(); m != (guest.Message{Type: guest.MsgIdentityDone, ID: "i2"}) || len(identities) != 1 || identities[0].Config.Hostname != "fork-1" {
+		t.Fatalf("answer to an identity: %+v (applied %+v)", m, identities)
+	}
+	h.send(`{"type":"identity","id":"i3","identity":{"config":{"hostname":"bad"}}}`)
+	if m := h.next(); m.Type != guest.MsgIdentityDone || m.ID != "i3" || m.Detail != "no entropy" {
+		t.Fatalf("answer to an identity that failed: %+v", m)
 	}
 	h.send(`{"type":"shutdown"}`)
 	if m := h.next(); m.Type != guest.MsgAck {
@@ -494,5 +514,33 @@ func TestServeRetriesEOFOnPorts(t *testing.T) {
 	}
 	if len(types) != 2 {
 		t.Errorf("agent wrote %v, want ready and pong", types)
+	}
+}
+
+// The listening sshd is the one whose parent is not an sshd: it alone
+// gets the SIGHUP that makes it read the new host key.
+func TestSSHDListenersAndMachineID(t *testing.T) {
+	dir := t.TempDir()
+	for pid, stat := range map[string]string{
+		"1":   "1 (systemd) S 0 1 1",
+		"200": "200 (sshd) S 1 200 200",
+		"300": "300 (sshd) S 200 300 300", // a session
+		"400": "400 (my (sshd)) S 1 400 400",
+		"500": "500 (bash) S 300 500 500",
+	} {
+		if err := os.MkdirAll(filepath.Join(dir, pid), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, pid, "stat"), []byte(stat+" 0 0\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := sshdListeners(dir); len(got) != 1 || got[0] != 200 {
+		t.Errorf("sshd listeners %v, want [200]", got)
+	}
+	for id, ok := range map[string]bool{strings.Repeat("a1", 16): true, strings.Repeat("A1", 16): false, "abc": false, strings.Repeat("g", 32): false} {
+		if validMachineID(id) != ok {
+			t.Errorf("validMachineID(%q) = %v", id, !ok)
+		}
 	}
 }

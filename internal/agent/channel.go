@@ -36,6 +36,9 @@ func Serve(ctx context.Context, version string, maintenance bool) error {
 		shutdown:    func() { shutdownGuest(log) },
 		adjustClock: adjustClock,
 	}
+	if !maintenance {
+		s.identify = func(id guest.Identity) error { return identify(log, id) }
+	}
 	if maintenance {
 		s.awaitReady = nil
 		go func() { log.Printf("root export: %v", serveExport(ctx, log, newRoot)) }()

@@ -27,6 +27,8 @@ type server struct {
 	shutdown func()
 	// adjustClock applies a MsgClockAdjust (nil: the clock is left alone).
 	adjustClock func(time.Duration) (string, error)
+	// identify applies a MsgIdentity (nil: refused).
+	identify func(guest.Identity) error
 	// eofRetry says an EOF means "no host on the other end yet" (a
 	// virtio-serial port reads EOF while the host side is closed), not the
 	// end of the stream: keep reading.
@@ -124,6 +126,20 @@ func (s *server) handle(line []byte, send func(guest.Message) error) {
 			reply.Detail = err.Error()
 		} else {
 			reply.Detail = how
+		}
+		_ = send(reply)
+	case guest.MsgIdentity:
+		reply := guest.Message{Type: guest.MsgIdentityDone, ID: m.ID}
+		switch {
+		case m.Identity == nil:
+			reply.Detail = "identity message without an identity"
+		case s.identify == nil:
+			reply.Detail = "this boot takes no identity"
+		default:
+			if err := s.identify(*m.Identity); err != nil {
+				s.log.Printf("control channel: %v", err)
+				reply.Detail = err.Error()
+			}
 		}
 		_ = send(reply)
 	case guest.MsgShutdown:

@@ -33,7 +33,9 @@ const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 
 // serveSSH listens on port 22 until ctx ends.
 func serveSSH(ctx context.Context, log *logger) error {
-	cfg, err := sshServerConfig("/etc/ssh/ssh_host_ed25519_key", "/root/.ssh/authorized_keys")
+	const hostKey, authorized = "/etc/ssh/ssh_host_ed25519_key", "/root/.ssh/authorized_keys"
+	gen := hostKeyGen.Load()
+	cfg, err := sshServerConfig(hostKey, authorized)
 	if err != nil {
 		return err
 	}
@@ -56,6 +58,15 @@ func serveSSH(ctx context.Context, log *logger) error {
 			}
 			time.Sleep(50 * time.Millisecond)
 			continue
+		}
+		if g := hostKeyGen.Load(); g != gen {
+			// The guest took a new identity: the key and the authorized
+			// keys are new files.
+			if next, err := sshServerConfig(hostKey, authorized); err != nil {
+				log.Printf("ssh server: reloading keys: %v; keeping the old ones", err)
+			} else {
+				cfg, gen = next, g
+			}
 		}
 		go serveSSHConn(c, cfg, log)
 	}

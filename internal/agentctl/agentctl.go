@@ -1,6 +1,7 @@
 // Package agentctl is the host end of the control channel to banger-agent
 // inside a guest: waiting for the agent's ready message, asking for a
-// clean shutdown, and keeping the guest's clock on the host's. The channel is line-delimited JSON (guest.Message) over a
+// clean shutdown, keeping the guest's clock on the host's, and giving a
+// restored guest its identity. The channel is line-delimited JSON (guest.Message) over a
 // stream that the VMM driver exposes as a Unix socket.
 package agentctl
 
@@ -231,7 +232,7 @@ type ClockSync struct {
 // ErrClockNotSet means the agent answered but could not move its clock.
 var ErrClockNotSet = errors.New("the guest agent did not set its clock")
 
-// clockQueries numbers clock queries, so an answer that arrives on a later
+// clockQueries numbers clock and identity queries, so an answer that arrives on a later
 // connection (a virtio-serial port outlives them) is not taken for the
 // answer to that connection's query.
 var clockQueries atomic.Uint64
@@ -275,4 +276,25 @@ func (c *Conn) SyncClock(ctx context.Context) (ClockSync, error) {
 	}
 	cs.How = done.Detail
 	return cs, nil
+}
+
+// ErrIdentityRefused means the agent answered but could not take the
+// identity it was given.
+var ErrIdentityRefused = errors.New("the guest agent did not take its new identity")
+
+// Identify has the agent make the guest the VM id describes (see
+// guest.Identity), and waits until it has.
+func (c *Conn) Identify(ctx context.Context, id guest.Identity) error {
+	qid := fmt.Sprintf("%d-%d-identity", os.Getpid(), clockQueries.Add(1))
+	if err := c.Send(guest.Message{Type: guest.MsgIdentity, ID: qid, Identity: &id}); err != nil {
+		return err
+	}
+	done, err := c.waitAnswer(ctx, guest.MsgIdentityDone, qid)
+	if err != nil {
+		return fmt.Errorf("waiting for the guest to take its identity: %w", err)
+	}
+	if done.Detail != "" {
+		return fmt.Errorf("%w: %s", ErrIdentityRefused, done.Detail)
+	}
+	return nil
 }

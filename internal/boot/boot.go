@@ -6,6 +6,9 @@ package boot
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -254,13 +257,30 @@ func (h *Host) MaintenanceReady(ctx context.Context, vm model.VM, hd vmm.Handles
 }
 
 func (h *Host) writeConfigDisk(vm model.VM, ic *model.ImageConfig) error {
+	cfg, err := h.guestConfig(vm, ic)
+	if err != nil {
+		return err
+	}
+	img, err := guest.EncodeDisk(cfg)
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.WriteFile(h.file(vm, "config.img"), img, 0o600); err != nil {
+		return fmt.Errorf("writing config disk: %w", err)
+	}
+	return nil
+}
+
+// guestConfig is who vm is to its guest: the config disk of a cold boot,
+// the identity of a restored one.
+func (h *Host) guestConfig(vm model.VM, ic *model.ImageConfig) (guest.Config, error) {
 	hostKey, err := os.ReadFile(h.file(vm, "ssh_host_ed25519_key"))
 	if err != nil {
-		return fmt.Errorf("reading vm host key: %w", err)
+		return guest.Config{}, fmt.Errorf("reading vm host key: %w", err)
 	}
 	hostPub, err := h.HostKey(vm)
 	if err != nil {
-		return err
+		return guest.Config{}, err
 	}
 	cfg := guest.Config{
 		Hostname:       vm.Name,
@@ -276,14 +296,24 @@ func (h *Host) writeConfigDisk(vm model.VM, ic *model.ImageConfig) error {
 		cfg.Address = vm.IP + "/" + strconv.Itoa(h.cfg.Subnet.Bits())
 		cfg.Gateway, cfg.DNS, cfg.SearchDomain, cfg.MAC = gw.String(), []string{gw.String()}, "vm", vm.MAC
 	}
-	img, err := guest.EncodeDisk(cfg)
+	return cfg, nil
+}
+
+// identity is vm's guest.Identity: its config, a machine-id of its own
+// (the same at every restore of this VM, another for every fork) and
+// fresh entropy.
+func (h *Host) identity(vm model.VM) (guest.Identity, error) {
+	cfg, err := h.guestConfig(vm, nil)
 	if err != nil {
-		return err
+		return guest.Identity{}, err
 	}
-	if err := atomicfile.WriteFile(h.file(vm, "config.img"), img, 0o600); err != nil {
-		return fmt.Errorf("writing config disk: %w", err)
+	id := guest.Identity{Config: cfg, Entropy: make([]byte, 64)}
+	if _, err := rand.Read(id.Entropy); err != nil {
+		return guest.Identity{}, fmt.Errorf("reading entropy for the guest: %w", err)
 	}
-	return nil
+	sum := sha256.Sum256([]byte("banger machine-id\x00" + vm.ID))
+	id.MachineID = hex.EncodeToString(sum[:16])
+	return id, nil
 }
 
 // Ready waits for the agent's ready message, then for SSH, failing early
@@ -360,19 +390,28 @@ func (h *Host) Ready(ctx context.Context, vm model.VM, hd vmm.Handles) error {
 	return h.publish(vm, hd)
 }
 
-// Resumed readies the host's side of a guest a snapshot restore started.
-// Its agent sent its ready message long ago (one session lasts the
-// guest's life), so a clock exchange is what shows it answers, and it
-// brings the guest's clock, behind by the time since the snapshot, to the
-// host's. Then SSH, and the published ports.
+// Resumed readies a guest that a restore or a fork started from saved
+// memory. Its agent sent its ready message long ago (one session lasts
+// the guest's life); the identity exchange is what shows it answers, and
+// makes the guest vm (a fork is still the VM it was copied from until
+// then; a restored VM gets a freshly seeded RNG). A clock exchange brings
+// the guest's clock, behind by the time since the save, to the host's.
+// Then SSH, and the published ports.
 func (h *Host) Resumed(ctx context.Context, vm model.VM, hd vmm.Handles) error {
 	ctx, cancel := context.WithTimeout(ctx, min(agentReadyWait, h.cfg.BootTimeout))
 	defer cancel()
+	id, err := h.identity(vm)
+	if err != nil {
+		return err
+	}
 	c, err := agentctl.Dial(ctx, agentctl.DialerFor(hd.ControlSocket, hd.ControlProto))
 	if err != nil {
 		return fmt.Errorf("vm %s: connecting to the agent after the restore: %w", vm.Name, err)
 	}
-	_, err = h.syncClock(ctx, c, vm)
+	err = c.Identify(ctx, id)
+	if err == nil {
+		_, err = h.syncClock(ctx, c, vm)
+	}
 	c.Close()
 	if err != nil {
 		return fmt.Errorf("vm %s: the agent does not answer after the restore: %w; console:\n%s", vm.Name, err, h.ConsoleTail(vm, 20))

@@ -146,8 +146,24 @@ type Message struct {
 	// Offset is how far the guest's clock is behind the host's, in
 	// nanoseconds (MsgClockAdjust; negative when it is ahead).
 	Offset int64 `json:"offset,omitempty"`
-	// ID ties an answer to its request (clock messages).
+	// ID ties an answer to its request (clock and identity messages).
 	ID string `json:"id,omitempty"`
+	// Identity is who the guest is to become (MsgIdentity).
+	Identity *Identity `json:"identity,omitempty"`
+}
+
+// Identity is what a guest takes on when a restore or a fork starts it
+// from saved memory: the config of the VM it now is (hostname, address,
+// MAC, SSH host key, hosts) and what must never be shared between two
+// copies of one memory image, a machine-id and fresh entropy for the
+// kernel's RNG.
+type Identity struct {
+	Config Config `json:"config"`
+	// MachineID is /etc/machine-id: 32 lowercase hex digits.
+	MachineID string `json:"machine_id"`
+	// Entropy is random bytes from the host, credited to the guest's RNG
+	// before it reseeds.
+	Entropy []byte `json:"entropy"`
 }
 
 // Control message types. The agent sends MsgReady once the guest's own
@@ -163,6 +179,10 @@ type Message struct {
 // MsgClockDone. A virtio-serial port outlives host connections, so a late
 // answer can reach the next connection: the query's ID ties the answer to
 // it, and clock messages have their own types.
+//
+// After a restore or a fork the host sends MsgIdentity (with Identity and
+// an ID); the agent makes the guest that VM and answers MsgIdentityDone
+// with the same ID, Detail empty or the error.
 const (
 	MsgReady     = "ready"
 	MsgHeartbeat = "heartbeat"
@@ -170,6 +190,9 @@ const (
 	MsgAck       = "ack"
 	MsgPing      = "ping"
 	MsgPong      = "pong"
+
+	MsgIdentity     = "identity"
+	MsgIdentityDone = "identity-done"
 
 	MsgClockQuery  = "clock-query"
 	MsgClock       = "clock"

@@ -23,8 +23,7 @@ func Exited(pid int) bool {
 	if err != nil {
 		return true
 	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	_, f, _ := ParseStat(b)
 	return len(f) > 0 && f[0] == "Z"
 }
 
@@ -165,6 +164,18 @@ func mentions(args []string, prefix string) bool {
 	return false
 }
 
+// ParseStat splits a /proc/PID/stat line into the command name and the
+// fields after it (state, ppid, ...). The name is parenthesised and may
+// itself hold spaces and parentheses, so it ends at the last ')'.
+func ParseStat(b []byte) (comm string, fields []string, ok bool) {
+	s := string(b)
+	open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if open < 0 || closing < open {
+		return "", nil, false
+	}
+	return s[open+1 : closing], strings.Fields(s[closing+1:]), true
+}
+
 // Usage is a process's CPU time and resident memory.
 type Usage struct {
 	CPUSeconds float64
@@ -178,10 +189,9 @@ func Stat(pid int) (Usage, error) {
 	if err != nil {
 		return u, err
 	}
-	// Fields after the parenthesised command name; utime and stime are the
-	// 14th and 15th fields of the line, in clock ticks (100 per second).
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	// utime and stime are the 14th and 15th fields of the line, in clock
+	// ticks (100 per second).
+	_, f, _ := ParseStat(b)
 	if len(f) > 12 {
 		ut, _ := strconv.ParseInt(f[11], 10, 64)
 		st, _ := strconv.ParseInt(f[12], 10, 64)

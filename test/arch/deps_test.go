@@ -65,7 +65,7 @@ var allowed = map[string][]string{
 		"internal/host/hostnet", "internal/host/run", "internal/image", "internal/model", "internal/op", "internal/paths",
 		"internal/rpc", "internal/store", "internal/vm", "internal/vmm", "internal/vmm/qemu",
 		"internal/vmm/firecracker", "internal/host/kvmprobe", "internal/doctor", "internal/proc", "internal/tunnel", "internal/oci", "internal/rootfs"},
-	"internal/agent":      {"internal/archive", "internal/guest", "internal/tunnel"},
+	"internal/agent":      {"internal/archive", "internal/guest", "internal/proc", "internal/tunnel"},
 	"cmd/banger":          {"internal/cli"},
 	"cmd/bangerd":         {"internal/daemon", "internal/paths"},
 	"cmd/banger-agent":    {"internal/agent", "internal/wsstream"},

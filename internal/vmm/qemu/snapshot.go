@@ -92,6 +92,12 @@ func (d *Driver) StartFrom(ctx context.Context, spec vmm.Spec, path, version str
 	if _, err := q.run("getfd", map[string]string{"fdname": "banger-restore"}, f); err != nil {
 		return fail(err)
 	}
+	// QEMU announces the NIC's MAC after a load, and that MAC is the one
+	// saved: for a fork it is another VM's, and the bridge would send
+	// that VM's traffic here. The agent announces the right one.
+	if _, err := q.run("migrate-set-parameters", map[string]int{"announce-rounds": 0}, nil); err != nil {
+		return fail(err)
+	}
 	if _, err := q.run("migrate-incoming", map[string]string{"uri": "fd:banger-restore"}, nil); err != nil {
 		return fail(err)
 	}
