@@ -31,6 +31,8 @@ const (
 	MethodVMSnapshotList   = "vm.snapshot.list"
 	MethodVMSnapshotDelete = "vm.snapshot.delete"
 	MethodVMRestore        = "vm.restore"
+	// Copies of a running VM, each with its own identity.
+	MethodVMFork = "vm.fork"
 
 	MethodImageList    = "image.list"
 	MethodImageShow    = "image.show"
@@ -223,6 +225,14 @@ type VMSetParams struct {
 	VCPUs  *int   `json:"vcpus,omitempty"`
 	Memory string `json:"memory,omitempty"`
 	Disk   string `json:"disk,omitempty"`
+}
+
+// VMForkParams ask for Count copies of running VM Name, called New (one)
+// or New-1 … New-Count.
+type VMForkParams struct {
+	Name  string `json:"name"`
+	New   string `json:"new"`
+	Count int    `json:"count"`
 }
 
 // VMSnapshotParams name a VM and one of its snapshots.

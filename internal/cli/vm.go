@@ -15,7 +15,7 @@ func (a *app) vmCommand() *cobra.Command {
 	cmd.AddCommand(
 		a.vmCreateCommand(), a.vmListCommand(), a.vmShowCommand(), a.vmDeleteCommand(),
 		a.vmStartCommand(), a.vmStopCommand(), a.vmRestartCommand(),
-		a.vmSSHCommand(), a.vmRunCommand(), a.vmLogsCommand(), a.vmStatsCommand(), a.vmPruneCommand(), a.vmWaitCommand(), a.vmSSHConfigCommand(), a.vmSetCommand(), a.vmSnapshotCommand(), a.vmRestoreCommand(), a.vmCpCommand(), a.vmTunnelCommand(),
+		a.vmSSHCommand(), a.vmRunCommand(), a.vmLogsCommand(), a.vmStatsCommand(), a.vmPruneCommand(), a.vmWaitCommand(), a.vmSSHConfigCommand(), a.vmSetCommand(), a.vmSnapshotCommand(), a.vmRestoreCommand(), a.vmForkCommand(), a.vmCpCommand(), a.vmTunnelCommand(),
 	)
 	return cmd
 }

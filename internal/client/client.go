@@ -345,6 +345,12 @@ func (c *Client) VMRestore(ctx context.Context, vm, name string) (api.VM, error)
 	return out, c.call(ctx, api.MethodVMRestore, api.VMSnapshotParams{Name: vm, Snapshot: name}, &out)
 }
 
+// VMFork is vm.fork.
+func (c *Client) VMFork(ctx context.Context, p api.VMForkParams) ([]api.VM, error) {
+	var out []api.VM
+	return out, c.call(ctx, api.MethodVMFork, p, &out)
+}
+
 // VMSet is vm.set.
 func (c *Client) VMSet(ctx context.Context, p api.VMSetParams) (api.VM, error) {
 	var out api.VM

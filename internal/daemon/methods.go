@@ -40,6 +40,7 @@ func (d *Daemon) methods() map[string]rpc.Method {
 		api.MethodVMSnapshotList:   member(rpc.Typed(d.vmSnapshotList)),
 		api.MethodVMSnapshotDelete: member(rpc.Typed(d.vmSnapshotDelete)),
 		api.MethodVMRestore:        member(rpc.Typed(d.vmRestore)),
+		api.MethodVMFork:           member(rpc.Typed(d.vmFork)),
 
 		api.MethodImageList:     member(rpc.Typed(d.imageList)),
 		api.MethodImageShow:     member(rpc.Typed(d.imageShow)),

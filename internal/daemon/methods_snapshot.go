@@ -48,3 +48,15 @@ func (d *Daemon) vmRestore(ctx context.Context, _ rpc.Caller, p api.VMSnapshotPa
 	}
 	return d.wireVM(v), nil
 }
+
+func (d *Daemon) vmFork(ctx context.Context, _ rpc.Caller, p api.VMForkParams) ([]api.VM, error) {
+	forks, err := d.vms.Fork(ctx, p.Name, p.New, p.Count)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.VM, 0, len(forks))
+	for _, v := range forks {
+		out = append(out, d.wireVM(v))
+	}
+	return out, nil
+}

@@ -181,3 +181,13 @@ func (s *Store) SetVMImageID(ctx context.Context, id, imageID string) error {
 	}
 	return expectOne(res, "vm", id)
 }
+
+// SetVMAutoRemove sets whether the next start-up deletes the VM (see
+// model.VM.AutoRemove).
+func (s *Store) SetVMAutoRemove(ctx context.Context, id string, on bool) error {
+	res, err := s.exec(ctx, `UPDATE vms SET auto_remove = ?, updated_at = ? WHERE id = ?`, on, fmtTime(time.Now()), id)
+	if err != nil {
+		return fmt.Errorf("updating vm %s auto-remove: %w", id, err)
+	}
+	return expectOne(res, "vm", id)
+}

@@ -31,8 +31,8 @@ func (s *Service) start(ctx context.Context, id string) (model.VM, error) {
 	return s.startFrom(ctx, id, nil)
 }
 
-// startFrom is start, going on from snapshot sn when it is not nil.
-func (s *Service) startFrom(ctx context.Context, id string, sn *model.Snapshot) (model.VM, error) {
+// startFrom is start, going on from saved state sn when it is not nil.
+func (s *Service) startFrom(ctx context.Context, id string, sn *savedState) (model.VM, error) {
 	unlock := s.locks.Lock(id)
 	vm, err := s.store.GetVM(ctx, id)
 	if err != nil {
@@ -111,9 +111,9 @@ func (s *Service) startFrom(ctx context.Context, id string, sn *model.Snapshot) 
 }
 
 // boot boots vm, a second time in a fresh VMM when the guest hung in the
-// first (vmm.ErrGuestHung), within the same deadline. With a snapshot it
-// restores that instead.
-func (s *Service) boot(ctx context.Context, vm model.VM, sn *model.Snapshot) (vmm.Handles, error) {
+// first (vmm.ErrGuestHung), within the same deadline. With saved state it
+// goes on from that instead.
+func (s *Service) boot(ctx context.Context, vm model.VM, sn *savedState) (vmm.Handles, error) {
 	if sn != nil {
 		return s.restoreOnce(ctx, vm, sn)
 	}
@@ -125,24 +125,26 @@ func (s *Service) boot(ctx context.Context, vm model.VM, sn *model.Snapshot) (vm
 	return h, err
 }
 
-// restoreOnce is bootOnce for a snapshot: the snapshot's disks put in
-// place of the VM's, then a VMM that goes on from its state, and the
-// host's side of a running guest (clock, SSH, ports) made ready.
-func (s *Service) restoreOnce(ctx context.Context, vm model.VM, sn *model.Snapshot) (vmm.Handles, error) {
+// restoreOnce is bootOnce for saved state: its disks put in place of the
+// VM's, then a VMM that goes on from its state, and the guest given its
+// identity and the host's side of it (clock, SSH, ports) made ready.
+func (s *Service) restoreOnce(ctx context.Context, vm model.VM, sn *savedState) (vmm.Handles, error) {
 	snap, err := s.snapshotter(vm)
 	if err != nil {
 		return vmm.Handles{}, err
 	}
-	if err := s.restoreDisks(ctx, vm, sn); err != nil {
-		return vmm.Handles{}, err
+	if !sn.placed {
+		if err := s.restoreDisks(ctx, vm, sn.dir); err != nil {
+			return vmm.Handles{}, err
+		}
 	}
 	spec, err := s.host.Prepare(ctx, vm)
 	if err != nil {
 		return vmm.Handles{}, err
 	}
-	state := filepath.Join(s.cfg.Layout.SnapshotDir(vm.ID, sn.Name), snapshotState)
+	state := filepath.Join(sn.dir, snapshotState)
 	return s.launch(ctx, vm, spec, func(ctx context.Context, spec vmm.Spec) (vmm.Handles, error) {
-		return snap.StartFrom(ctx, spec, state, sn.Version)
+		return snap.StartFrom(ctx, spec, state, sn.version)
 	}, s.host.Resumed)
 }
 

@@ -34,6 +34,7 @@ type Store interface {
 	SetVMDriver(ctx context.Context, id, driver string) error
 	SetVMResources(ctx context.Context, id string, vcpus int, memoryMiB, diskMiB int64) error
 	SetVMImageID(ctx context.Context, id, imageID string) error
+	SetVMAutoRemove(ctx context.Context, id string, on bool) error
 	InsertSnapshot(ctx context.Context, sn model.Snapshot) error
 	GetSnapshot(ctx context.Context, vmID, name string) (model.Snapshot, error)
 	ListSnapshots(ctx context.Context, vmID string) ([]model.Snapshot, error)

@@ -71,6 +71,9 @@ type fakeHost struct {
 	clocks map[string]int // VM name → clock exchanges
 	// readyErrs are what the next Ready calls return, in order.
 	readyErrs []error
+	// resumeErrs are what Resumed returns for a VM, by name.
+	resumeErrs map[string]error
+	resumed    []string
 }
 
 func (f *fakeHost) Created(context.Context, model.VM, bool, func(string)) error { return nil }
@@ -93,7 +96,12 @@ func (f *fakeHost) Maintenance(_ context.Context, vm model.VM) (vmm.Spec, error)
 
 func (f *fakeHost) MaintenanceReady(context.Context, model.VM, vmm.Handles) error { return nil }
 
-func (f *fakeHost) Resumed(context.Context, model.VM, vmm.Handles) error { return nil }
+func (f *fakeHost) Resumed(_ context.Context, vm model.VM, _ vmm.Handles) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.resumed = append(f.resumed, vm.Name)
+	return f.resumeErrs[vm.Name]
+}
 
 func (f *fakeHost) Ready(context.Context, model.VM, vmm.Handles) error {
 	f.mu.Lock()
@@ -1019,5 +1027,78 @@ func TestReconcileAfterAnInterruptedSave(t *testing.T) {
 	}
 	if _, err := os.Stat(tmp); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the interrupted save's files remain: %v", err)
+	}
+}
+
+// A fork saves the running source once and starts each copy from that
+// state with its own record, disks and workspace records; a copy that
+// fails takes every copy with it; a stopped source is refused.
+func TestFork(t *testing.T) {
+	d := fakevmm.NewSnapshotting()
+	h := newHarness(t, d)
+	ctx := context.Background()
+	src := h.create(t, "src", false)
+	writeDisks(t, h, src, "then")
+	if _, err := h.svc.RecordWorkspace(ctx, "src", model.Workspace{Path: "/work/repo", Repo: "/home/u/repo", Head: strings.Repeat("a", 40), IndexCommit: strings.Repeat("e", 40), IndexTree: strings.Repeat("f", 40),
+		BaseCommit: strings.Repeat("b", 40), BaseTree: strings.Repeat("c", 40), ExportBranch: "banger/src", ExportCommit: strings.Repeat("d", 40)}); err != nil {
+		t.Fatal(err)
+	}
+	forks, err := h.svc.Fork(ctx, "src", "try", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ips := map[string]bool{src.IP: true}
+	for i, f := range forks {
+		if want := fmt.Sprintf("try-%d", i+1); f.Name != want || f.State != model.StateRunning || f.AutoRemove || f.ImageID != src.ImageID {
+			t.Errorf("fork %d: %+v", i, f)
+		}
+		if ips[f.IP] {
+			t.Errorf("fork %s has a taken address %s", f.Name, f.IP)
+		}
+		ips[f.IP] = true
+		if b, _ := os.ReadFile(h.layout.VMFile(f.ID, upperDisk)); string(b) != "then "+upperDisk {
+			t.Errorf("fork %s's root layer holds %q", f.Name, b)
+		}
+		w, err := h.svc.Workspace(ctx, f.Name, "/work/repo")
+		if err != nil || w.BaseCommit != strings.Repeat("b", 40) || w.ExportBranch != "" {
+			t.Errorf("fork %s's workspace: %+v %v", f.Name, w, err)
+		}
+		if got, _ := h.store.GetVM(ctx, f.ID); got.AutoRemove {
+			t.Errorf("fork %s is still marked auto-remove", f.Name)
+		}
+	}
+	if d.IsPaused("src") {
+		t.Error("the source is left paused")
+	}
+	if entries, _ := os.ReadDir(h.layout.SnapshotsDir(src.ID)); len(entries) != 0 {
+		t.Errorf("the fork left saved state: %v", entries)
+	}
+
+	fh := h.svc.host.(*fakeHost)
+	fh.mu.Lock()
+	fh.resumeErrs = map[string]error{"bad-2": errors.New("the agent does not answer")}
+	fh.mu.Unlock()
+	if _, err := h.svc.Fork(ctx, "src", "bad", 2); err == nil || !strings.Contains(err.Error(), "does not answer") {
+		t.Fatalf("a failing fork: %v", err)
+	}
+	for _, n := range []string{"bad-1", "bad-2"} {
+		if _, err := h.store.GetVM(ctx, n); !errors.Is(err, model.ErrNotFound) {
+			t.Errorf("a failed fork left vm %s: %v", n, err)
+		}
+	}
+	if _, err := h.svc.Fork(ctx, "src", "try-1", 1); !errors.Is(err, model.ErrConflict) {
+		t.Errorf("a fork onto a name in use: %v", err)
+	}
+	if _, err := h.svc.Fork(ctx, "src", "many", MaxForks+1); !errors.Is(err, model.ErrInvalid) {
+		t.Errorf("too many forks: %v", err)
+	}
+	if _, err := h.svc.Stop(ctx, "src"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.svc.Fork(ctx, "src", "late", 1); !errors.Is(err, model.ErrState) || !strings.Contains(err.Error(), "vm start src") {
+		t.Errorf("a fork of a stopped vm: %v", err)
+	}
+	if n := h.svc.host.(*fakeHost).heldTaps(); n != 3 {
+		t.Errorf("%d taps held, want the 3 forks'", n)
 	}
 }

@@ -64,31 +64,12 @@ func (s *Service) Snapshot(ctx context.Context, ref, name string) (model.Snapsho
 	}
 	defer done()
 
-	dir := s.cfg.Layout.SnapshotsDir(vm.ID)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return model.Snapshot{}, fmt.Errorf("creating the snapshots directory: %w", err)
-	}
-	var rnd [4]byte
-	_, _ = rand.Read(rnd[:])
-	tmp := filepath.Join(dir, ".tmp-"+name+"-"+hex.EncodeToString(rnd[:]))
-	if err := os.Mkdir(tmp, 0o700); err != nil {
-		return model.Snapshot{}, fmt.Errorf("creating the snapshot directory: %w", err)
+	start := time.Now()
+	tmp, version, err := s.save(ctx, vm, h, sn, name)
+	if err != nil {
+		return model.Snapshot{}, err
 	}
 	defer os.RemoveAll(tmp) // gone once renamed
-	start := time.Now()
-	version, saveErr := sn.Save(ctx, h, filepath.Join(tmp, snapshotState))
-	saved := time.Since(start)
-	if saveErr == nil {
-		// Still paused: the disks are copied as the memory left them.
-		saveErr = copyDisks(ctx, s.cfg.Layout.VMDir(vm.ID), tmp)
-	}
-	// Running on whatever happened: a failed save leaves the VM as it was.
-	if err := sn.Resume(context.WithoutCancel(ctx), h); err != nil {
-		return model.Snapshot{}, fmt.Errorf("resuming vm %s after its snapshot: %w", vm.Name, err)
-	}
-	if saveErr != nil {
-		return model.Snapshot{}, fmt.Errorf("saving vm %s: %w", vm.Name, saveErr)
-	}
 	rec := model.Snapshot{VMID: vm.ID, Name: name, Driver: vm.Driver, Version: version, ImageID: vm.ImageID,
 		VCPUs: vm.VCPUs, MemoryMiB: vm.MemoryMiB, DiskMiB: vm.DiskMiB, SizeBytes: diskUsage(tmp), CreatedAt: time.Now().UTC()}
 	final := s.cfg.Layout.SnapshotDir(vm.ID, name)
@@ -100,8 +81,43 @@ func (s *Service) Snapshot(ctx context.Context, ref, name string) (model.Snapsho
 		return model.Snapshot{}, err
 	}
 	s.log.Info("snapshot taken", "vm", vm.Name, "snapshot", name, "bytes", rec.SizeBytes,
-		"paused", time.Since(start).Round(time.Millisecond), "save", saved.Round(time.Millisecond))
+		"took", time.Since(start).Round(time.Millisecond))
 	return rec, nil
+}
+
+// save pauses vm, saves its memory and device state and copies of its
+// writable disks into a new directory under its snapshots directory (one
+// that start-up sweeps while no record names it), and lets it run on,
+// also when saving failed (a full disk, say): a failed save leaves the VM
+// as it was and no directory. The caller has claimed vm.
+func (s *Service) save(ctx context.Context, vm model.VM, h vmm.Handles, sn vmm.Snapshotter, label string) (dir, version string, err error) {
+	parent := s.cfg.Layout.SnapshotsDir(vm.ID)
+	if err := os.MkdirAll(parent, 0o700); err != nil {
+		return "", "", fmt.Errorf("creating the snapshots directory: %w", err)
+	}
+	var rnd [4]byte
+	_, _ = rand.Read(rnd[:])
+	dir = filepath.Join(parent, ".tmp-"+label+"-"+hex.EncodeToString(rnd[:]))
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return "", "", fmt.Errorf("creating the snapshot directory: %w", err)
+	}
+	start := time.Now()
+	version, saveErr := sn.Save(ctx, h, filepath.Join(dir, snapshotState))
+	saved := time.Since(start)
+	if saveErr == nil {
+		// Still paused: the disks are copied as the memory left them.
+		saveErr = copyDisks(ctx, s.cfg.Layout.VMDir(vm.ID), dir)
+	}
+	if err := sn.Resume(context.WithoutCancel(ctx), h); err != nil {
+		_ = os.RemoveAll(dir)
+		return "", "", fmt.Errorf("resuming vm %s after saving it: %w", vm.Name, err)
+	}
+	if saveErr != nil {
+		_ = os.RemoveAll(dir)
+		return "", "", fmt.Errorf("saving vm %s: %w", vm.Name, saveErr)
+	}
+	s.log.Debug("vm saved", "vm", vm.Name, "paused", time.Since(start).Round(time.Millisecond), "state", saved.Round(time.Millisecond))
+	return dir, version, nil
 }
 
 // copyDisks copies the VM's writable disks from one directory to
@@ -184,7 +200,16 @@ func (s *Service) Restore(ctx context.Context, ref, name string) (model.VM, erro
 			return model.VM{}, err
 		}
 	}
-	return s.startFrom(ctx, vm.ID, &snap)
+	return s.startFrom(ctx, vm.ID, &savedState{dir: s.cfg.Layout.SnapshotDir(vm.ID, snap.Name), version: snap.Version})
+}
+
+// savedState is what a VM can go on from: a directory holding the
+// driver's state file and copies of the writable disks (a snapshot's, or
+// a fork's), and the version of the VMM that saved it.
+type savedState struct {
+	dir, version string
+	// placed says the disks were copied into the VM's directory already.
+	placed bool
 }
 
 // matches refuses a snapshot the VM has changed away from.
@@ -201,10 +226,9 @@ func matches(vm model.VM, sn model.Snapshot) error {
 	return nil
 }
 
-// restoreDisks puts a snapshot's disks in place of the VM's, each copied
+// restoreDisks puts saved disks in place of the VM's, each copied
 // beside its target and renamed over it.
-func (s *Service) restoreDisks(ctx context.Context, vm model.VM, sn *model.Snapshot) error {
-	from := s.cfg.Layout.SnapshotDir(vm.ID, sn.Name)
+func (s *Service) restoreDisks(ctx context.Context, vm model.VM, from string) error {
 	dir := s.cfg.Layout.VMDir(vm.ID)
 	for _, d := range []string{upperDisk, workDisk} {
 		tmp := filepath.Join(dir, ".tmp-restore-"+d)
