@@ -130,7 +130,9 @@ func hasVsock(virtioDrivers string) bool {
 // side is closed and writes block until it opens, so one session runs for
 // the life of the guest, across host reconnections.
 func servePort(ctx context.Context, s *server, dev string) error {
-	s.eofRetry = 200 * time.Millisecond
+	// How soon a host that connects is heard: a restored guest's first
+	// word from the host (its identity) waits up to this long.
+	s.eofRetry = 50 * time.Millisecond
 	for ctx.Err() == nil {
 		// A blocking descriptor: reads and writes wait in the kernel.
 		fd, err := unix.Open(dev, unix.O_RDWR|unix.O_CLOEXEC|unix.O_NOCTTY, 0)

@@ -188,6 +188,9 @@ type VMCreateParams struct {
 	Memory  string `json:"memory,omitempty"`
 	Disk    string `json:"disk,omitempty"`
 	NoStart bool   `json:"no_start,omitempty"`
+	// Cold boots the VM even when a template of its image would start it
+	// from saved memory at once.
+	Cold bool `json:"cold,omitempty"`
 	// AutoRemove ties the VM to the connection the create came on: the
 	// daemon deletes it when that connection closes (`vm run --rm`).
 	AutoRemove bool `json:"auto_remove,omitempty"`

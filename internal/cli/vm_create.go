@@ -78,6 +78,7 @@ func machineFlags(f *pflag.FlagSet, p *api.VMCreateParams, vcpus *int) {
 	f.IntVar(vcpus, "vcpus", 0, "number of vCPUs, 1–32 (default: default_vcpus, 2)")
 	f.StringVar(&p.Memory, "memory", "", "memory, e.g. 512M, 2G or 2048 (MiB) (default: default_memory, 1G)")
 	f.StringVar(&p.Disk, "disk", "", "size of the persistent /work disk, at least 1G (default: default_disk, 8G)")
+	f.BoolVar(&p.Cold, "cold", false, "boot the kernel even when a template of the image (left by its first boot) would start the VM at once")
 	f.StringArrayVarP(&p.Publish, "publish", "p", nil, "forward HOSTPORT:GUESTPORT[/tcp] from the host's loopback to the guest, as docker run -p (repeatable)")
 	f.StringVar(&p.Network, "network", "", "bridge (banger's bridge: other VMs, the host, NAT out; the default) or none (no network device; SSH and --publish still work, through the agent)")
 }

@@ -123,7 +123,7 @@ func nonNil(s []string) []string {
 }
 
 func (d *Daemon) vmCreate(ctx context.Context, c rpc.Caller, p api.VMCreateParams) (api.VMCreateResult, error) {
-	req := vm.CreateRequest{Name: p.Name, Image: p.Image, VCPUs: p.VCPUs, Memory: p.Memory, Disk: p.Disk, NoStart: p.NoStart, Publish: p.Publish, Network: p.Network}
+	req := vm.CreateRequest{Name: p.Name, Image: p.Image, VCPUs: p.VCPUs, Memory: p.Memory, Disk: p.Disk, NoStart: p.NoStart, Cold: p.Cold, Publish: p.Publish, Network: p.Network}
 	if p.AutoRemove {
 		req.Session = c.Gone
 	}

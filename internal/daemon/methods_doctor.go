@@ -118,6 +118,11 @@ func (f *doctorFacts) Socket() doctor.Socket {
 
 func (f *doctorFacts) StateDir() string { return f.d.layout.StateDir }
 
+func (f *doctorFacts) Saved(ctx context.Context) (doctor.Saved, error) {
+	u, err := f.d.vms.SavedUsage(ctx)
+	return doctor.Saved{Snapshots: u.Snapshots, Templates: u.Templates, SnapshotBytes: u.SnapshotBytes, TemplateBytes: u.TemplateBytes}, err
+}
+
 func (f *doctorFacts) DefaultImage(ctx context.Context) (doctor.Image, error) {
 	name := f.d.config().DefaultImage
 	im := doctor.Image{Name: name}

@@ -73,7 +73,12 @@ func (d *Daemon) imageShow(ctx context.Context, _ rpc.Caller, p api.ImageRef) (a
 }
 
 func (d *Daemon) imageDelete(ctx context.Context, _ rpc.Caller, p api.ImageRef) (api.Empty, error) {
-	return api.Empty{}, d.images.Delete(ctx, p.Name)
+	if err := d.images.Delete(ctx, p.Name); err != nil {
+		return api.Empty{}, err
+	}
+	// Templates of content the delete dropped go with it.
+	_, err := d.vms.SweepTemplates(ctx, false)
+	return api.Empty{}, err
 }
 
 func (d *Daemon) imagePull(ctx context.Context, _ rpc.Caller, p api.ImagePullParams) (api.Operation, error) {
@@ -249,6 +254,9 @@ func receiveRegistration(r io.Reader, dir string) error {
 
 func (d *Daemon) imagePrune(ctx context.Context, _ rpc.Caller, p api.ImagePruneParams) (api.ImagePruneResult, error) {
 	r, err := d.images.Prune(ctx, p.All)
+	if err == nil {
+		_, err = d.vms.SweepTemplates(ctx, p.All)
+	}
 	if r.Images == nil {
 		r.Images = []string{}
 	}

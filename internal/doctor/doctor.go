@@ -138,6 +138,14 @@ type Facts interface {
 	// what is wrong with it (nil when it is fine or absent).
 	Catalog() (path string, entries int, err error)
 	Owned(ctx context.Context) (Owned, error)
+	// Saved is what snapshots and instant-VM templates take on disk.
+	Saved(ctx context.Context) (Saved, error)
+}
+
+// Saved counts snapshots and templates and their bytes on disk.
+type Saved struct {
+	Snapshots, Templates         int
+	SnapshotBytes, TemplateBytes int64
 }
 
 // Names of the checks, as they appear in the output.
@@ -157,6 +165,7 @@ const (
 	NameCatalog      = "image catalog"
 	NameHost         = "banger on the host"
 	NameOrphans      = "orphans"
+	NameSaved        = "snapshots and templates"
 )
 
 // Fixes that more than one check gives.
@@ -186,6 +195,7 @@ func Run(ctx context.Context, f Facts) []Check {
 	c.overlay()
 	c.socket()
 	c.disk()
+	c.saved(ctx)
 	c.defaultImage(ctx)
 	c.catalog()
 	c.owned(ctx)
@@ -378,6 +388,18 @@ func (c *checker) disk() {
 	default:
 		c.add(NameDisk, OK, fmt.Sprintf("%s free in %s", gib(free), dir), "")
 	}
+}
+
+// saved says what snapshots and templates take: never a failure, but
+// the first place to look when the state directory fills.
+func (c *checker) saved(ctx context.Context) {
+	u, err := c.f.Saved(ctx)
+	if err != nil {
+		c.add(NameSaved, Warn, "cannot count them: "+err.Error(), "look at the daemon log (bangerd.log in the state directory)")
+		return
+	}
+	c.add(NameSaved, OK, fmt.Sprintf("%d snapshots take %s; %d templates for instant VMs take %s",
+		u.Snapshots, gib(uint64(u.SnapshotBytes)), u.Templates, gib(uint64(u.TemplateBytes))), "")
 }
 
 func gib(n uint64) string { return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30)) }

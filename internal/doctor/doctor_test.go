@@ -65,6 +65,9 @@ func (f *fakeFacts) Catalog() (string, int, error) {
 	return "/etc/banger/catalog.toml", 0, f.catalogErr
 }
 func (f *fakeFacts) Owned(context.Context) (Owned, error) { return f.owned, f.ownedErr }
+func (f *fakeFacts) Saved(context.Context) (Saved, error) {
+	return Saved{Snapshots: 2, SnapshotBytes: 3 << 30, Templates: 1, TemplateBytes: 1 << 29}, nil
+}
 func (f *fakeFacts) Binary(_ context.Context, name string, _ ...string) Binary {
 	return f.bins[name]
 }
@@ -90,8 +93,8 @@ func find(t *testing.T, checks []Check, name string) Check {
 
 func TestHealthyHostIsAllOK(t *testing.T) {
 	checks := Run(context.Background(), healthy())
-	if len(checks) != 15 {
-		t.Errorf("%d checks, want 15", len(checks))
+	if len(checks) != 16 {
+		t.Errorf("%d checks, want 16", len(checks))
 	}
 	for _, c := range checks {
 		if c.Status != OK || c.Fix != "" || c.Detail == "" {
@@ -103,6 +106,9 @@ func TestHealthyHostIsAllOK(t *testing.T) {
 	}
 	if d := find(t, checks, NameHost).Detail; d != "bridge banger0, nftables table inet banger, 3 tap(s): 1 held by VMs, 2 ready in the pool, 1 running VM process(es)" {
 		t.Errorf("host detail %q", d)
+	}
+	if d := find(t, checks, NameSaved).Detail; d != "2 snapshots take 3.0 GiB; 1 templates for instant VMs take 0.5 GiB" {
+		t.Errorf("saved detail %q", d)
 	}
 }
 

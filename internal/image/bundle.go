@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 
 	"github.com/banger-dev/banger/internal/bundle"
+	"github.com/banger-dev/banger/internal/host/disk"
 	"github.com/banger-dev/banger/internal/model"
 	"github.com/banger-dev/banger/internal/oci"
 	"github.com/banger-dev/banger/internal/op"
@@ -68,7 +69,7 @@ func (s *Service) Export(ctx context.Context, name string, w io.Writer) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		sum, size, err := fileSum(f[1])
+		sum, size, err := disk.Sum(f[1])
 		if err != nil {
 			return fmt.Errorf("reading %s: %w", f[1], err)
 		}

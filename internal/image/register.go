@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 
 	"github.com/banger-dev/banger/internal/bundle"
+	"github.com/banger-dev/banger/internal/host/disk"
 	"github.com/banger-dev/banger/internal/host/run"
 	"github.com/banger-dev/banger/internal/model"
 	"github.com/banger-dev/banger/internal/op"
@@ -119,7 +120,7 @@ func (r *registerSource) Fetch(ctx context.Context, p Progress) (string, error) 
 		}
 	}
 	if r.digest == "" {
-		sum, _, err := fileSum(rootfs)
+		sum, _, err := disk.Sum(rootfs)
 		if err != nil {
 			return "", err
 		}

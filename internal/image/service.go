@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/banger-dev/banger/internal/host/disk"
 	"github.com/banger-dev/banger/internal/initramfs"
 	"github.com/banger-dev/banger/internal/model"
 	"github.com/banger-dev/banger/internal/op"
@@ -330,13 +331,13 @@ func (s *Service) publish(ctx context.Context, name, source string, art Artifact
 // and initrd's bytes, the root filesystem's digest, the modules' kernel
 // version and the runtime config. Equal IDs mean interchangeable images.
 func contentID(art Artifacts, cfg *model.ImageConfig) (string, error) {
-	kernel, _, err := fileSum(art.Kernel)
+	kernel, _, err := disk.Sum(art.Kernel)
 	if err != nil {
 		return "", fmt.Errorf("hashing the kernel: %w", err)
 	}
 	var initrd string
 	if art.Initrd != "" {
-		sum, _, err := fileSum(art.Initrd)
+		sum, _, err := disk.Sum(art.Initrd)
 		if err != nil {
 			return "", fmt.Errorf("hashing the initrd: %w", err)
 		}
@@ -344,7 +345,7 @@ func contentID(art Artifacts, cfg *model.ImageConfig) (string, error) {
 	}
 	rootfs := art.Digest
 	if rootfs == "" {
-		sum, _, err := fileSum(art.Rootfs)
+		sum, _, err := disk.Sum(art.Rootfs)
 		if err != nil {
 			return "", fmt.Errorf("hashing the root filesystem: %w", err)
 		}
@@ -370,7 +371,7 @@ func contentID(art Artifacts, cfg *model.ImageConfig) (string, error) {
 // banger's after it, in one file: the kernel unpacks both, and banger's
 // /init, unpacked last, is the one that runs.
 func (s *Service) Initramfs(ctx context.Context, im model.Image) (string, error) {
-	s.agentOnce.Do(func() { s.agentSum, _, s.agentErr = fileSum(s.cfg.AgentPath) })
+	s.agentOnce.Do(func() { s.agentSum, _, s.agentErr = disk.Sum(s.cfg.AgentPath) })
 	if s.agentErr != nil {
 		return "", fmt.Errorf("reading the guest agent %s: %w; reinstall banger (scripts/install) so banger-agent sits beside bangerd", s.cfg.AgentPath, s.agentErr)
 	}
@@ -417,21 +418,6 @@ func prependInitrd(f *os.File, path string) error {
 		}
 	}
 	return nil
-}
-
-// fileSum is a file's sha256 (hex) and the bytes it was taken over.
-func fileSum(path string) (string, int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return "", 0, err
-	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
 // linkOrCopy hard-links src to dst, copying when they are on different

@@ -95,6 +95,14 @@ func (l Layout) SnapshotsDir(id string) string { return filepath.Join(l.VMDir(id
 // SnapshotDir is one of a VM's snapshots.
 func (l Layout) SnapshotDir(id, name string) string { return filepath.Join(l.SnapshotsDir(id), name) }
 
+// TemplatesDir holds the templates of instant VMs, one directory each
+// (state, upper.ext4, work.ext4, template.json), named by what must match
+// for a VM to start from it.
+func (l Layout) TemplatesDir() string { return filepath.Join(l.StateDir, "templates") }
+
+// TemplateDir is one template.
+func (l Layout) TemplateDir(key string) string { return filepath.Join(l.TemplatesDir(), key) }
+
 // MaintenanceConfig is the config disk of a VM's maintenance boot (an
 // image promote), beside its own; it lives only as long as that boot.
 const MaintenanceConfig = "maintenance.img"

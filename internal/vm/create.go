@@ -22,6 +22,8 @@ type CreateRequest struct {
 	Memory  string
 	Disk    string
 	NoStart bool
+	// Cold boots the VM even when a template would start it at once.
+	Cold bool
 	// Publish are --publish values, HOSTPORT:GUESTPORT[/tcp].
 	Publish []string
 	// Network is model.NetworkBridge (also for "") or model.NetworkNone.
@@ -63,7 +65,7 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (model.VM, mode
 			delete(s.creating, vm.ID)
 			s.inflightMu.Unlock()
 		}()
-		return s.finishCreate(ctx, p, vm, req.NoStart)
+		return s.finishCreate(ctx, p, vm, req.NoStart, req.Cold)
 	})
 	s.inflightMu.Lock()
 	c.opID = o.ID
@@ -218,7 +220,7 @@ func (s *Service) portsFree(ctx context.Context, maps []model.PortMap) error {
 // finishCreate is the body of a create operation. On failure or
 // cancellation it removes everything reserved, so a failed create leaves no
 // VM behind.
-func (s *Service) finishCreate(ctx context.Context, p *op.Progress, vm model.VM, noStart bool) (err error) {
+func (s *Service) finishCreate(ctx context.Context, p *op.Progress, vm model.VM, noStart, cold bool) (err error) {
 	defer func() {
 		if err == nil {
 			return
@@ -245,8 +247,25 @@ func (s *Service) finishCreate(ctx context.Context, p *op.Progress, vm model.VM,
 	if noStart {
 		return nil
 	}
+	key, t := s.template(ctx, vm, cold)
+	if t != nil {
+		p.Phase("starting from a template", 0)
+		if s.startFromTemplate(ctx, &vm, key, t) {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
 	p.Phase("booting", 0)
-	if _, err = s.start(ctx, vm.ID); err != nil && ctx.Err() == nil {
+	if _, err = s.start(ctx, vm.ID); err == nil && key != "" {
+		// The first boot of a fresh VM: nothing of the user's ran yet.
+		if v, gerr := s.store.GetVM(ctx, vm.ID); gerr == nil {
+			p.Phase("leaving a template for instant vms", 0)
+			s.leaveTemplate(ctx, v, key)
+		}
+	}
+	if err != nil && ctx.Err() == nil {
 		// A `vm stop` during the boot cancels it and leaves the VM
 		// stopped: the create itself succeeded, so nothing is rolled back.
 		if v, gerr := s.store.GetVM(ctx, vm.ID); gerr == nil && v.State == model.StateStopped {

@@ -71,6 +71,9 @@ func (s *Service) Reconcile(ctx context.Context, unfinished []string) error {
 		}
 	}
 	s.sweepFiles(ctx)
+	if _, err := s.SweepTemplates(ctx, false); err != nil {
+		s.log.Warn("sweeping templates", "err", err)
+	}
 	s.publishRecords(ctx)
 	return nil
 }

@@ -42,6 +42,7 @@ type Store interface {
 	DeleteVM(ctx context.Context, id string) error
 	LeasedIPs(ctx context.Context) ([]string, error)
 	GetImage(ctx context.Context, name string) (model.Image, error)
+	GetImageContent(ctx context.Context, id string) (model.Image, error)
 	PutWorkspace(ctx context.Context, w model.Workspace) error
 	GetWorkspace(ctx context.Context, vmID, path string) (model.Workspace, error)
 	ListWorkspaces(ctx context.Context, vmID string) ([]model.Workspace, error)
@@ -75,6 +76,9 @@ type Host interface {
 	// Adopted resumes what a running VM needs from the host (its
 	// published ports) when a new daemon takes it over.
 	Adopted(ctx context.Context, vm model.VM, h vmm.Handles)
+	// TemplateKey names the template a VM like vm can start from (see
+	// template.go): everything a restored guest must share with the saved.
+	TemplateKey(ctx context.Context, vm model.VM) (string, error)
 	// SyncClock brings a running guest's clock to the host's.
 	SyncClock(ctx context.Context, vm model.VM, h vmm.Handles) error
 }

@@ -59,12 +59,13 @@ func (h *harness) newService(t *testing.T, driver vmm.Driver, others ...vmm.Driv
 		DefaultImage: "debian-12", DefaultVCPUs: 2, DefaultMemoryMiB: 512, DefaultDiskMiB: 2048,
 		HostMemoryMiB: 8192, StopTimeout: time.Second, Drivers: others,
 	}
-	return New(cfg, h.store, driver, &fakeHost{}, ops, image.Builtin(), nil)
+	return New(cfg, h.store, driver, &fakeHost{layout: h.layout}, ops, image.Builtin(), nil)
 }
 
 // fakeHost does no host work; it tracks taps so tests can check that every
 // boot's tap is given back.
 type fakeHost struct {
+	layout paths.Layout
 	mu     sync.Mutex
 	taps   map[string]bool
 	next   int
@@ -76,9 +77,24 @@ type fakeHost struct {
 	resumed    []string
 }
 
-func (f *fakeHost) Created(context.Context, model.VM, bool, func(string)) error { return nil }
+// Created makes stand-ins for the VM's disks, as the real one does.
+func (f *fakeHost) Created(_ context.Context, vm model.VM, _ bool, _ func(string)) error {
+	for _, d := range []string{upperDisk, workDisk} {
+		if p := f.layout.VMFile(vm.ID, d); !fileExists(p) {
+			if err := os.WriteFile(p, []byte("fresh "+d), 0o600); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
 
-func (f *fakeHost) Prepare(_ context.Context, vm model.VM) (vmm.Spec, error) {
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+func (f *fakeHost) Prepare(ctx context.Context, vm model.VM) (vmm.Spec, error) {
+	if err := f.Created(ctx, vm, false, nil); err != nil {
+		return vmm.Spec{}, err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.taps == nil {
@@ -122,6 +138,10 @@ func (f *fakeHost) Release(_ context.Context, _ model.VM, h vmm.Handles) error {
 }
 
 func (f *fakeHost) Records(context.Context, []model.VM) {}
+
+func (f *fakeHost) TemplateKey(_ context.Context, vm model.VM) (string, error) {
+	return fmt.Sprintf("k-%s-%d-%d-%d", vm.Image, vm.VCPUs, vm.MemoryMiB, vm.DiskMiB), nil
+}
 
 func (f *fakeHost) Adopted(context.Context, model.VM, vmm.Handles) {}
 
@@ -1101,4 +1121,66 @@ func TestFork(t *testing.T) {
 	if n := h.svc.host.(*fakeHost).heldTaps(); n != 3 {
 		t.Errorf("%d taps held, want the 3 forks'", n)
 	}
+}
+
+// The first boot of a VM leaves a template; a later create of a VM like
+// it starts from that; --cold, another size, or a template that no
+// longer restores boot cold, the last replacing the template; templates
+// whose image content is gone are swept.
+func TestInstantCreate(t *testing.T) {
+	d := fakevmm.NewSnapshotting()
+	h := newHarness(t, d)
+	ctx := context.Background()
+	h.create(t, "first", false)
+	tmpls := h.svc.Templates()
+	if len(tmpls) != 1 || tmpls[0].SizeBytes == 0 {
+		t.Fatalf("templates after the first boot: %+v", tmpls)
+	}
+	fh := h.svc.host.(*fakeHost)
+	resumed := func() []string {
+		fh.mu.Lock()
+		defer fh.mu.Unlock()
+		return append([]string(nil), fh.resumed...)
+	}
+	h.create(t, "instant", false)
+	if r := resumed(); len(r) != 1 || r[0] != "instant" {
+		t.Fatalf("vms started from saved state: %v", r)
+	}
+	vm, _, err := h.svc.Create(ctx, CreateRequest{Name: "cold", Cold: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitRunning(t, h, vm.ID)
+	if r := resumed(); len(r) != 1 {
+		t.Errorf("--cold started from a template: %v", r)
+	}
+	meta := filepath.Join(h.layout.TemplateDir(tmpls[0].Key), templateMetaFile)
+	if err := os.WriteFile(meta, []byte(`{"version":"another"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stale := h.create(t, "stale", false)
+	if got, _ := h.store.GetVM(ctx, stale.ID); got.State != model.StateRunning {
+		t.Fatalf("a vm whose template failed: %s", got.State)
+	}
+	if b, _ := os.ReadFile(meta); !strings.Contains(string(b), fakevmm.SnapshotVersion) {
+		t.Errorf("the stale template was not replaced: %s", b)
+	}
+	if n, err := h.svc.SweepTemplates(ctx, false); err != nil || n != 1 {
+		// The fake's image is in the catalog, never stored: no content.
+		t.Errorf("sweep removed %d templates (%v), want the one whose content is unknown", n, err)
+	}
+	u, err := h.svc.SavedUsage(ctx)
+	if err != nil || u.Templates != 0 {
+		t.Errorf("saved usage %+v %v", u, err)
+	}
+}
+
+func waitRunning(t *testing.T, h *harness, id string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if v, err := h.store.GetVM(context.Background(), id); err == nil && v.State == model.StateRunning {
+			return
+		}
+	}
+	t.Fatalf("vm %s never ran", id)
 }

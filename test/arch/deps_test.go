@@ -43,7 +43,7 @@ var allowed = map[string][]string{
 	"internal/config":                  {"internal/model"},
 	"internal/initramfs":               {},
 	"internal/bundle":                  {},
-	"internal/image":                   {"internal/bundle", "internal/guest", "internal/host/run", "internal/initramfs", "internal/model", "internal/op", "internal/paths", "internal/atomicfile", "internal/rootfs", "internal/oci"},
+	"internal/image":                   {"internal/bundle", "internal/guest", "internal/host/disk", "internal/host/run", "internal/initramfs", "internal/model", "internal/op", "internal/paths", "internal/atomicfile", "internal/rootfs", "internal/oci"},
 	"internal/vmm":                     {"internal/agentctl", "internal/model", "internal/proc"},
 	"internal/vmm/fakevmm":             {"internal/vmm", "internal/model"},
 	"internal/vmm/qemu":                {"internal/agentctl", "internal/guest", "internal/host/run", "internal/model", "internal/proc", "internal/vmm"},

@@ -4,8 +4,11 @@ package disk
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 
@@ -48,4 +51,20 @@ func Exists(path string) bool {
 // filesystem can (then the copy costs no space until one side changes).
 func Copy(ctx context.Context, src, dst string) error {
 	return run.Run(ctx, []string{"cp", "--reflink=auto", "--sparse=always", src, dst})
+}
+
+// Sum is the SHA-256 of the file at path, in hex, and its size: how
+// images, agents and builds are told apart.
+func Sum(path string) (string, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return "", 0, err
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, nil
 }

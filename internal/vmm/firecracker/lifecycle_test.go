@@ -2,6 +2,7 @@ package firecracker
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -37,8 +38,11 @@ func (s *stubHost) MaintenanceReady(context.Context, model.VM, vmm.Handles) erro
 func (s *stubHost) Resumed(context.Context, model.VM, vmm.Handles) error          { return nil }
 func (s *stubHost) Release(context.Context, model.VM, vmm.Handles) error          { return nil }
 func (s *stubHost) Records(context.Context, []model.VM)                           {}
-func (s *stubHost) Adopted(context.Context, model.VM, vmm.Handles)                {}
-func (s *stubHost) SyncClock(context.Context, model.VM, vmm.Handles) error        { return nil }
+func (s *stubHost) TemplateKey(context.Context, model.VM) (string, error) {
+	return "", errors.New("no templates here")
+}
+func (s *stubHost) Adopted(context.Context, model.VM, vmm.Handles)         {}
+func (s *stubHost) SyncClock(context.Context, model.VM, vmm.Handles) error { return nil }
 
 func TestServiceLifecycleOnFirecracker(t *testing.T) {
 	d := &Driver{Binary: fake(t)}
