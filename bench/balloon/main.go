@@ -5,7 +5,7 @@
 // VM, after `rmmod virtio_balloon`, inside a network namespace the
 // benchmark makes and removes.
 //
-//	go build -o /tmp/bin/ ./cmd/... && go run ./bench/balloon -bin /tmp/bin
+//	CGO_ENABLED=0 go build -o /tmp/bin/ ./cmd/... && go run ./bench/balloon -bin /tmp/bin
 package main
 
 import (

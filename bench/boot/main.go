@@ -1,9 +1,12 @@
-// Command boot measures what banger adds to a boot: the median wall time of
-// `banger vm run --rm -- true` against a bare QEMU boot of the same kernel,
-// initramfs and disks to a working SSH command, measured in the same run,
-// inside a network namespace the benchmark makes and removes.
+// Command boot measures banger's boots in one run, inside a network
+// namespace it makes and removes: the median wall time of
+// `banger vm run --rm -- true` started from the image's template (an
+// instant VM) and booted cold (--cold), against a bare QEMU boot of the
+// same kernel, initramfs and disks to a working SSH command; the floor
+// under both, `banger vm ssh VM -- true` on a running VM; and the wall
+// time of `banger vm fork VM F --count 4`.
 //
-//	go build -o /tmp/bin/ ./cmd/... && go run ./bench/boot -bin /tmp/bin -n 5
+//	CGO_ENABLED=0 go build -o /tmp/bin/ ./cmd/... && go run ./bench/boot -bin /tmp/bin -n 5
 package main
 
 import (
@@ -55,29 +58,68 @@ func measure(bin string, n int, cache string) error {
 	defer bb.Close()
 	b := &bench{bb}
 
-	// Warm-up: the image is published and the initramfs built once, as any
-	// user's first run would; neither counts.
+	// Warm-up: the image is published, the initramfs built and the
+	// template left once, as any user's first run would; none counts.
 	if _, err := b.Run("vm", "run", "--rm", "--", "true"); err != nil {
 		return err
 	}
-	var ours []time.Duration
-	for i := 0; i < n; i++ {
+	instant, err := b.times(n, "vm", "run", "--rm", "--", "true")
+	if err != nil {
+		return err
+	}
+	cold, err := b.times(n, "vm", "run", "--rm", "--cold", "--", "true")
+	if err != nil {
+		return err
+	}
+	if _, err := b.Run("vm", "create", "src"); err != nil {
+		return err
+	}
+	floor, err := b.times(n, "vm", "ssh", "src", "--", "true")
+	if err != nil {
+		return err
+	}
+	var forks []time.Duration
+	for i := 0; i < max(1, n/2); i++ {
 		start := time.Now()
-		if _, err := b.Run("vm", "run", "--rm", "--", "true"); err != nil {
+		if _, err := b.Run("vm", "fork", "src", "f", "--count", "4"); err != nil {
 			return err
 		}
-		ours = append(ours, time.Since(start))
+		forks = append(forks, time.Since(start))
+		for j := 1; j <= 4; j++ {
+			if _, err := b.Run("vm", "delete", "--force", fmt.Sprintf("f-%d", j)); err != nil {
+				return err
+			}
+		}
+	}
+	if _, err := b.Run("vm", "delete", "--force", "src"); err != nil {
+		return err
 	}
 
 	bare, err := b.bareBoots(n)
 	if err != nil {
 		return err
 	}
-	mo, mb := benchns.Median(ours), benchns.Median(bare)
-	fmt.Printf("banger vm run --rm -- true   median %6.2fs  (runs: %s)\n", mo.Seconds(), benchns.List(ours))
-	fmt.Printf("bare qemu boot to ssh true   median %6.2fs  (runs: %s)\n", mb.Seconds(), benchns.List(bare))
-	fmt.Printf("ratio %.2f (banger adds %+.0f%%)\n", mo.Seconds()/mb.Seconds(), (mo.Seconds()/mb.Seconds()-1)*100)
+	mi, mc, mb, mf, mk := benchns.Median(instant), benchns.Median(cold), benchns.Median(bare), benchns.Median(floor), benchns.Median(forks)
+	fmt.Printf("vm run --rm -- true, instant  median %6.2fs  (runs: %s)\n", mi.Seconds(), benchns.List(instant))
+	fmt.Printf("vm run --rm --cold -- true    median %6.2fs  (runs: %s)\n", mc.Seconds(), benchns.List(cold))
+	fmt.Printf("bare qemu boot to ssh true    median %6.2fs  (runs: %s)\n", mb.Seconds(), benchns.List(bare))
+	fmt.Printf("vm ssh VM -- true (running)   median %6.2fs  (runs: %s)\n", mf.Seconds(), benchns.List(floor))
+	fmt.Printf("vm fork VM F --count 4        median %6.2fs  (%.2fs per copy; runs: %s)\n", mk.Seconds(), mk.Seconds()/4, benchns.List(forks))
+	fmt.Printf("instant/cold %.2f, cold/bare %.2f (banger adds %+.0f%% to a cold boot)\n", mi.Seconds()/mc.Seconds(), mc.Seconds()/mb.Seconds(), (mc.Seconds()/mb.Seconds()-1)*100)
 	return nil
+}
+
+// times runs a banger command n times and returns each wall time.
+func (b *bench) times(n int, args ...string) ([]time.Duration, error) {
+	var out []time.Duration
+	for i := 0; i < n; i++ {
+		start := time.Now()
+		if _, err := b.Run(args...); err != nil {
+			return nil, err
+		}
+		out = append(out, time.Since(start))
+	}
+	return out, nil
 }
 
 // bareBoots boots a stopped banger VM's exact disks, kernel and initramfs

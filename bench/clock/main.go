@@ -6,7 +6,7 @@
 // from the boot-time setting. Inside a network namespace the benchmark
 // makes and removes.
 //
-//	go build -o /tmp/bin/ ./cmd/... && go run ./bench/clock -bin /tmp/bin -for 10m
+//	CGO_ENABLED=0 go build -o /tmp/bin/ ./cmd/... && go run ./bench/clock -bin /tmp/bin -for 10m
 package main
 
 import (

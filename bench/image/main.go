@@ -7,7 +7,7 @@
 // unchanged image. The content is the debian-12 rootfs, read out of its
 // ext4 with debugfs and pushed as three gzip layers.
 //
-//	go build -o /tmp/bin/ ./cmd/... && go run ./bench/image -bin /tmp/bin -n 3
+//	CGO_ENABLED=0 go build -o /tmp/bin/ ./cmd/... && go run ./bench/image -bin /tmp/bin -n 3
 package main
 
 import (

@@ -6,7 +6,7 @@
 // commits of history. Everything runs inside a network namespace the
 // benchmark makes and removes.
 //
-//	go build -o /tmp/bin/ ./cmd/... && go run ./bench/workspace -bin /tmp/bin
+//	CGO_ENABLED=0 go build -o /tmp/bin/ ./cmd/... && go run ./bench/workspace -bin /tmp/bin
 package main
 
 import (

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"github.com/vishvananda/netlink"
@@ -68,8 +69,13 @@ func identify(log *logger, id guest.Identity) error {
 		return err
 	}
 	hostKeyGen.Add(1)
+	var old map[uint32]bool // the listener a reload replaces
 	if sshdKeepsKeys() {
+		old = sshListeners()
 		reloadSSHD(log, "/proc")
+	}
+	if err := awaitSSH(old, sshWait); err != nil {
+		return err
 	}
 	log.Printf("identity: now %s (%s)", cfg.Hostname, orNone(cfg.Address))
 	return nil
@@ -265,6 +271,42 @@ func containsIP(ips []net.IP, ip net.IP) bool {
 		}
 	}
 	return false
+}
+
+// sshWait bounds the wait for SSH to listen after an identity change.
+const sshWait = 5 * time.Second
+
+// awaitSSH waits until a socket other than those in old listens on TCP
+// port 22: the host counts the guest ready on the agent's word, with no
+// SSH connection of its own, which would cost the guest an sshd process.
+func awaitSSH(old map[uint32]bool, wait time.Duration) error {
+	for deadline := time.Now().Add(wait); ; time.Sleep(20 * time.Millisecond) {
+		for ino := range sshListeners() {
+			if !old[ino] {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("identity: nothing listens on port 22 after %s", wait)
+		}
+	}
+}
+
+// sshListeners are the inodes of the sockets listening on TCP port 22.
+func sshListeners() map[uint32]bool {
+	out := map[uint32]bool{}
+	for _, fam := range []uint8{unix.AF_INET, unix.AF_INET6} {
+		socks, err := netlink.SocketDiagTCP(fam)
+		if err != nil {
+			continue
+		}
+		for _, s := range socks {
+			if s.State == netlink.TCP_LISTEN && s.ID.SourcePort == 22 {
+				out[s.INode] = true
+			}
+		}
+	}
+	return out
 }
 
 // sshdSession are where OpenSSH 9.8 and later keep sshd-session.

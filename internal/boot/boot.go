@@ -422,9 +422,11 @@ func (h *Host) Ready(ctx context.Context, vm model.VM, hd vmm.Handles) error {
 // memory. Its agent sent its ready message long ago (one session lasts
 // the guest's life); the identity exchange is what shows it answers, and
 // makes the guest vm (a fork is still the VM it was copied from until
-// then; a restored VM gets a freshly seeded RNG). A clock exchange brings
-// the guest's clock, behind by the time since the save, to the host's.
-// Then SSH, and the published ports.
+// then; a restored VM gets a freshly seeded RNG); the agent answers once
+// SSH listens again, so no SSH connection of the host's costs the guest
+// an sshd (a cold boot's first one proved the way there). A clock
+// exchange brings the guest's clock, behind by the time since the save,
+// to the host's. Then the published ports.
 func (h *Host) Resumed(ctx context.Context, vm model.VM, hd vmm.Handles) error {
 	ctx, cancel := context.WithTimeout(ctx, min(agentReadyWait, h.cfg.BootTimeout))
 	defer cancel()
@@ -443,9 +445,6 @@ func (h *Host) Resumed(ctx context.Context, vm model.VM, hd vmm.Handles) error {
 	c.Close()
 	if err != nil {
 		return fmt.Errorf("vm %s: the agent does not answer after the restore: %w; console:\n%s", vm.Name, err, h.ConsoleTail(vm, 20))
-	}
-	if err := guestssh.WaitBanner(ctx, "vm "+vm.Name, h.dialer(vm, hd, 22)); err != nil {
-		return fmt.Errorf("vm %s: waiting for ssh after the restore: %w", vm.Name, err)
 	}
 	return h.publish(vm, hd)
 }

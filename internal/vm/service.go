@@ -68,8 +68,8 @@ type Host interface {
 	Maintenance(ctx context.Context, vm model.VM) (vmm.Spec, error)
 	// MaintenanceReady returns once a maintenance boot's agent answers.
 	MaintenanceReady(ctx context.Context, vm model.VM, h vmm.Handles) error
-	// Resumed readies the host's side of a guest that a snapshot restore
-	// started: its agent answers (and its clock is set), SSH, ports.
+	// Resumed readies a guest that a restore, a fork or a template
+	// started from saved memory: its identity, clock, SSH listening, ports.
 	Resumed(ctx context.Context, vm model.VM, h vmm.Handles) error
 	// Records publishes the name → IP table (for DNS) after it changed.
 	Records(ctx context.Context, vms []model.VM)
