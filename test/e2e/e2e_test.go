@@ -225,6 +225,8 @@ type vmJSON struct {
 	IP    string `json:"ip"`
 	Dir   string `json:"dir"`
 	Error string `json:"last_error"`
+	// Paused says why a running VM's VMM holds it paused ("" if not).
+	Paused string `json:"paused"`
 }
 
 func (w *world) listQuiet() []vmJSON {

@@ -205,3 +205,70 @@ func rawCall(t *testing.T, socket, line string) string {
 	}
 	return resp
 }
+
+// The daemon is killed with SIGKILL in the middle of a snapshot, a fork
+// and a restore: the restarted one resumes a VM the save left paused,
+// keeps a snapshot only when it was complete, removes every copy of an
+// unfinished fork, and leaves a restored VM running or stopped, never
+// half there.
+func TestSaveFaults(t *testing.T) {
+	w := newWorld(t)
+	w.ok("vm", "create", "s")
+	id := w.show("s").ID
+	snapshots := filepath.Join(w.stateDir, "vms", id, "snapshots")
+	saving := func() bool {
+		for _, n := range listDir(snapshots) {
+			if strings.HasPrefix(n, ".tmp-") {
+				return true
+			}
+		}
+		return false
+	}
+	settled := func(what string) {
+		t.Helper()
+		w.invariants(what)
+		if saving() {
+			t.Fatalf("%s: the interrupted save's directory is left: %v", what, listDir(snapshots))
+		}
+		if v := w.show("s"); v.State != "running" || v.Paused != "" {
+			t.Fatalf("%s: the source is %s (paused: %q)", what, v.State, v.Paused)
+		}
+		if out := w.ok("vm", "ssh", "s", "--", "echo", "ok"); out != "ok\n" {
+			t.Fatalf("%s: the source answers %q", what, out)
+		}
+	}
+
+	go func() { _, _ = w.run("vm", "snapshot", "s", "--name", "cut") }()
+	waitFor(t, "a snapshot being saved", saving)
+	w.killDaemon(false)
+	settled("kill during a snapshot")
+	if out := w.ok("vm", "snapshot", "list", "s"); strings.Contains(out, "cut") {
+		// Only a complete one is listed: it must restore.
+		w.ok("vm", "restore", "s", "cut")
+	}
+
+	go func() { _, _ = w.run("vm", "fork", "s", "f", "--count", "2") }()
+	waitFor(t, "a fork's copy running", func() bool { return len(w.vmmPIDs()) >= 2 })
+	w.killDaemon(false)
+	settled("kill during a fork")
+	for _, n := range []string{"f-1", "f-2"} {
+		if r := w.banger("vm", "show", n); r.code == 0 {
+			t.Errorf("an interrupted fork left vm %s", n)
+		}
+	}
+
+	w.ok("vm", "snapshot", "s", "--name", "back")
+	go func() { _, _ = w.run("vm", "restore", "s", "back") }()
+	time.Sleep(700 * time.Millisecond)
+	w.killDaemon(false)
+	w.invariants("kill during a restore")
+	if v := w.show("s"); v.State != "running" {
+		if v.State != "stopped" {
+			t.Fatalf("after a kill during a restore the vm is %s", v.State)
+		}
+		w.ok("vm", "restore", "s", "back")
+	}
+	if out := w.ok("vm", "ssh", "s", "--", "echo", "ok"); out != "ok\n" {
+		t.Fatalf("after a kill during a restore the vm answers %q", out)
+	}
+}
