@@ -527,11 +527,17 @@ func TestSSHDListenersAndMachineID(t *testing.T) {
 		"300": "300 (sshd) S 200 300 300", // a session
 		"400": "400 (my (sshd)) S 1 400 400",
 		"500": "500 (bash) S 300 500 500",
+		"600": "600 (sshd) S 1 600 600", // sshd -i from a systemd socket
 	} {
 		if err := os.MkdirAll(filepath.Join(dir, pid), 0o755); err != nil {
 			t.Fatal(err)
 		}
 		if err := os.WriteFile(filepath.Join(dir, pid, "stat"), []byte(stat+" 0 0\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for pid, argv := range map[string]string{"200": "/usr/sbin/sshd\x00-D\x00", "600": "sshd: root [priv]\x00-i\x00"} {
+		if err := os.WriteFile(filepath.Join(dir, pid, "cmdline"), []byte(argv), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}

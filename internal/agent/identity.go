@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -220,16 +221,7 @@ func readdress(log *logger, cfg guest.Config) error {
 	if err := netlink.LinkSetUp(link); err != nil {
 		return fmt.Errorf("bringing %s up: %w", name, err)
 	}
-	if cfg.Gateway != "" {
-		gw := net.ParseIP(cfg.Gateway)
-		if gw == nil {
-			return fmt.Errorf("config gateway %q is not an IP address", cfg.Gateway)
-		}
-		if err := netlink.RouteReplace(&netlink.Route{LinkIndex: link.Attrs().Index, Gw: gw}); err != nil {
-			return fmt.Errorf("adding the default route via %s: %w", gw, err)
-		}
-	}
-	return nil
+	return defaultRoute(link, cfg.Gateway)
 }
 
 // dropConnections destroys the TCP sockets bound to addresses the guest
@@ -338,7 +330,7 @@ func reloadSSHD(log *logger, procDir string) {
 }
 
 // sshdListeners are the PIDs under procDir named sshd whose parent is
-// not.
+// not, and that serve more than one connection (no -i).
 func sshdListeners(procDir string) []int {
 	entries, _ := os.ReadDir(procDir)
 	comm := func(pid string) (string, int) {
@@ -364,6 +356,11 @@ func sshdListeners(procDir string) []int {
 			continue
 		}
 		if parent, _ := comm(strconv.Itoa(ppid)); parent == "sshd" {
+			continue
+		}
+		if slices.Contains(proc.CmdlineIn(procDir, pid), "-i") {
+			// Started by inetd or a systemd socket for one connection: it
+			// read the keys itself, and a SIGHUP would end its session.
 			continue
 		}
 		out = append(out, pid)

@@ -52,16 +52,26 @@ func (b *boot) configureNetwork() error {
 	if err := netlink.LinkSetUp(link); err != nil {
 		return fmt.Errorf("bringing %s up: %w", name, err)
 	}
-	if b.cfg.Gateway != "" {
-		gw := net.ParseIP(b.cfg.Gateway)
-		if gw == nil {
-			return fmt.Errorf("config gateway %q is not an IP address", b.cfg.Gateway)
-		}
-		if err := netlink.RouteReplace(&netlink.Route{LinkIndex: link.Attrs().Index, Gw: gw}); err != nil {
-			return fmt.Errorf("adding the default route via %s: %w", gw, err)
-		}
+	if err := defaultRoute(link, b.cfg.Gateway); err != nil {
+		return err
 	}
 	b.log.Printf("%s: %s via %s", name, b.cfg.Address, orNone(b.cfg.Gateway))
+	return nil
+}
+
+// defaultRoute routes everything off-link through gateway on link ("":
+// no default route).
+func defaultRoute(link netlink.Link, gateway string) error {
+	if gateway == "" {
+		return nil
+	}
+	gw := net.ParseIP(gateway)
+	if gw == nil {
+		return fmt.Errorf("config gateway %q is not an IP address", gateway)
+	}
+	if err := netlink.RouteReplace(&netlink.Route{LinkIndex: link.Attrs().Index, Gw: gw}); err != nil {
+		return fmt.Errorf("adding the default route via %s: %w", gw, err)
+	}
 	return nil
 }
 

@@ -147,11 +147,16 @@ func (d *Daemon) vmList(ctx context.Context, _ rpc.Caller, _ api.Empty) ([]api.V
 	if err != nil {
 		return nil, err
 	}
+	return d.wireVMs(vms), nil
+}
+
+// wireVMs is wireVM of each, never nil (an empty list is [] in JSON).
+func (d *Daemon) wireVMs(vms []model.VM) []api.VM {
 	out := make([]api.VM, 0, len(vms))
 	for _, v := range vms {
 		out = append(out, d.wireVM(v))
 	}
-	return out, nil
+	return out
 }
 
 func (d *Daemon) vmShow(ctx context.Context, _ rpc.Caller, p api.VMRef) (api.VM, error) {

@@ -54,9 +54,5 @@ func (d *Daemon) vmFork(ctx context.Context, _ rpc.Caller, p api.VMForkParams) (
 	if err != nil {
 		return nil, err
 	}
-	out := make([]api.VM, 0, len(forks))
-	for _, v := range forks {
-		out = append(out, d.wireVM(v))
-	}
-	return out, nil
+	return d.wireVMs(forks), nil
 }

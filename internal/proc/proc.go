@@ -46,7 +46,12 @@ func Cmdline(pid int) []string {
 	if pid <= 0 || Exited(pid) {
 		return nil
 	}
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	return CmdlineIn("/proc", pid)
+}
+
+// CmdlineIn is the argv of process pid in the proc tree at root, or nil.
+func CmdlineIn(root string, pid int) []string {
+	b, err := os.ReadFile(root + "/" + strconv.Itoa(pid) + "/cmdline")
 	if err != nil || len(b) == 0 {
 		return nil
 	}

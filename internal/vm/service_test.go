@@ -180,12 +180,18 @@ func (h *harness) wait(t *testing.T, opID string) model.Operation {
 
 func (h *harness) create(t *testing.T, name string, noStart bool) model.VM {
 	t.Helper()
-	vm, o, err := h.svc.Create(context.Background(), CreateRequest{Name: name, NoStart: noStart})
+	return h.createWith(t, CreateRequest{Name: name, NoStart: noStart})
+}
+
+// createWith creates a VM as req asks and waits for its create.
+func (h *harness) createWith(t *testing.T, req CreateRequest) model.VM {
+	t.Helper()
+	vm, o, err := h.svc.Create(context.Background(), req)
 	if err != nil {
-		t.Fatalf("create %s: %v", name, err)
+		t.Fatalf("create %s: %v", req.Name, err)
 	}
 	if o := h.wait(t, o.ID); o.State != model.OpSucceeded {
-		t.Fatalf("create %s: op %s: %s", name, o.State, o.Error)
+		t.Fatalf("create %s: op %s: %s", req.Name, o.State, o.Error)
 	}
 	return vm
 }
@@ -1165,9 +1171,17 @@ func TestInstantCreate(t *testing.T) {
 	if b, _ := os.ReadFile(meta); !strings.Contains(string(b), fakevmm.SnapshotVersion) {
 		t.Errorf("the stale template was not replaced: %s", b)
 	}
-	if n, err := h.svc.SweepTemplates(ctx, false); err != nil || n != 1 {
+	// One template per combination of sizes, the oldest beyond four
+	// evicted.
+	for i := 1; i <= maxTemplatesPerImage+1; i++ {
+		h.createWith(t, CreateRequest{Name: fmt.Sprintf("size-%d", i), Disk: fmt.Sprintf("%dG", i+1)})
+	}
+	if n := len(h.svc.Templates()); n != maxTemplatesPerImage {
+		t.Errorf("%d templates of one image, want %d", n, maxTemplatesPerImage)
+	}
+	if n, err := h.svc.SweepTemplates(ctx, false); err != nil || n != maxTemplatesPerImage {
 		// The fake's image is in the catalog, never stored: no content.
-		t.Errorf("sweep removed %d templates (%v), want the one whose content is unknown", n, err)
+		t.Errorf("sweep removed %d templates (%v), want those whose content is unknown", n, err)
 	}
 	u, err := h.svc.SavedUsage(ctx)
 	if err != nil || u.Templates != 0 {

@@ -112,6 +112,11 @@ func (s *Service) save(ctx context.Context, vm model.VM, h vmm.Handles, sn vmm.S
 		_ = os.RemoveAll(dir)
 		return "", "", fmt.Errorf("resuming vm %s after saving it: %w", vm.Name, err)
 	}
+	// The guest's clock stood still while it was paused: bring it back to
+	// the host's now, not at the next periodic sync.
+	if err := s.host.SyncClock(context.WithoutCancel(ctx), vm, h); err != nil {
+		s.log.Warn("setting the clock of a vm after saving it", "vm", vm.Name, "err", err)
+	}
 	if saveErr != nil {
 		_ = os.RemoveAll(dir)
 		return "", "", fmt.Errorf("saving vm %s: %w", vm.Name, saveErr)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"syscall"
 	"time"
 
@@ -141,6 +142,28 @@ func (s *Service) leaveTemplate(ctx context.Context, vm model.VM, key string) {
 		return
 	}
 	s.log.Info("left a template for instant vms", "vm", vm.Name, "key", key, "bytes", diskUsage(final), "took", time.Since(start).Round(time.Millisecond))
+	s.evictTemplates(vm.ImageID)
+}
+
+// maxTemplatesPerImage bounds the templates of one image content (one per
+// combination of sizes used): a template takes about as much disk as
+// its guest's memory in use, and the oldest go first.
+const maxTemplatesPerImage = 4
+
+// evictTemplates removes the oldest templates of image content id beyond
+// maxTemplatesPerImage.
+func (s *Service) evictTemplates(id string) {
+	var same []Template
+	for _, t := range s.Templates() {
+		if t.ImageID == id {
+			same = append(same, t)
+		}
+	}
+	sort.Slice(same, func(i, j int) bool { return same[i].CreatedAt.After(same[j].CreatedAt) })
+	for _, t := range same[min(len(same), maxTemplatesPerImage):] {
+		s.log.Info("removing the oldest template of an image", "key", t.Key, "image", id)
+		s.dropTemplate(t.Key)
+	}
 }
 
 // dropTemplate removes the template under key.

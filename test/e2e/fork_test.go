@@ -17,14 +17,7 @@ import (
 // to its own branch. A stopped VM is not forked.
 func TestFork(t *testing.T) {
 	w := newWorld(t)
-	home := filepath.Join(w.dir, "home")
-	repo := filepath.Join(home, "src", "app")
-	if err := os.MkdirAll(repo, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, filepath.Join(home, ".gitconfig"), "[user]\n\tname = Host User\n\temail = host@example.com\n[init]\n\tdefaultBranch = main\n", 0o644)
-	g := func(args ...string) string { return hostGit(t, home, repo, args...) }
-	g("init", "-q")
+	_, repo, g := w.hostRepo()
 	writeFile(t, filepath.Join(repo, "README"), "app\n", 0o644)
 	g("add", "-A")
 	g("commit", "-q", "-m", "first")
@@ -93,7 +86,7 @@ func TestFork(t *testing.T) {
 	for _, name := range []string{"f-1", "f-2"} {
 		w.ok("vm", "ssh", name, "--", "sh", "-c", "cd /work/app && echo "+name+" > who && git add who && git commit -q -m 'from "+name+"'")
 		w.ok("workspace", "export", name, repo)
-		if log := g("log", "--format=%s", "-2", "banger/"+name); !strings.HasSuffix(log, "from "+name+"\n") && !strings.Contains(log, "from "+name+"\n") {
+		if log := g("log", "--format=%s", "-2", "banger/"+name); !strings.Contains(log, "from "+name+"\n") {
 			t.Errorf("banger/%s:\n%s", name, log)
 		}
 		if who := g("show", "banger/"+name+":who"); who != name+"\n" {

@@ -27,6 +27,22 @@ func hostGit(t *testing.T, home, dir string, args ...string) string {
 	return string(out)
 }
 
+// hostRepo makes an empty git repository at <home>/src/app, with a
+// user's .gitconfig in home, and a git runner for it.
+func (w *world) hostRepo() (home, repo string, g func(args ...string) string) {
+	t := w.t
+	t.Helper()
+	home = filepath.Join(w.dir, "home")
+	repo = filepath.Join(home, "src", "app")
+	if err := os.MkdirAll(repo, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(home, ".gitconfig"), "[user]\n\tname = Host User\n\temail = host@example.com\n[init]\n\tdefaultBranch = main\n", 0o644)
+	g = func(args ...string) string { return hostGit(t, home, repo, args...) }
+	g("init", "-q")
+	return home, repo, g
+}
+
 func writeFile(t *testing.T, path, content string, mode os.FileMode) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -75,14 +91,7 @@ func digestTree(t *testing.T, dir string) string {
 // prepare, and a hostile guest makes the host run and write nothing.
 func TestWorkspaceRoundTrip(t *testing.T) {
 	w := newWorld(t)
-	home := filepath.Join(w.dir, "home")
-	repo := filepath.Join(home, "src", "app")
-	if err := os.MkdirAll(repo, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, filepath.Join(home, ".gitconfig"), "[user]\n\tname = Host User\n\temail = host@example.com\n[init]\n\tdefaultBranch = main\n", 0o644)
-	g := func(args ...string) string { return hostGit(t, home, repo, args...) }
-	g("init", "-q")
+	home, repo, g := w.hostRepo()
 	writeFile(t, filepath.Join(repo, ".gitignore"), "*.log\n", 0o644)
 	for _, f := range []string{"staged.txt", "unstaged.txt", "both.txt", "deleted.txt", "old name.txt", "run.sh"} {
 		writeFile(t, filepath.Join(repo, f), f+"\n", 0o644)
