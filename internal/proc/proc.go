@@ -59,17 +59,23 @@ func CmdlineIn(root string, pid int) []string {
 }
 
 // TapsInUse returns the names of tun/tap interfaces that some process
-// holds open (the kernel lists the interface as "iff:" in the fdinfo of a
-// /dev/net/tun descriptor). A tap in this set belongs to a live VMM, even
-// one whose daemon died before it could record the VM's handles.
+// of this network namespace holds open (the kernel lists the interface as
+// "iff:" in the fdinfo of a /dev/net/tun descriptor). A tap in this set
+// belongs to a live VMM, even one whose daemon died before it could record
+// the VM's handles. A tap of the same name in another namespace is
+// another tap.
 func TapsInUse() map[string]bool {
 	out := map[string]bool{}
 	procs, err := os.ReadDir("/proc")
 	if err != nil {
 		return out
 	}
+	self, _ := os.Readlink("/proc/self/ns/net")
 	for _, p := range procs {
 		if _, err := strconv.Atoi(p.Name()); err != nil {
+			continue
+		}
+		if ns, err := os.Readlink("/proc/" + p.Name() + "/ns/net"); err != nil || ns != self {
 			continue
 		}
 		dir := "/proc/" + p.Name() + "/fd"
