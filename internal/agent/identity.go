@@ -239,7 +239,7 @@ func dropConnections(log *logger, gone []net.IP) {
 	n := 0
 	for _, s := range socks {
 		local := s.ID.Source
-		if !containsIP(gone, local) || s.ID.Destination.IsUnspecified() {
+		if !slices.ContainsFunc(gone, local.Equal) || s.ID.Destination.IsUnspecified() {
 			continue
 		}
 		err := netlink.SocketDestroy(
@@ -254,15 +254,6 @@ func dropConnections(log *logger, gone []net.IP) {
 	if n > 0 {
 		log.Printf("identity: dropped %d connections from old addresses", n)
 	}
-}
-
-func containsIP(ips []net.IP, ip net.IP) bool {
-	for _, i := range ips {
-		if i.Equal(ip) {
-			return true
-		}
-	}
-	return false
 }
 
 // sshWait bounds the wait for SSH to listen after an identity change.

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/banger-dev/banger/internal/host/disk"
 	"github.com/banger-dev/banger/internal/image"
 	"github.com/banger-dev/banger/internal/model"
 	"github.com/banger-dev/banger/internal/op"
@@ -80,7 +81,7 @@ type fakeHost struct {
 // Created makes stand-ins for the VM's disks, as the real one does.
 func (f *fakeHost) Created(_ context.Context, vm model.VM, _ bool, _ func(string)) error {
 	for _, d := range []string{upperDisk, workDisk} {
-		if p := f.layout.VMFile(vm.ID, d); !fileExists(p) {
+		if p := f.layout.VMFile(vm.ID, d); !disk.Exists(p) {
 			if err := os.WriteFile(p, []byte("fresh "+d), 0o600); err != nil {
 				return err
 			}
@@ -88,8 +89,6 @@ func (f *fakeHost) Created(_ context.Context, vm model.VM, _ bool, _ func(string
 	}
 	return nil
 }
-
-func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
 func (f *fakeHost) Prepare(ctx context.Context, vm model.VM) (vmm.Spec, error) {
 	if err := f.Created(ctx, vm, false, nil); err != nil {
