@@ -22,7 +22,7 @@ import (
 // debianBuilderVersion names the build steps. Bump it whenever BuildDebian
 // would produce a different tree from the same options: it is part of the
 // recipe, so every cached image built by older steps is rebuilt.
-const debianBuilderVersion = 1
+const debianBuilderVersion = 2
 
 // Defaults for DebianOptions.
 const (

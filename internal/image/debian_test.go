@@ -212,6 +212,8 @@ ln -s "$outside" "$target/etc/resolv.conf"
 echo '# UNCONFIGURED FSTAB FOR BASE SYSTEM' > "$target/etc/fstab"
 echo 0123456789abcdef > "$target/etc/machine-id"
 printf 'Include /etc/ssh/sshd_config.d/*.conf\n#PermitRootLogin prohibit-password\n' > "$target/etc/ssh/sshd_config"
+mkdir -p "$target/etc/pam.d"
+printf '# and a static part from /etc/motd.\nsession    optional     pam_motd.so  motd=/run/motd.dynamic\nsession    optional     pam_motd.so noupdate\n' > "$target/etc/pam.d/sshd"
 for k in rsa ecdsa ed25519; do echo key > "$target/etc/ssh/ssh_host_${k}_key"; echo pub > "$target/etc/ssh/ssh_host_${k}_key.pub"; done
 for u in ssh.service multi-user.target apt-daily.timer getty@.service e2scrub_all.timer; do echo "[Unit]" > "$target/usr/lib/systemd/system/$u"; done
 echo sshd > "$target/usr/sbin/sshd"
@@ -280,6 +282,7 @@ func TestBuildDebianFake(t *testing.T) {
 		"/etc/os-release":                              `VERSION_ID="12"`,
 		"/boot/config-6.1.0-9-cloud-amd64":             "CONFIG_EXT4_FS=y",
 		"/etc/ssh/sshd_config.d/banger.conf":           "PermitRootLogin prohibit-password\nPasswordAuthentication no\n",
+		"/etc/pam.d/sshd":                              "# and a static part from /etc/motd.\n# banger: no motd regenerated at each session: session    optional     pam_motd.so  motd=/run/motd.dynamic\nsession    optional     pam_motd.so noupdate\n",
 		"/lib/modules/6.1.0-9-cloud-amd64/modules.dep": "virtio_blk.ko",
 		"/usr/lib/modules/6.1.0-9-cloud-amd64/kernel/drivers/block/virtio_blk.ko": "fake module",
 	} {

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -106,7 +107,9 @@ var unitsToMask = []string{
 //     /etc/resolv.conf empty (the agent writes both; mmdebstrap copied the
 //     build host's); /etc/hosts has the localhost lines;
 //   - no SSH host keys (banger gives each VM its own); sshd takes root
-//     logins by key only, said explicitly in sshd_config.d;
+//     logins by key only, said explicitly in sshd_config.d; its PAM
+//     session shows /etc/motd but does not regenerate the dynamic part
+//     (see quietMotd);
 //   - /etc/machine-id is empty: systemd then generates an ID at each
 //     VM's first boot and, the overlay root being writable, keeps it. Every
 //     VM gets its own ID, and none is in "first boot" (which "uninitialized"
@@ -183,6 +186,9 @@ func prepareSSH(t *rootfs.Tree) error {
 	if err := removeHostKeys(t); err != nil {
 		return err
 	}
+	if err := quietMotd(t); err != nil {
+		return err
+	}
 	cfg, err := t.ReadFile("etc/ssh/sshd_config")
 	if err != nil {
 		return fmt.Errorf("reading sshd_config: %w", err)
@@ -192,6 +198,36 @@ func prepareSSH(t *rootfs.Tree) error {
 	}
 	// sshd takes the first value it reads for each keyword: go first.
 	return writeTreeFile(t, "etc/ssh/sshd_config", append([]byte(sshdDropIn), cfg...))
+}
+
+// sshdPAM is sshd's PAM configuration.
+const sshdPAM = "etc/pam.d/sshd"
+
+// quietMotd comments out the pam_motd line of sshd's PAM session that
+// writes /run/motd.dynamic: it runs /etc/update-motd.d through run-parts
+// at every SSH session, a command's too, and that cost 0.3 s of each
+// `vm ssh VM -- CMD` under TCG (measured here). The static /etc/motd
+// still shows at a login.
+func quietMotd(t *rootfs.Tree) error {
+	b, err := t.ReadFile(sshdPAM)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading /%s: %w", sshdPAM, err)
+	}
+	lines := strings.SplitAfter(string(b), "\n")
+	changed := false
+	for i, l := range lines {
+		f := strings.Fields(l)
+		if len(f) > 0 && !strings.HasPrefix(f[0], "#") && slices.Contains(f, "pam_motd.so") && slices.Contains(f, "motd=/run/motd.dynamic") {
+			lines[i], changed = "# banger: no motd regenerated at each session: "+l, true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	return writeTreeFile(t, sshdPAM, []byte(strings.Join(lines, "")))
 }
 
 func writeTreeFile(t *rootfs.Tree, name string, data []byte) error {
