@@ -40,6 +40,7 @@ var hostKeyGen atomic.Uint64
 // identify applies id to the running guest (see guest.Identity).
 func identify(log *logger, id guest.Identity) error {
 	cfg := id.Config
+	start := time.Now()
 	if err := checkConfig(cfg); err != nil {
 		return err
 	}
@@ -78,7 +79,7 @@ func identify(log *logger, id guest.Identity) error {
 	if err := awaitSSH(old, sshWait); err != nil {
 		return err
 	}
-	log.Printf("identity: now %s (%s)", cfg.Hostname, orNone(cfg.Address))
+	log.Printf("identity: now %s (%s) in %v", cfg.Hostname, orNone(cfg.Address), time.Since(start).Round(time.Millisecond))
 	return nil
 }
 

@@ -434,15 +434,19 @@ func (h *Host) Resumed(ctx context.Context, vm model.VM, hd vmm.Handles) error {
 	if err != nil {
 		return err
 	}
+	start := time.Now()
 	c, err := agentctl.Dial(ctx, agentctl.DialerFor(hd.ControlSocket, hd.ControlProto))
 	if err != nil {
 		return fmt.Errorf("vm %s: connecting to the agent after the restore: %w", vm.Name, err)
 	}
 	err = c.Identify(ctx, id)
+	identified := time.Since(start)
 	if err == nil {
 		_, err = h.syncClock(ctx, c, vm)
 	}
 	c.Close()
+	h.log.Debug("restored guest identified", "vm", vm.Name, "identify", identified.Round(time.Millisecond),
+		"clock", (time.Since(start) - identified).Round(time.Millisecond))
 	if err != nil {
 		return fmt.Errorf("vm %s: the agent does not answer after the restore: %w; console:\n%s", vm.Name, err, h.ConsoleTail(vm, 20))
 	}

@@ -175,6 +175,7 @@ func (s *Service) bootOnce(ctx context.Context, vm model.VM) (vmm.Handles, error
 func (s *Service) launch(ctx context.Context, vm model.VM, spec vmm.Spec,
 	start func(context.Context, vmm.Spec) (vmm.Handles, error), ready func(context.Context, model.VM, vmm.Handles) error) (vmm.Handles, error) {
 	rec := context.WithoutCancel(ctx)
+	began := time.Now()
 	h, err := start(ctx, spec)
 	if err != nil {
 		_ = s.host.Release(rec, vm, vmm.Handles{Tap: spec.Tap})
@@ -185,10 +186,12 @@ func (s *Service) launch(ctx context.Context, vm model.VM, spec vmm.Spec,
 		s.abandon(rec, vm, h)
 		return vmm.Handles{}, err
 	}
+	running := time.Since(began)
 	if err := ready(ctx, vm, h); err != nil {
 		s.abandon(rec, vm, h)
 		return vmm.Handles{}, err
 	}
+	s.log.Debug("guest ready", "vm", vm.Name, "vmm", running.Round(time.Millisecond), "guest", (time.Since(began) - running).Round(time.Millisecond))
 	return h, nil
 }
 
