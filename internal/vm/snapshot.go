@@ -119,6 +119,11 @@ func (s *Service) save(ctx context.Context, vm model.VM, h vmm.Handles, sn vmm.S
 	}
 	if saveErr != nil {
 		_ = os.RemoveAll(dir)
+		var st syscall.Statfs_t
+		if syscall.Statfs(parent, &st) == nil && int64(st.Bavail)*st.Bsize < vm.MemoryMiB<<20 {
+			return "", "", fmt.Errorf("saving vm %s: %w; the filesystem of %s has %d MiB free, less than the vm's memory: free some space there and try again",
+				vm.Name, saveErr, parent, int64(st.Bavail)*st.Bsize>>20)
+		}
 		return "", "", fmt.Errorf("saving vm %s: %w", vm.Name, saveErr)
 	}
 	s.log.Debug("vm saved", "vm", vm.Name, "paused", time.Since(start).Round(time.Millisecond), "state", saved.Round(time.Millisecond))

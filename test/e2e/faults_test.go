@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -270,5 +271,74 @@ func TestSaveFaults(t *testing.T) {
 	}
 	if out := w.ok("vm", "ssh", "s", "--", "echo", "ok"); out != "ok\n" {
 		t.Fatalf("after a kill during a restore the vm answers %q", out)
+	}
+}
+
+// A disk that fills up while a running VM is saved (a snapshot, a fork):
+// the save fails with an error, the VM runs on, and nothing half-written
+// is registered or left behind. The full disk is a small tmpfs over the
+// VM's snapshots directory, mounted in the daemon's mount namespace.
+func TestSaveDiskFull(t *testing.T) {
+	w := newWorld(t)
+	w.ok("vm", "create", "full")
+	snapshots := filepath.Join(w.stateDir, "vms", w.show("full").ID, "snapshots")
+	if err := os.MkdirAll(snapshots, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	pid := strconv.Itoa(w.daemonPID())
+	inDaemon := func(argv ...string) {
+		t.Helper()
+		if out, err := exec.Command("nsenter", append([]string{"--target", pid, "--mount", "--"}, argv...)...).CombinedOutput(); err != nil {
+			t.Fatalf("%v in the daemon's mount namespace: %v\n%s", argv, err, out)
+		}
+	}
+	inDaemon("mount", "-t", "tmpfs", "-o", "size=32m,mode=0700", "banger-e2e-full", snapshots)
+	mounted := true
+	defer func() {
+		if mounted {
+			inDaemon("umount", snapshots)
+		}
+	}()
+	seen := "/proc/" + pid + "/root" + snapshots // the tmpfs, as the daemon sees it
+	left := func(what string) {
+		t.Helper()
+		if names := listDir(seen); len(names) != 0 {
+			t.Errorf("%s left %v on the full disk", what, names)
+		}
+		if v := w.show("full"); v.State != "running" || v.Paused != "" {
+			t.Fatalf("after %s the vm is %s (paused: %q)", what, v.State, v.Paused)
+		}
+		if out := w.ok("vm", "ssh", "full", "--", "echo", "ok"); out != "ok\n" {
+			t.Fatalf("after %s the vm answers %q", what, out)
+		}
+	}
+
+	r := w.banger("vm", "snapshot", "full", "--name", "big")
+	if r.code == 0 || !strings.Contains(r.stderr, "saving vm full") || !strings.Contains(r.stderr, "free some space there") {
+		t.Fatalf("a snapshot onto a full disk: exit %d, stderr %q", r.code, r.stderr)
+	}
+	t.Logf("snapshot onto a full disk: %s", strings.TrimSpace(r.stderr))
+	left("a failed snapshot")
+	if out := w.ok("vm", "snapshot", "list", "full"); strings.Contains(out, "big") {
+		t.Errorf("a failed snapshot is listed:\n%s", out)
+	}
+
+	r = w.banger("vm", "fork", "full", "g", "--count", "2")
+	if r.code == 0 {
+		t.Fatalf("a fork through a full disk succeeded:\n%s", r.stdout)
+	}
+	left("a failed fork")
+	for _, n := range []string{"g-1", "g-2"} {
+		if r := w.banger("vm", "show", n); r.code == 0 {
+			t.Errorf("a failed fork left vm %s", n)
+		}
+	}
+	w.invariants("after saves onto a full disk")
+
+	inDaemon("umount", snapshots)
+	mounted = false
+	w.ok("vm", "snapshot", "full", "--name", "after")
+	if out := w.ok("vm", "snapshot", "list", "full"); !strings.Contains(out, "after") {
+		t.Errorf("the snapshot after the disk was freed is not listed:\n%s", out)
 	}
 }

@@ -178,7 +178,11 @@ func waitMigration(ctx context.Context, q *qmp) error {
 		case "completed":
 			return nil
 		case "failed", "cancelled":
-			return fmt.Errorf("%w: %s %s", errMigration, st.Status, st.Error)
+			why := st.Status
+			if st.Error != "" {
+				why = st.Error
+			}
+			return fmt.Errorf("%w: %s", errMigration, why)
 		}
 		select {
 		case <-ctx.Done():
