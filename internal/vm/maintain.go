@@ -63,6 +63,17 @@ func (s *Service) Maintain(ctx context.Context, ref, why string, fn MaintenanceF
 // under the VM's lock, and returns it with the func that ends the mark; a
 // forced delete meanwhile calls cancel and waits for the mark to end.
 func (s *Service) claim(ctx context.Context, ref, why string, cancel context.CancelFunc, check func(model.VM) error) (model.VM, func(), error) {
+	return s.claimIf(ctx, ref, why, cancel, func(vm model.VM) error {
+		if err := s.idle(vm); err != nil {
+			return err
+		}
+		return check(vm)
+	})
+}
+
+// claimIf is claim with check alone deciding: for work that runs inside
+// the VM's own create (leaving a template), which idle would refuse.
+func (s *Service) claimIf(ctx context.Context, ref, why string, cancel context.CancelFunc, check func(model.VM) error) (model.VM, func(), error) {
 	vm, err := s.store.GetVM(ctx, ref)
 	if err != nil {
 		return model.VM{}, nil, err
@@ -70,9 +81,6 @@ func (s *Service) claim(ctx context.Context, ref, why string, cancel context.Can
 	unlock := s.locks.Lock(vm.ID)
 	defer unlock()
 	if vm, err = s.store.GetVM(ctx, vm.ID); err != nil {
-		return model.VM{}, nil, err
-	}
-	if err := s.idle(vm); err != nil {
 		return model.VM{}, nil, err
 	}
 	if err := check(vm); err != nil {

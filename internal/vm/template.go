@@ -13,6 +13,7 @@ import (
 
 	"github.com/banger-dev/banger/internal/atomicfile"
 	"github.com/banger-dev/banger/internal/model"
+	"github.com/banger-dev/banger/internal/vmm"
 )
 
 // Instant VMs. The first cold boot of a new VM leaves a template: the
@@ -109,15 +110,17 @@ func (s *Service) leaveTemplate(ctx context.Context, vm model.VM, key string) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	unlock := s.locks.Lock(vm.ID)
-	cur, err := s.store.GetVM(ctx, vm.ID)
-	h, running := s.handles.get(vm.ID)
-	if err != nil || cur.State != model.StateRunning || !running {
-		unlock()
-		return
+	var h vmm.Handles
+	_, done, err := s.claimIf(ctx, vm.ID, "leaving a template", cancel, func(cur model.VM) error {
+		var running bool
+		if h, running = s.handles.get(cur.ID); cur.State != model.StateRunning || !running {
+			return model.Errorf(model.ErrState, "vm %s is %s", cur.Name, cur.State)
+		}
+		return nil
+	})
+	if err != nil {
+		return // stopped or deleted meanwhile: no template, nothing lost
 	}
-	done := s.markBusy(vm.ID, "leaving a template", cancel)
-	unlock()
 	defer done()
 	start := time.Now()
 	dir, version, err := s.save(ctx, vm, h, sn, "template")
