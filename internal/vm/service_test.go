@@ -1197,3 +1197,29 @@ func waitRunning(t *testing.T, h *harness, id string) {
 	}
 	t.Fatalf("vm %s never ran", id)
 }
+
+// A driver that takes no snapshots in its configuration (Firecracker
+// under the jailer) leaves no templates and refuses snapshots and forks
+// with its reason, before pausing anything.
+func TestRefusedSaves(t *testing.T) {
+	d := fakevmm.NewSnapshotting()
+	d.RefuseSaves = errors.New("not under this jail")
+	h := newHarness(t, d)
+	ctx := context.Background()
+	vm := h.create(t, "jailed", false)
+	if n := len(h.svc.Templates()); n != 0 {
+		t.Fatalf("%d templates left by a driver that takes no snapshots", n)
+	}
+	if _, err := h.svc.Snapshot(ctx, vm.Name, "s"); !errors.Is(err, model.ErrInvalid) || !strings.Contains(err.Error(), "not under this jail") {
+		t.Fatalf("snapshot: %v", err)
+	}
+	if _, err := h.svc.Fork(ctx, vm.Name, "f", 1); !errors.Is(err, model.ErrInvalid) || !strings.Contains(err.Error(), "not under this jail") {
+		t.Fatalf("fork: %v", err)
+	}
+	if d.IsPaused(vm.Name) {
+		t.Fatal("a refused save paused the vm")
+	}
+	if _, err := h.store.GetVM(ctx, "f"); !errors.Is(err, model.ErrNotFound) {
+		t.Fatalf("a refused fork left its copy: %v", err)
+	}
+}

@@ -326,3 +326,12 @@ func TestSnapshotAgainstFake(t *testing.T) {
 		}
 	}
 }
+
+func TestCanSave(t *testing.T) {
+	if err := (&Driver{}).CanSave(); err != nil {
+		t.Fatalf("unjailed: %v", err)
+	}
+	if err := (&Driver{Jailer: &Jailer{}}).CanSave(); !errors.Is(err, errJailed) {
+		t.Fatalf("jailed: %v", err)
+	}
+}

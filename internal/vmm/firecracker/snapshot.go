@@ -45,7 +45,17 @@ func LoadRequests(spec vmm.Spec, path string) []Request {
 
 // errJailed is a snapshot of a jailed VM: its files would have to live in
 // the jail.
-var errJailed = errors.New("snapshots of vms under the jailer are not supported yet")
+var errJailed = errors.New("snapshots of vms under the jailer are not supported yet (their files would have to live in each jail); with jailer = false in the daemon's config they are")
+
+// CanSave refuses every snapshot under the jailer (errJailed): the VM
+// service then leaves no templates and refuses snapshots and forks
+// before it pauses anything.
+func (d *Driver) CanSave() error {
+	if d.Jailer != nil {
+		return errJailed
+	}
+	return nil
+}
 
 // Save pauses the VM and writes a full snapshot (state at path, memory
 // beside it), leaving it paused; it returns Firecracker's version.
