@@ -288,7 +288,10 @@ func TestSaveDiskFull(t *testing.T) {
 	pid := strconv.Itoa(w.daemonPID())
 	inDaemon := func(argv ...string) {
 		t.Helper()
-		if out, err := exec.Command("nsenter", append([]string{"--target", pid, "--mount", "--"}, argv...)...).CombinedOutput(); err != nil {
+		// --root: setns into a mount namespace resets the root to the
+		// namespace's own, which is not the daemon's under a chroot (as
+		// CI's fresh root is); take the daemon's root again.
+		if out, err := exec.Command("nsenter", append([]string{"--target", pid, "--mount", "--root", "--"}, argv...)...).CombinedOutput(); err != nil {
 			t.Fatalf("%v in the daemon's mount namespace: %v\n%s", argv, err, out)
 		}
 	}
