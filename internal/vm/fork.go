@@ -59,7 +59,7 @@ func (s *Service) Fork(ctx context.Context, ref, name string, count int) ([]mode
 	)
 	src, done, err := s.claim(saveCtx, ref, "forking into "+names[0], cancel, func(vm model.VM) error {
 		var running bool
-		if h, running = s.handles.get(vm.ID); vm.State != model.StateRunning || !running {
+		if h, running = s.runningHandles(vm); !running {
 			return model.Errorf(model.ErrState, "vm %s is %s; a fork copies a running vm's memory and processes: `banger vm start %s` first (a fresh vm: `banger vm create --image %s`)", vm.Name, vm.State, vm.Name, vm.Image)
 		}
 		if vm.Driver != s.driver.Name() {

@@ -22,6 +22,13 @@ const (
 	workDisk      = "work.ext4"
 )
 
+// runningHandles are vm's handles when it runs: its record says so and
+// its VMM's handles are known (what every save of a running VM needs).
+func (s *Service) runningHandles(vm model.VM) (vmm.Handles, bool) {
+	h, ok := s.handles.get(vm.ID)
+	return h, ok && vm.State == model.StateRunning
+}
+
 // snapshotter is the VM's driver as a Snapshotter, or a clear error.
 func (s *Service) snapshotter(vm model.VM) (vmm.Snapshotter, error) {
 	sn, ok := s.driverNamed(vm.Driver).(vmm.Snapshotter)
@@ -52,7 +59,7 @@ func (s *Service) Snapshot(ctx context.Context, ref, name string) (model.Snapsho
 	)
 	vm, done, err := s.claim(ctx, ref, "taking snapshot "+name, cancel, func(vm model.VM) error {
 		var running bool
-		if h, running = s.handles.get(vm.ID); vm.State != model.StateRunning || !running {
+		if h, running = s.runningHandles(vm); !running {
 			return model.Errorf(model.ErrState, "vm %s is %s; a snapshot is taken of a running vm: `banger vm start %s` first", vm.Name, vm.State, vm.Name)
 		}
 		var err error
@@ -125,9 +132,11 @@ func (s *Service) save(ctx context.Context, vm model.VM, h vmm.Handles, sn vmm.S
 	if saveErr != nil {
 		_ = os.RemoveAll(dir)
 		var st syscall.Statfs_t
-		if syscall.Statfs(parent, &st) == nil && int64(st.Bavail)*st.Bsize < vm.MemoryMiB<<20 {
-			return "", "", fmt.Errorf("saving vm %s: %w; the filesystem of %s has %d MiB free, less than the vm's memory: free some space there and try again",
-				vm.Name, saveErr, parent, int64(st.Bavail)*st.Bsize>>20)
+		if syscall.Statfs(parent, &st) == nil {
+			if free := int64(st.Bavail) * st.Bsize; free < vm.MemoryMiB<<20 {
+				return "", "", fmt.Errorf("saving vm %s: %w; the filesystem of %s has %d MiB free, less than the vm's memory: free some space there and try again",
+					vm.Name, saveErr, parent, free>>20)
+			}
 		}
 		return "", "", fmt.Errorf("saving vm %s: %w", vm.Name, saveErr)
 	}

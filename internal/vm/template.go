@@ -113,7 +113,7 @@ func (s *Service) leaveTemplate(ctx context.Context, vm model.VM, key string) {
 	var h vmm.Handles
 	_, done, err := s.claimIf(ctx, vm.ID, "leaving a template", cancel, func(cur model.VM) error {
 		var running bool
-		if h, running = s.handles.get(cur.ID); cur.State != model.StateRunning || !running {
+		if h, running = s.runningHandles(cur); !running {
 			return model.Errorf(model.ErrState, "vm %s is %s", cur.Name, cur.State)
 		}
 		return nil

@@ -85,8 +85,8 @@ func (d *Driver) Resume(ctx context.Context, h vmm.Handles) error {
 // with this boot's tap and vsock socket; a Firecracker of another version
 // than the one that saved is refused before the load.
 func (d *Driver) StartFrom(ctx context.Context, spec vmm.Spec, path, version string) (vmm.Handles, error) {
-	if d.Jailer != nil {
-		return vmm.Handles{}, errJailed
+	if err := d.CanSave(); err != nil {
+		return vmm.Handles{}, err
 	}
 	check := func(ctx context.Context, c *http.Client) error {
 		got, err := fcVersion(ctx, c)
