@@ -35,11 +35,6 @@ func (s *Service) snapshotter(vm model.VM) (vmm.Snapshotter, error) {
 	if !ok {
 		return nil, model.Errorf(model.ErrInvalid, "vm %s runs on the %s driver, which takes no snapshots here", vm.Name, vm.Driver)
 	}
-	if c, ok := sn.(vmm.SaveChecker); ok {
-		if err := c.CanSave(); err != nil {
-			return nil, model.Errorf(model.ErrInvalid, "vm %s runs on the %s driver, which takes no snapshots here: %v", vm.Name, vm.Driver, err)
-		}
-	}
 	return sn, nil
 }
 

@@ -102,12 +102,6 @@ type Snapshotter interface {
 	StartFrom(ctx context.Context, spec Spec, path, version string) (Handles, error)
 }
 
-// SaveChecker is a Snapshotter that takes no snapshots in some of its
-// configurations (Firecracker under its jailer); CanSave says why not.
-type SaveChecker interface {
-	CanSave() error
-}
-
 // ErrSnapshotMismatch is a snapshot that cannot be restored here: taken
 // with another monitor version, or for another machine.
 var ErrSnapshotMismatch = errors.New("the snapshot does not match this vm")

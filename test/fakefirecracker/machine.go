@@ -119,6 +119,27 @@ type drive struct {
 	IsRootDevice bool   `json:"is_root_device"`
 	IsReadOnly   *bool  `json:"is_read_only,omitempty"`
 	raw          json.RawMessage
+	// file is the open backing file, held like Firecracker holds it (a
+	// test can see which file a process has through /proc/PID/fd).
+	file *os.File
+}
+
+// open opens the drive's backing file (relative to the working directory,
+// as Firecracker resolves it), read-only or not as configured.
+func (d *drive) open() error {
+	if d.PathOnHost == "" {
+		return nil
+	}
+	flag := os.O_RDWR
+	if d.IsReadOnly != nil && *d.IsReadOnly {
+		flag = os.O_RDONLY
+	}
+	f, err := os.OpenFile(d.PathOnHost, flag, 0)
+	if err != nil {
+		return err
+	}
+	d.file = f
+	return nil
 }
 
 type netIface struct {
@@ -498,18 +519,15 @@ func (m *machine) putDrive(pathID string, body []byte) reply {
 			}
 		}
 	}
-	if d.PathOnHost != "" {
-		flag := os.O_RDWR
-		if d.IsReadOnly != nil && *d.IsReadOnly {
-			flag = os.O_RDONLY
-		}
-		if err := canOpen(d.PathOnHost, flag); err != nil {
-			return fault(fmt.Sprintf("Drive config error: Unable to create the virtio block device: BackingFile(%s, %q)", osError(err), d.PathOnHost))
-		}
+	if err := d.open(); err != nil {
+		return fault(fmt.Sprintf("Drive config error: Unable to create the virtio block device: BackingFile(%s, %q)", osError(err), d.PathOnHost))
 	}
 	d.raw = append(json.RawMessage(nil), body...)
 	for i, o := range m.drives {
 		if o.ID == d.ID {
+			if o.file != nil {
+				o.file.Close()
+			}
 			m.drives[i] = &d
 			return noContent
 		}
@@ -689,6 +707,10 @@ func (m *machine) loadSnapshot(body []byte) reply {
 		var dr drive
 		_ = json.Unmarshal(d, &dr)
 		dr.raw = d
+		// Firecracker reopens every drive at the path it was saved with.
+		if err := dr.open(); err != nil {
+			return fault(fmt.Sprintf("Load snapshot error: Failed to restore microVM state: Block(BackingFile(%s, %q))", osError(err), dr.PathOnHost))
+		}
 		m.drives = append(m.drives, &dr)
 	}
 	for _, n := range saved.Ifaces {
@@ -826,12 +848,15 @@ func (m *machine) record(method, path string, body []byte, status int) {
 		fmt.Fprintf(m.stderr, "fake firecracker: recording a request: %v\n", err)
 		return
 	}
-	f, err := os.OpenFile(m.knobs.record, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-	if err != nil {
-		fmt.Fprintf(m.stderr, "fake firecracker: recording a request: %v\n", err)
-		return
+	f := m.knobs.recordFile
+	if f == nil {
+		var err error
+		if f, err = os.OpenFile(m.knobs.record, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644); err != nil {
+			fmt.Fprintf(m.stderr, "fake firecracker: recording a request: %v\n", err)
+			return
+		}
+		defer f.Close()
 	}
-	defer f.Close()
 	if _, err := f.Write(append(line, '\n')); err != nil {
 		fmt.Fprintf(m.stderr, "fake firecracker: recording a request: %v\n", err)
 	}

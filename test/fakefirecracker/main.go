@@ -26,7 +26,9 @@
 //	                            else apispec.SpecPath() from the working
 //	                            directory)
 //	FAKE_FC_RECORD              file to append every request to, one JSON
-//	                            object a line: {method, path, body, status};
+//	                            object a line: {method, path, body, status}
+//	                            ("fd:N": the inherited descriptor N, for a
+//	                            fake inside a jail);
 //	                            body is the raw JSON (a JSON string if it was
 //	                            not JSON, null if empty); status 0 means the
 //	                            fake died without answering (FAKE_FC_DIE_ON)
@@ -46,6 +48,7 @@ import (
 	"net/http"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -65,10 +68,12 @@ type args struct {
 // idPattern is what Firecracker accepts as an instance ID.
 var idPattern = regexp.MustCompile(`^[a-zA-Z0-9-]{1,64}$`)
 
-// parseArgs accepts exactly the arguments banger's driver passes, in
-// Firecracker's syntax ("--name value"; Firecracker has no "--name=value").
+// parseArgs accepts exactly the arguments banger's driver passes, and the
+// jailer's (it adds its start times), in Firecracker's syntax ("--name
+// value"; Firecracker has no "--name=value").
 func parseArgs(argv []string) (args, error) {
 	var a args
+	var ignored string
 	seen := map[string]bool{}
 	for i := 0; i < len(argv); i++ {
 		name := argv[i]
@@ -78,6 +83,8 @@ func parseArgs(argv []string) (args, error) {
 			dst = &a.apiSock
 		case "--id":
 			dst = &a.id
+		case "--start-time-us", "--start-time-cpu-us", "--parent-cpu-time-us":
+			dst = &ignored
 		default:
 			return a, fmt.Errorf("found argument '%s' which wasn't expected, or isn't valid in this context", name)
 		}
@@ -106,6 +113,7 @@ func parseArgs(argv []string) (args, error) {
 type knobs struct {
 	specPath    string
 	record      string
+	recordFile  *os.File // FAKE_FC_RECORD=fd:N
 	ignoreCAD   bool
 	dieOn       string
 	failOn      string
@@ -118,6 +126,13 @@ func knobsFromEnv() (knobs, error) {
 		record:    os.Getenv("FAKE_FC_RECORD"),
 		ignoreCAD: os.Getenv("FAKE_FC_IGNORE_CTRLALTDEL") == "1",
 		dieOn:     os.Getenv("FAKE_FC_DIE_ON"),
+	}
+	if n, ok := strings.CutPrefix(k.record, "fd:"); ok {
+		fd, err := strconv.Atoi(n)
+		if err != nil {
+			return k, fmt.Errorf("FAKE_FC_RECORD=%q: want a path or fd:<number>", k.record)
+		}
+		k.recordFile = os.NewFile(uintptr(fd), "record")
 	}
 	if f := os.Getenv("FAKE_FC_FAIL_ON"); f != "" {
 		target, msg, ok := strings.Cut(f, ":")

@@ -629,6 +629,11 @@ func TestArguments(t *testing.T) {
 	if _, err := parseArgs([]string{"--id", "vm-1", "--api-sock", "/s"}); err != nil {
 		t.Errorf("valid arguments in either order: %v", err)
 	}
+	// What the jailer adds before the driver's arguments.
+	jailed := []string{"--id", "vm-1", "--start-time-us", "1", "--start-time-cpu-us", "0", "--parent-cpu-time-us", "0", "--api-sock", "/s"}
+	if _, err := parseArgs(jailed); err != nil {
+		t.Errorf("the jailer's arguments: %v", err)
+	}
 }
 
 // The fake finds the spec through FAKE_FC_SPEC too, and refuses to start

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 )
@@ -92,6 +93,12 @@ func Run(ctx context.Context, argv []string, opts ...Option) error {
 // outlives the daemon, with the given files as stdin, stdout and stderr
 // (nil means /dev/null). The caller tracks it by PID.
 func Spawn(argv []string, stdin, stdout, stderr *os.File) (*os.Process, error) {
+	return SpawnIn("", argv, stdin, stdout, stderr)
+}
+
+// SpawnIn is Spawn with dir as the process's working directory ("" is the
+// caller's).
+func SpawnIn(dir string, argv []string, stdin, stdout, stderr *os.File) (*os.Process, error) {
 	if len(argv) == 0 {
 		return nil, errors.New("spawning a process: empty argv")
 	}
@@ -110,7 +117,12 @@ func Spawn(argv []string, stdin, stdout, stderr *os.File) (*os.Process, error) {
 	if err != nil {
 		return nil, &Error{Argv: argv, Err: err}
 	}
+	// A relative program path would be looked up from dir in the child.
+	if path, err = filepath.Abs(path); err != nil {
+		return nil, &Error{Argv: argv, Err: err}
+	}
 	p, err := os.StartProcess(path, argv, &os.ProcAttr{
+		Dir:   dir,
 		Files: []*os.File{pick(stdin), pick(stdout), pick(stderr)},
 		Sys:   &syscall.SysProcAttr{Setsid: true},
 	})

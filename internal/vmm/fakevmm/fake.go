@@ -140,12 +140,7 @@ type Snapshotting struct {
 	paused map[int]bool
 	// FailSave, when set, is what Save returns after pausing.
 	FailSave error
-	// RefuseSaves, when set, is what CanSave returns.
-	RefuseSaves error
 }
-
-// CanSave returns d.RefuseSaves.
-func (d *Snapshotting) CanSave() error { return d.RefuseSaves }
 
 // SnapshotVersion is the version the fake's snapshots carry.
 const SnapshotVersion = "fake-1"

@@ -156,27 +156,67 @@ func (d *Driver) Start(ctx context.Context, spec vmm.Spec) (vmm.Handles, error) 
 	if err != nil {
 		return vmm.Handles{}, err
 	}
-	return d.launch(ctx, spec, kernelPath, nil, Requests)
+	return d.launch(ctx, spec, process{kernel: kernelPath})
 }
 
-// launch spawns Firecracker for spec, waits for its API, runs check (if
-// any) and then the requests conversation makes of the spec as the
-// process sees it (inside the jail, under the jailer).
-func (d *Driver) launch(ctx context.Context, spec vmm.Spec, kernelPath string, check func(context.Context, *http.Client) error,
-	conversation func(vmm.Spec, string) []Request) (vmm.Handles, error) {
+// process is what a launch makes of the new Firecracker: a boot of kernel,
+// or a load of the saved state at snapshot (host paths both); check, if
+// set, runs first.
+type process struct {
+	kernel, snapshot string
+	check            func(context.Context, *http.Client) error
+}
+
+// driveName is disk i's path as Firecracker is given it: relative to its
+// working directory (the VM's directory, or its jail's root), where the
+// driver links the disk. A snapshot keeps drive paths and reopens them on
+// load, so a fork or an instant VM, loading in a directory of its own,
+// opens its own disks and not those of the VM that was saved.
+func driveName(i int) string { return "disk" + strconv.Itoa(i) + ".img" }
+
+// linkDrives symlinks spec's disks into spec.Dir under their drive names
+// and returns the spec with those names: an unjailed Firecracker runs in
+// spec.Dir.
+func linkDrives(spec vmm.Spec) (vmm.Spec, error) {
+	out := spec
+	out.Disks = nil
+	for i, disk := range spec.Disks {
+		target, err := filepath.Abs(disk.Path)
+		if err != nil {
+			return spec, err
+		}
+		link := filepath.Join(spec.Dir, driveName(i))
+		_ = os.Remove(link)
+		if err := os.Symlink(target, link); err != nil {
+			return spec, fmt.Errorf("linking disk %s into the vm's directory: %w", disk.Path, err)
+		}
+		out.Disks = append(out.Disks, vmm.Disk{Path: driveName(i), ReadOnly: disk.ReadOnly})
+	}
+	return out, nil
+}
+
+// launch spawns Firecracker for spec, waits for its API, runs p's check
+// and then boots or loads, with the paths as the process sees them (inside
+// the jail, under the jailer).
+func (d *Driver) launch(ctx context.Context, spec vmm.Spec, p process) (vmm.Handles, error) {
 	var err error
-	// Under the jailer the same files live inside the chroot, and the API
-	// is given the paths as the jailed process sees them.
-	reqSpec, reqKernel := spec, kernelPath
+	var reqSpec vmm.Spec
+	reqKernel, reqSnapshot := p.kernel, p.snapshot
 	argv := []string{d.binary(), "--api-sock", filesOf(spec.Dir).api, "--id", spec.VM.ID}
 	f := filesOf(spec.Dir)
 	controlSocket := spec.ControlSocket
-	if d.Jailer != nil {
-		var j jail
-		if reqSpec, reqKernel, j, err = d.prepareJail(spec, kernelPath); err != nil {
+	var j jail
+	if d.Jailer == nil {
+		if reqSpec, err = linkDrives(spec); err != nil {
+			return vmm.Handles{}, err
+		}
+	} else {
+		// Under the jailer the same files live inside the chroot.
+		if reqSpec, j, err = d.prepareJail(spec, p); err != nil {
 			_ = os.RemoveAll(d.jailDir(spec.VM.ID))
 			return vmm.Handles{}, err
 		}
+		reqKernel, reqSnapshot = j.kernel, j.snapshot
 		if argv, err = d.jailerArgv(spec.VM.ID); err != nil {
 			return vmm.Handles{}, err
 		}
@@ -209,7 +249,7 @@ func (d *Driver) launch(ctx context.Context, spec vmm.Spec, kernelPath string, c
 	}
 	defer stderr.Close()
 
-	proc, err := run.Spawn(argv, nil, console, stderr)
+	proc, err := run.SpawnIn(spec.Dir, argv, nil, console, stderr)
 	if err != nil {
 		return vmm.Handles{}, fmt.Errorf("starting firecracker: %w", err)
 	}
@@ -236,13 +276,17 @@ func (d *Driver) launch(ctx context.Context, spec vmm.Spec, kernelPath string, c
 	if err := waitAPI(ctx, c, exited); err != nil {
 		return fail(fmt.Errorf("%w: %s", err, vmm.FileTail(f.stderr, 1500)))
 	}
-	if check != nil {
-		if err := check(ctx, c); err != nil {
+	if p.check != nil {
+		if err := p.check(ctx, c); err != nil {
 			return fail(err)
 		}
 	}
 	c = slowClient(f.api) // a snapshot load reads the whole memory file
-	for _, r := range conversation(reqSpec, reqKernel) {
+	conversation := Requests(reqSpec, reqKernel)
+	if p.snapshot != "" {
+		conversation = LoadRequests(reqSpec, reqSnapshot)
+	}
+	for _, r := range conversation {
 		if err := call(ctx, c, r); err != nil {
 			// A dropped connection usually means Firecracker died: give it a
 			// moment to be reaped so the error can say so.
@@ -256,6 +300,9 @@ func (d *Driver) launch(ctx context.Context, spec vmm.Spec, kernelPath string, c
 			}
 			return fail(err)
 		}
+	}
+	if j.snapshot != "" {
+		dropState(j.root) // loaded: the process has its memory mapped
 	}
 	return h, nil
 }

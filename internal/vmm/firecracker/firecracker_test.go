@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -275,8 +276,9 @@ func assertNoFake(t *testing.T, spec vmm.Spec) {
 }
 
 // A snapshot against the fake: the VM is paused and saved (state and
-// memory files), resumed, and a fresh process loads it with this boot's
-// tap and vsock socket and runs; another version's snapshot is refused.
+// memory files), resumed, and a fresh process for another VM (a fork)
+// loads it with that VM's tap and vsock socket and runs on that VM's own
+// disks; another version's snapshot is refused.
 func TestSnapshotAgainstFake(t *testing.T) {
 	d := &Driver{Binary: fake(t)}
 	spec := testSpec(t)
@@ -300,18 +302,19 @@ func TestSnapshotAgainstFake(t *testing.T) {
 	if err := d.Resume(ctx, h); err != nil {
 		t.Fatal(err)
 	}
-	_ = d.Stop(ctx, h, 0)
-	_ = d.Cleanup(ctx, h)
+	defer func() { _ = d.Stop(ctx, h, 0); _ = d.Cleanup(ctx, h) }()
 
-	if _, err := d.StartFrom(ctx, spec, state, "0.0.1"); !errors.Is(err, vmm.ErrSnapshotMismatch) {
+	fork := testSpec(t)
+	fork.VM.ID, fork.Tap = "fedcba9876543210", "bgtap9"
+	if _, err := d.StartFrom(ctx, fork, state, "0.0.1"); !errors.Is(err, vmm.ErrSnapshotMismatch) {
 		t.Fatalf("a snapshot of another version: %v", err)
 	}
-	spec.Tap = "bgtap9"
-	h, err = d.StartFrom(ctx, spec, state, version)
+	fh, err := d.StartFrom(ctx, fork, state, version)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = d.Stop(ctx, h, 0); _ = d.Cleanup(ctx, h) }()
+	defer func() { _ = d.Stop(ctx, fh, 0); _ = d.Cleanup(ctx, fh) }()
+	assertDisks(t, fh.PID, fork, spec)
 	reqs, err := fctest.ReadRecord(record)
 	if err != nil {
 		t.Fatal(err)
@@ -327,11 +330,154 @@ func TestSnapshotAgainstFake(t *testing.T) {
 	}
 }
 
-func TestCanSave(t *testing.T) {
-	if err := (&Driver{}).CanSave(); err != nil {
-		t.Fatalf("unjailed: %v", err)
+// assertDisks checks that the process pid holds every disk of spec open
+// (compared by inode, so through links and jails) and none of other's.
+func assertDisks(t *testing.T, pid int, spec, other vmm.Spec) {
+	t.Helper()
+	open := map[[2]uint64]bool{}
+	fds, _ := os.ReadDir(filepath.Join("/proc", strconv.Itoa(pid), "fd"))
+	for _, fd := range fds {
+		var st syscall.Stat_t
+		if syscall.Stat(filepath.Join("/proc", strconv.Itoa(pid), "fd", fd.Name()), &st) == nil {
+			open[[2]uint64{st.Dev, st.Ino}] = true
+		}
 	}
-	if err := (&Driver{Jailer: &Jailer{}}).CanSave(); !errors.Is(err, errJailed) {
-		t.Fatalf("jailed: %v", err)
+	key := func(p string) [2]uint64 {
+		var st syscall.Stat_t
+		if err := syscall.Stat(p, &st); err != nil {
+			t.Fatal(err)
+		}
+		return [2]uint64{st.Dev, st.Ino}
 	}
+	for _, d := range spec.Disks {
+		if !open[key(d.Path)] {
+			t.Errorf("process %d does not hold %s", pid, d.Path)
+		}
+	}
+	for _, d := range other.Disks {
+		if open[key(d.Path)] {
+			t.Errorf("process %d holds %s, a disk of the vm that was saved", pid, d.Path)
+		}
+	}
+}
+
+var (
+	jailerOnce sync.Once
+	jailerPath string
+	jailerErr  error
+)
+
+// jailedDriver is the driver under the fake jailer, with its jails in a
+// directory of the test's (on the same filesystem as testSpec's files). It
+// needs root, as the jailer does.
+func jailedDriver(t *testing.T) *Driver {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("the jailer needs root (chroot, chown), and CI runs as root")
+		}
+		t.Skip("the jailer needs root")
+	}
+	fc := fake(t)
+	jailerOnce.Do(func() { jailerPath, jailerErr = fctest.BuildJailer(context.Background(), filepath.Dir(fc)) })
+	if jailerErr != nil {
+		t.Fatalf("building the fake jailer: %v", jailerErr)
+	}
+	base, err := os.MkdirTemp("", "fcjail")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	return &Driver{Binary: fc, Jailer: &Jailer{Binary: jailerPath, UID: 65534, GID: 65534, ChrootBase: base}}
+}
+
+// Under the jailer: the VM boots chrooted and unprivileged; a snapshot is
+// written in its jail and moved out as the daemon's own 0600 files; a fork
+// loads it in a jail of its own, on its own disks, and the jail keeps no
+// name of the snapshot once loaded; cleanup removes each jail.
+func TestJailedSnapshotAgainstFake(t *testing.T) {
+	d := jailedDriver(t)
+	spec := testSpec(t)
+	record := filepath.Join(spec.Dir, "record.jsonl")
+	t.Setenv(fctest.EnvRecord, record)
+	ctx := context.Background()
+	h, err := d.Start(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = d.Stop(ctx, h, 0); _ = d.Cleanup(ctx, h) }()
+	root := jailRoot(h)
+	if !d.Alive(h) {
+		t.Fatal("jailed fake not alive")
+	}
+	if got, _ := os.Readlink(filepath.Join("/proc", strconv.Itoa(h.PID), "root")); got != root {
+		t.Errorf("the process's root is %q, want its jail %q", got, root)
+	}
+	if uid := procUID(t, h.PID); uid != "65534" {
+		t.Errorf("the jailed process runs as uid %s", uid)
+	}
+	assertDisks(t, h.PID, spec, vmm.Spec{})
+
+	state := filepath.Join(spec.Dir, "state")
+	version, err := d.Save(ctx, h, state)
+	if err != nil {
+		t.Fatalf("save: %v", err)
+	}
+	for _, p := range []string{state, memFile(state)} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatalf("snapshot file: %v", err)
+		}
+		if st := fi.Sys().(*syscall.Stat_t); fi.Mode().Perm() != 0o600 || st.Uid != 0 {
+			t.Errorf("%s: mode %v uid %d, want 0600 and root's", p, fi.Mode().Perm(), st.Uid)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(root, jailedState)); !os.IsNotExist(err) {
+		t.Errorf("the snapshot's state is still in the jail: %v", err)
+	}
+	if err := d.Resume(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+
+	fork := testSpec(t)
+	fork.VM.ID, fork.Tap = "fedcba9876543210", "bgtap9"
+	fh, err := d.StartFrom(ctx, fork, state, version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forkRoot := jailRoot(fh)
+	assertDisks(t, fh.PID, fork, spec)
+	for _, name := range []string{jailedState, memFile(jailedState)} {
+		if _, err := os.Stat(filepath.Join(forkRoot, name)); !os.IsNotExist(err) {
+			t.Errorf("%s left in the fork's jail after the load: %v", name, err)
+		}
+	}
+	reqs, _ := fctest.ReadRecord(record)
+	if last := reqs[len(reqs)-1]; last.Path != "/snapshot/load" || last.Status != 204 || !strings.Contains(string(last.Body), `"snapshot_path":"snapshot.state"`) {
+		t.Fatalf("last request %s %s -> %d", last.Path, last.Body, last.Status)
+	}
+	if !d.Alive(h) || !d.Alive(fh) {
+		t.Fatal("the saved vm and its fork must both run")
+	}
+	_ = d.Stop(ctx, fh, 0)
+	if err := d.Cleanup(ctx, fh); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(forkRoot); !os.IsNotExist(err) {
+		t.Errorf("the fork's jail is left after cleanup: %v", err)
+	}
+}
+
+func procUID(t *testing.T, pid int) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 1 && f[0] == "Uid:" {
+			return f[1]
+		}
+	}
+	return ""
 }

@@ -3,7 +3,6 @@ package firecracker
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 
@@ -43,33 +42,30 @@ func LoadRequests(spec vmm.Spec, path string) []Request {
 	return append(observability(spec), Request{"PUT", "/snapshot/load", load})
 }
 
-// errJailed is a snapshot of a jailed VM: its files would have to live in
-// the jail.
-var errJailed = errors.New("snapshots of vms under the jailer are not supported yet (their files would have to live in each jail); with jailer = false in the daemon's config they are")
-
-// CanSave refuses every snapshot under the jailer (errJailed): the VM
-// service then leaves no templates and refuses snapshots and forks
-// before it pauses anything.
-func (d *Driver) CanSave() error {
-	if d.Jailer != nil {
-		return errJailed
-	}
-	return nil
-}
-
 // Save pauses the VM and writes a full snapshot (state at path, memory
-// beside it), leaving it paused; it returns Firecracker's version.
+// beside it), leaving it paused; it returns Firecracker's version. A
+// jailed Firecracker writes into its jail, and the files are moved out.
 func (d *Driver) Save(ctx context.Context, h vmm.Handles, path string) (string, error) {
-	if h.Extra["jail"] != "" {
-		return "", errJailed
-	}
 	c := slowClient(h.Extra["api"])
 	version, err := fcVersion(ctx, c)
 	if err != nil {
 		return "", err
 	}
-	for _, r := range SaveRequests(path) {
+	root := jailRoot(h)
+	target := path
+	if root != "" {
+		target = jailedState
+	}
+	for _, r := range SaveRequests(target) {
 		if err := call(ctx, c, r); err != nil {
+			if root != "" {
+				dropState(root)
+			}
+			return "", err
+		}
+	}
+	if root != "" {
+		if err := saveOut(root, path); err != nil {
 			return "", err
 		}
 	}
@@ -85,9 +81,6 @@ func (d *Driver) Resume(ctx context.Context, h vmm.Handles) error {
 // with this boot's tap and vsock socket; a Firecracker of another version
 // than the one that saved is refused before the load.
 func (d *Driver) StartFrom(ctx context.Context, spec vmm.Spec, path, version string) (vmm.Handles, error) {
-	if err := d.CanSave(); err != nil {
-		return vmm.Handles{}, err
-	}
 	check := func(ctx context.Context, c *http.Client) error {
 		got, err := fcVersion(ctx, c)
 		if err != nil {
@@ -98,7 +91,7 @@ func (d *Driver) StartFrom(ctx context.Context, spec vmm.Spec, path, version str
 		}
 		return nil
 	}
-	return d.launch(ctx, spec, "", check, func(s vmm.Spec, _ string) []Request { return LoadRequests(s, path) })
+	return d.launch(ctx, spec, process{snapshot: path, check: check})
 }
 
 func fcVersion(ctx context.Context, c *http.Client) (string, error) {

@@ -40,29 +40,39 @@ const (
 // path. The binary is named "firecracker" so that a driver looking the
 // program up on PATH (or in dir) finds it. The API description's location
 // is built into it, so the fake finds it whatever its working directory;
-// Build fails if the description is not beside the module.
+// Build fails if the description is not beside the module. It is static,
+// so that it also runs inside a jail.
 func Build(ctx context.Context, dir string) (string, error) {
+	return build(ctx, dir, "firecracker", "./test/fakefirecracker")
+}
+
+// BuildJailer compiles test/fakejailer (the jailer's steps, for the fake
+// firecracker) into dir as "jailer" and returns its path.
+func BuildJailer(ctx context.Context, dir string) (string, error) {
+	return build(ctx, dir, "jailer", "./test/fakejailer")
+}
+
+func build(ctx context.Context, dir, name, pkg string) (string, error) {
 	root, err := apispec.ModuleRoot()
 	if err != nil {
-		return "", fmt.Errorf("building the fake firecracker: %w", err)
+		return "", fmt.Errorf("building the fake %s: %w", name, err)
 	}
 	spec, err := apispec.SpecPath()
 	if err != nil {
-		return "", fmt.Errorf("building the fake firecracker: %w", err)
+		return "", fmt.Errorf("building the fake %s: %w", name, err)
 	}
 	goBin, err := goTool()
 	if err != nil {
 		return "", err
 	}
-	out, err := filepath.Abs(filepath.Join(dir, "firecracker"))
+	out, err := filepath.Abs(filepath.Join(dir, name))
 	if err != nil {
-		return "", fmt.Errorf("building the fake firecracker: %w", err)
+		return "", fmt.Errorf("building the fake %s: %w", name, err)
 	}
 	argv := []string{goBin, "build", "-o", out,
-		"-ldflags=-X \"main.specPath=" + spec + "\"",
-		"./test/fakefirecracker"}
-	if _, err := run.Output(ctx, argv, run.Dir(root)); err != nil {
-		return "", fmt.Errorf("building the fake firecracker: %w", err)
+		"-ldflags=-X \"main.specPath=" + spec + "\"", pkg}
+	if _, err := run.Output(ctx, argv, run.Dir(root), run.Env("CGO_ENABLED=0")); err != nil {
+		return "", fmt.Errorf("building the fake %s: %w", name, err)
 	}
 	return out, nil
 }
