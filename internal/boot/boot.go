@@ -81,7 +81,7 @@ type Host struct {
 	// fwdMu guards fwd (VM ID → its published ports' forwarders).
 	fwdMu sync.Mutex
 	fwd   map[string][]*portfwd.Forwarder
-	// selfOnce computes selfSum, this daemon's build, for TemplateKey.
+	// selfOnce computes selfSum, this daemon's build, for TemplateBuild.
 	selfOnce sync.Once
 	selfSum  string
 	// tunMu guards tunnels (VM ID → the client of its agent's tunnel).
@@ -169,22 +169,29 @@ func (h *Host) bootImage(ctx context.Context, vm model.VM) (im model.Image, init
 // templateFormat changes when what a template holds changes meaning.
 const templateFormat = "1"
 
-// TemplateKey names the template a VM like vm can start from: a hash of
-// everything a restored guest must share with the one saved, the image
-// content, the initramfs (the agent's build in it), this daemon's build
-// (the VMM's device set), the driver, vCPUs, memory, the disks' sizes and
-// the network mode. The VMM's own version is checked at restore.
-func (h *Host) TemplateKey(ctx context.Context, vm model.VM) (string, error) {
-	im, initrd, err := h.bootImage(ctx, vm)
-	if err != nil {
-		return "", err
-	}
+// TemplateBuild is the part of every template key that is this daemon's
+// and no VM's: the template format and the daemon's own build (the VMM's
+// device set). A template of another build is never matched again.
+func (h *Host) TemplateBuild() string {
 	h.selfOnce.Do(func() {
 		if exe, err := os.Executable(); err == nil {
 			h.selfSum, _, _ = disk.Sum(exe)
 		}
 	})
-	sum := sha256.Sum256([]byte(strings.Join([]string{templateFormat, im.ID, filepath.Base(initrd), h.selfSum, vm.Driver,
+	return templateFormat + "-" + h.selfSum
+}
+
+// TemplateKey names the template a VM like vm can start from: a hash of
+// everything a restored guest must share with the one saved, the image
+// content, the initramfs (the agent's build in it), TemplateBuild, the
+// driver, vCPUs, memory, the disks' sizes and the network mode. The VMM's
+// own version is checked at restore.
+func (h *Host) TemplateKey(ctx context.Context, vm model.VM) (string, error) {
+	im, initrd, err := h.bootImage(ctx, vm)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256([]byte(strings.Join([]string{h.TemplateBuild(), im.ID, filepath.Base(initrd), vm.Driver,
 		strconv.Itoa(vm.VCPUs), strconv.FormatInt(vm.MemoryMiB, 10), strconv.FormatInt(vm.DiskMiB, 10),
 		strconv.FormatInt(h.cfg.OverlayMiB, 10), vm.NetworkMode()}, "\x00")))
 	return hex.EncodeToString(sum[:12]), nil

@@ -79,6 +79,9 @@ type Host interface {
 	// TemplateKey names the template a VM like vm can start from (see
 	// template.go): everything a restored guest must share with the saved.
 	TemplateKey(ctx context.Context, vm model.VM) (string, error)
+	// TemplateBuild is what every key of this daemon's shares (its build):
+	// templates of another are swept.
+	TemplateBuild() string
 	// SyncClock brings a running guest's clock to the host's.
 	SyncClock(ctx context.Context, vm model.VM, h vmm.Handles) error
 }

@@ -2,6 +2,7 @@ package vm
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -76,6 +77,7 @@ type fakeHost struct {
 	// resumeErrs are what Resumed returns for a VM, by name.
 	resumeErrs map[string]error
 	resumed    []string
+	build      string // TemplateBuild ("b1" when empty)
 }
 
 // Created makes stand-ins for the VM's disks, as the real one does.
@@ -139,7 +141,16 @@ func (f *fakeHost) Release(_ context.Context, _ model.VM, h vmm.Handles) error {
 func (f *fakeHost) Records(context.Context, []model.VM) {}
 
 func (f *fakeHost) TemplateKey(_ context.Context, vm model.VM) (string, error) {
-	return fmt.Sprintf("k-%s-%d-%d-%d", vm.Image, vm.VCPUs, vm.MemoryMiB, vm.DiskMiB), nil
+	return fmt.Sprintf("k-%s-%s-%d-%d-%d", f.TemplateBuild(), vm.Image, vm.VCPUs, vm.MemoryMiB, vm.DiskMiB), nil
+}
+
+func (f *fakeHost) TemplateBuild() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.build == "" {
+		return "b1"
+	}
+	return f.build
 }
 
 func (f *fakeHost) Adopted(context.Context, model.VM, vmm.Handles) {}
@@ -1215,5 +1226,44 @@ func TestRefusedSaves(t *testing.T) {
 	}
 	if _, err := h.store.GetVM(ctx, "f"); !errors.Is(err, model.ErrNotFound) {
 		t.Fatalf("a refused fork left its copy: %v", err)
+	}
+}
+
+// Templates another daemon build left can never match again: the sweep
+// (at start-up, image delete and prune) removes them and keeps this
+// build's.
+func TestSweepRemovesOtherBuildsTemplates(t *testing.T) {
+	h := newHarness(t, fakevmm.NewSnapshotting())
+	ctx := context.Background()
+	h.create(t, "first", false)
+	tmpls := h.svc.Templates()
+	if len(tmpls) != 1 || tmpls[0].Build != "b1" {
+		t.Fatalf("templates after a first boot: %+v", tmpls)
+	}
+	// Of an image content that is known (the fake's catalog image is
+	// never stored), so that only the build decides.
+	meta := filepath.Join(h.layout.TemplateDir(tmpls[0].Key), templateMetaFile)
+	b, _ := os.ReadFile(meta)
+	var m templateMeta
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	m.ImageID = "sha256:known"
+	b, _ = json.Marshal(m)
+	if err := os.WriteFile(meta, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.store.InsertImage(ctx, model.Image{Name: "known", ID: m.ImageID}, false); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := h.svc.SweepTemplates(ctx, false); err != nil || n != 0 {
+		t.Fatalf("sweep of this build's template: %d %v", n, err)
+	}
+	h.svc.host.(*fakeHost).build = "b2"
+	if n, err := h.svc.SweepTemplates(ctx, false); err != nil || n != 1 {
+		t.Fatalf("sweep of another build's template: %d %v", n, err)
+	}
+	if n := len(h.svc.Templates()); n != 0 {
+		t.Fatalf("%d templates left", n)
 	}
 }

@@ -29,6 +29,7 @@ import (
 // templateMeta is a template's template.json.
 type templateMeta struct {
 	Version   string    `json:"version"`
+	Build     string    `json:"build"` // Host.TemplateBuild of the daemon that left it
 	ImageID   string    `json:"image_id"`
 	Source    string    `json:"source"`
 	CreatedAt time.Time `json:"created_at"`
@@ -38,9 +39,9 @@ const templateMetaFile = "template.json"
 
 // Template is a template as `doctor` shows it.
 type Template struct {
-	Key, ImageID string
-	SizeBytes    int64
-	CreatedAt    time.Time
+	Key, ImageID, Build string
+	SizeBytes           int64
+	CreatedAt           time.Time
 }
 
 // template returns the template vm can start from, or nil (with the key
@@ -129,7 +130,7 @@ func (s *Service) leaveTemplate(ctx context.Context, vm model.VM, key string) {
 		return
 	}
 	defer os.RemoveAll(dir) // gone once renamed
-	meta, _ := json.Marshal(templateMeta{Version: version, ImageID: vm.ImageID, Source: vm.Name, CreatedAt: time.Now().UTC()})
+	meta, _ := json.Marshal(templateMeta{Version: version, Build: s.host.TemplateBuild(), ImageID: vm.ImageID, Source: vm.Name, CreatedAt: time.Now().UTC()})
 	if err := atomicfile.WriteFile(filepath.Join(dir, templateMetaFile), meta, 0o600); err != nil {
 		s.log.Warn("leaving a template", "vm", vm.Name, "err", err)
 		return
@@ -186,18 +187,20 @@ func (s *Service) Templates() []Template {
 		if b, err := os.ReadFile(filepath.Join(dir, templateMetaFile)); err == nil {
 			_ = json.Unmarshal(b, &meta)
 		}
-		out = append(out, Template{Key: e.Name(), ImageID: meta.ImageID, SizeBytes: diskUsage(dir), CreatedAt: meta.CreatedAt})
+		out = append(out, Template{Key: e.Name(), ImageID: meta.ImageID, Build: meta.Build, SizeBytes: diskUsage(dir), CreatedAt: meta.CreatedAt})
 	}
 	return out
 }
 
 // SweepTemplates removes the templates whose image content is gone (an
-// image delete or prune took it), that have no template.json (a save
+// image delete or prune took it), that another daemon build left (none
+// of its keys can match again), that have no template.json (a save
 // interrupted before its rename leaves none here, but a damaged one
 // might), or all of them when all is set.
 func (s *Service) SweepTemplates(ctx context.Context, all bool) (removed int, err error) {
+	build := s.host.TemplateBuild()
 	for _, t := range s.Templates() {
-		keep := !all && t.ImageID != ""
+		keep := !all && t.ImageID != "" && t.Build == build
 		if keep {
 			if _, err := s.store.GetImageContent(ctx, t.ImageID); errors.Is(err, model.ErrNotFound) {
 				keep = false

@@ -41,6 +41,7 @@ func (s *stubHost) Records(context.Context, []model.VM)                         
 func (s *stubHost) TemplateKey(context.Context, model.VM) (string, error) {
 	return "", errors.New("no templates here")
 }
+func (s *stubHost) TemplateBuild() string                                  { return "" }
 func (s *stubHost) Adopted(context.Context, model.VM, vmm.Handles)         {}
 func (s *stubHost) SyncClock(context.Context, model.VM, vmm.Handles) error { return nil }
 
