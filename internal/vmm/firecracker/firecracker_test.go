@@ -51,9 +51,17 @@ func testSpec(t *testing.T) vmm.Spec {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
+	// With banger's modes: the initramfs 0640, the VM's own disks 0600.
 	touch := func(name, content string) string {
+		mode := os.FileMode(0o600)
+		switch name {
+		case "vmlinux", "rootfs.ext4":
+			mode = 0o644
+		case "initrd.cpio":
+			mode = 0o640
+		}
 		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		if err := os.WriteFile(p, []byte(content), mode); err != nil {
 			t.Fatal(err)
 		}
 		return p

@@ -60,11 +60,10 @@ func (d *Driver) jailDir(id string) string {
 const errCrossDevice = "jailer_chroot_base must be on the same filesystem as the state directory"
 
 // prepareJail hard-links the VM's kernel, initrd and disks into the chroot
-// (or, for a load, the snapshot's state and memory) and returns the spec
-// and the jail, with the paths as the jailed Firecracker sees them. Files
-// the VM writes (its own disks, log, metrics) are given to the jailer's
-// uid/gid; the shared image files are only linked (they must be
-// world-readable, and on the same filesystem as the chroot base).
+// (or, for a load, the snapshot's state and memory; all on the same
+// filesystem as the chroot base) and returns the spec and the jail, with
+// the paths as the jailed Firecracker sees them. Files the VM writes (its
+// own disks, log, metrics) are given to the jailer's uid/gid.
 func (d *Driver) prepareJail(spec vmm.Spec, p process) (vmm.Spec, jail, error) {
 	root := filepath.Join(d.jailDir(spec.VM.ID), "root")
 	j := jail{root: root}
@@ -90,28 +89,30 @@ func (d *Driver) prepareJail(spec vmm.Spec, p process) (vmm.Spec, jail, error) {
 	}
 	jailed := spec
 	jailed.Dir = "/"
+	// Read-only files (the kernel and initramfs, the image's root, the
+	// VM's config disk, a snapshot to load) are only linked; they stay
+	// the daemon's, and the jailed process may read them, never change
+	// them. Writable disks are the jailer user's.
+	linkRead := func(src, name string) (string, error) {
+		if err := d.grantRead(src); err != nil {
+			return "", err
+		}
+		return link(src, name)
+	}
 	var err error
 	if p.kernel != "" {
-		if j.kernel, err = link(p.kernel, "vmlinux"); err != nil {
+		if j.kernel, err = linkRead(p.kernel, "vmlinux"); err != nil {
 			return spec, j, err
 		}
 		if spec.Initrd != "" {
-			if jailed.Initrd, err = link(spec.Initrd, "initrd"); err != nil {
+			if jailed.Initrd, err = linkRead(spec.Initrd, "initrd"); err != nil {
 				return spec, j, err
 			}
 		}
 	}
 	if p.snapshot != "" {
-		// The saved files stay the daemon's: the jailed process may read
-		// them (through its group), never change them.
 		for _, pair := range [][2]string{{p.snapshot, jailedState}, {memFile(p.snapshot), memFile(jailedState)}} {
-			if err := os.Chown(pair[0], -1, d.Jailer.GID); err != nil {
-				return spec, j, fmt.Errorf("letting the jailer group read %s: %w", pair[0], err)
-			}
-			if err := os.Chmod(pair[0], 0o640); err != nil {
-				return spec, j, fmt.Errorf("letting the jailer group read %s: %w", pair[0], err)
-			}
-			if _, err := link(pair[0], pair[1]); err != nil {
+			if _, err := linkRead(pair[0], pair[1]); err != nil {
 				return spec, j, err
 			}
 		}
@@ -119,14 +120,14 @@ func (d *Driver) prepareJail(spec vmm.Spec, p process) (vmm.Spec, jail, error) {
 	}
 	jailed.Disks = nil
 	for i, disk := range spec.Disks {
-		p, err := link(disk.Path, driveName(i))
+		var p string
+		if disk.ReadOnly {
+			p, err = linkRead(disk.Path, driveName(i))
+		} else if p, err = link(disk.Path, driveName(i)); err == nil {
+			err = own(p)
+		}
 		if err != nil {
 			return spec, j, err
-		}
-		if !disk.ReadOnly {
-			if err := own(p); err != nil {
-				return spec, j, err
-			}
 		}
 		jailed.Disks = append(jailed.Disks, vmm.Disk{Path: p, ReadOnly: disk.ReadOnly})
 	}
@@ -144,6 +145,26 @@ func (d *Driver) prepareJail(spec vmm.Spec, p process) (vmm.Spec, jail, error) {
 		}
 	}
 	return jailed, j, nil
+}
+
+// grantRead lets the jailer's group read path when others may not (the
+// initramfs is 0640, a config disk or a snapshot 0600): the file stays
+// the daemon's, and the group may not write it.
+func (d *Driver) grantRead(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("linking %s into the jail: %w", path, err)
+	}
+	if fi.Mode().Perm()&0o004 != 0 {
+		return nil
+	}
+	if err := os.Chown(path, -1, d.Jailer.GID); err != nil {
+		return fmt.Errorf("letting the jailer group read %s: %w", path, err)
+	}
+	if err := os.Chmod(path, fi.Mode().Perm()&^0o020|0o040); err != nil {
+		return fmt.Errorf("letting the jailer group read %s: %w", path, err)
+	}
+	return nil
 }
 
 // saveOut moves a snapshot the jailed Firecracker wrote to jailedState in

@@ -2,10 +2,13 @@ package firecracker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -97,4 +100,112 @@ func TestServiceLifecycleOnFirecracker(t *testing.T) {
 		t.Fatal("vm dir left after delete")
 	}
 	assertNoFake(t, spec)
+}
+
+// vmDirHost prepares each VM in its own directory, as banger's host
+// does: the shared image file outside, the VM's writable disks (made at
+// the first boot, replaced by a restore or a fork's copies) and config
+// disk inside.
+type vmDirHost struct {
+	stubHost
+	layout paths.Layout
+	rootfs string
+}
+
+func (s *vmDirHost) Prepare(_ context.Context, v model.VM) (vmm.Spec, error) {
+	sp := s.spec
+	sp.VM, sp.Dir = v, s.layout.VMDir(v.ID)
+	sp.ConsoleLog, sp.ControlSocket = filepath.Join(sp.Dir, "console.log"), filepath.Join(sp.Dir, "agent.sock")
+	sp.Disks = []vmm.Disk{{Path: s.rootfs, ReadOnly: true}}
+	for _, name := range []string{"upper.ext4", "work.ext4", "config.img"} {
+		p := filepath.Join(sp.Dir, name)
+		if _, err := os.Stat(p); err != nil {
+			if err := os.WriteFile(p, []byte(name), 0o600); err != nil {
+				return sp, err
+			}
+		}
+		sp.Disks = append(sp.Disks, vmm.Disk{Path: p, ReadOnly: name == "config.img"})
+	}
+	return sp, nil
+}
+
+// The VM service on the jailed driver, against the fake jailer and fake
+// firecracker: a snapshot, a fork of two copies that each run in a jail
+// of their own on their own disks, a restore, and deletes that leave no
+// jail and no VM directory.
+func TestServiceForkOnJailedFirecracker(t *testing.T) {
+	d := jailedDriver(t)
+	spec := testSpec(t)
+	t.Setenv(fctest.EnvRecord, filepath.Join(spec.Dir, "record.jsonl"))
+	ctx := context.Background()
+	state, err := os.MkdirTemp("", "fcsvc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(state)
+	st, err := store.Open(ctx, filepath.Join(state, "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	opsCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ops := op.NewRegistry(opsCtx, st, nil)
+	layout := paths.Layout{StateDir: state}
+	host := &vmDirHost{stubHost: stubHost{spec: spec}, layout: layout, rootfs: spec.Disks[0].Path}
+	svc := vm.New(vm.Config{Layout: layout, Subnet: netip.MustParsePrefix("172.16.0.0/24"),
+		DefaultImage: "debian-12", DefaultVCPUs: 2, DefaultMemoryMiB: 512, DefaultDiskMiB: 1024, StopTimeout: 5 * time.Second},
+		st, d, host, ops, image.Builtin(), nil)
+
+	src, o, err := svc.Create(ctx, vm.CreateRequest{Name: "src"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if final, _ := ops.Wait(ctx, o.ID); final.State != model.OpSucceeded {
+		t.Fatalf("create: %+v", final)
+	}
+	if _, err := svc.Snapshot(ctx, "src", "s1"); err != nil {
+		t.Fatalf("snapshot under the jailer: %v", err)
+	}
+	forks, err := svc.Fork(ctx, "src", "f", 2)
+	if err != nil {
+		t.Fatalf("fork under the jailer: %v", err)
+	}
+	srcSpec, _ := host.Prepare(ctx, src)
+	for _, f := range forks {
+		h := readHandles(t, layout.HandlesFile(f.ID))
+		if got, _ := os.Readlink(filepath.Join("/proc", strconv.Itoa(h.PID), "root")); got != jailRoot(h) || !strings.Contains(got, f.ID) {
+			t.Errorf("fork %s runs in %q, want a jail of its own", f.Name, got)
+		}
+		fspec, _ := host.Prepare(ctx, f)
+		assertDisks(t, h.PID, fspec, vmm.Spec{Disks: srcSpec.Disks[1:]})
+	}
+	if _, err := svc.Restore(ctx, "src", "s1"); err != nil {
+		t.Fatalf("restore under the jailer: %v", err)
+	}
+	for _, name := range []string{"src", "f-1", "f-2"} {
+		if err := svc.Delete(ctx, name, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if left, _ := os.ReadDir(filepath.Join(d.Jailer.ChrootBase, "firecracker")); len(left) != 0 {
+		t.Errorf("jails left after the deletes: %v", left)
+	}
+	if left, _ := os.ReadDir(filepath.Join(state, "vms")); len(left) != 0 {
+		t.Errorf("vm directories left after the deletes: %v", left)
+	}
+	assertNoFake(t, spec)
+}
+
+func readHandles(t *testing.T, path string) vmm.Handles {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h vmm.Handles
+	if err := json.Unmarshal(b, &h); err != nil {
+		t.Fatal(err)
+	}
+	return h
 }

@@ -55,6 +55,7 @@ func (d *Driver) Save(ctx context.Context, h vmm.Handles, path string) (string, 
 	target := path
 	if root != "" {
 		target = jailedState
+		dropState(root) // what a daemon killed during a save left
 	}
 	for _, r := range SaveRequests(target) {
 		if err := call(ctx, c, r); err != nil {
