@@ -50,7 +50,7 @@ var allowed = map[string][]string{
 	"internal/vmm/firecracker/apispec": {},
 	"internal/vmm/firecracker/fctest":  {"internal/host/run", "internal/vmm/firecracker/apispec"},
 	"test/fakefirecracker":             {"internal/vmm/firecracker/apispec"},
-	"test/fakejailer":                  {},
+	"test/fakejailer":                  {"internal/host/disk"},
 	"internal/kernel":                  {"internal/atomicfile"},
 	"internal/vmm/firecracker":         {"internal/agentctl", "internal/host/run", "internal/kernel", "internal/model", "internal/proc", "internal/vmm"},
 	"internal/agentctl":                {"internal/guest"},

@@ -21,9 +21,9 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -34,6 +34,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/banger-dev/banger/internal/host/disk"
 )
 
 // specPath is set at build time by fctest.BuildJailer: the API
@@ -195,20 +197,11 @@ func jail(a args) error {
 	return syscall.Exec("/"+name, argv, env)
 }
 
+// copyFile copies from to to (replacing it) with mode.
 func copyFile(from, to string, mode os.FileMode) error {
-	in, err := os.Open(from)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
 	_ = os.Remove(to)
-	out, err := os.OpenFile(to, os.O_CREATE|os.O_WRONLY|os.O_EXCL, mode)
-	if err != nil {
+	if err := disk.Copy(context.Background(), from, to); err != nil {
 		return err
 	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
+	return os.Chmod(to, mode)
 }

@@ -84,6 +84,16 @@ func testSpec(t *testing.T) vmm.Spec {
 	}
 }
 
+// recordedSpec is testSpec with the fake's requests recorded in its
+// directory (the file's path is returned).
+func recordedSpec(t *testing.T) (vmm.Spec, string) {
+	t.Helper()
+	spec := testSpec(t)
+	record := filepath.Join(spec.Dir, "record.jsonl")
+	t.Setenv(fctest.EnvRecord, record)
+	return spec, record
+}
+
 func loadSpec(t *testing.T) *apispec.Spec {
 	t.Helper()
 	p, err := apispec.SpecPath()
@@ -155,9 +165,7 @@ func TestEveryRequestIsValidUnderTheOpenAPIFile(t *testing.T) {
 
 func TestStartStopAgainstFake(t *testing.T) {
 	d := &Driver{Binary: fake(t)}
-	spec := testSpec(t)
-	record := filepath.Join(spec.Dir, "record.jsonl")
-	t.Setenv(fctest.EnvRecord, record)
+	spec, record := recordedSpec(t)
 	ctx := context.Background()
 
 	h, err := d.Start(ctx, spec)
@@ -289,9 +297,7 @@ func assertNoFake(t *testing.T, spec vmm.Spec) {
 // disks; another version's snapshot is refused.
 func TestSnapshotAgainstFake(t *testing.T) {
 	d := &Driver{Binary: fake(t)}
-	spec := testSpec(t)
-	record := filepath.Join(spec.Dir, "record.jsonl")
-	t.Setenv(fctest.EnvRecord, record)
+	spec, record := recordedSpec(t)
 	ctx := context.Background()
 	h, err := d.Start(ctx, spec)
 	if err != nil {
@@ -405,9 +411,7 @@ func jailedDriver(t *testing.T) *Driver {
 // name of the snapshot once loaded; cleanup removes each jail.
 func TestJailedSnapshotAgainstFake(t *testing.T) {
 	d := jailedDriver(t)
-	spec := testSpec(t)
-	record := filepath.Join(spec.Dir, "record.jsonl")
-	t.Setenv(fctest.EnvRecord, record)
+	spec, record := recordedSpec(t)
 	ctx := context.Background()
 	h, err := d.Start(ctx, spec)
 	if err != nil {

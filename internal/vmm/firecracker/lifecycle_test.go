@@ -50,24 +50,11 @@ func (s *stubHost) SyncClock(context.Context, model.VM, vmm.Handles) error { ret
 
 func TestServiceLifecycleOnFirecracker(t *testing.T) {
 	d := &Driver{Binary: fake(t)}
-	spec := testSpec(t)
-	record := filepath.Join(spec.Dir, "record.jsonl")
-	t.Setenv(fctest.EnvRecord, record)
+	spec, record := recordedSpec(t)
 	ctx := context.Background()
 
-	state := filepath.Join(spec.Dir, "state")
-	st, err := store.Open(ctx, filepath.Join(spec.Dir, "db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	opsCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	ops := op.NewRegistry(opsCtx, st, nil)
-	layout := paths.Layout{StateDir: state}
-	svc := vm.New(vm.Config{Layout: layout, Subnet: netip.MustParsePrefix("172.16.0.0/24"),
-		DefaultImage: "debian-12", DefaultVCPUs: 2, DefaultMemoryMiB: 512, DefaultDiskMiB: 1024, StopTimeout: 5 * time.Second},
-		st, d, &stubHost{spec: spec}, ops, image.Builtin(), nil)
+	layout := paths.Layout{StateDir: filepath.Join(spec.Dir, "state")}
+	svc, ops := serviceOn(t, d, &stubHost{spec: spec}, layout)
 
 	created, o, err := svc.Create(ctx, vm.CreateRequest{Name: "fc"})
 	if err != nil {
@@ -100,6 +87,27 @@ func TestServiceLifecycleOnFirecracker(t *testing.T) {
 		t.Fatal("vm dir left after delete")
 	}
 	assertNoFake(t, spec)
+}
+
+// serviceOn is a VM service on driver d and host, with its store in
+// layout's state directory.
+func serviceOn(t *testing.T, d *Driver, host vm.Host, layout paths.Layout) (*vm.Service, *op.Registry) {
+	t.Helper()
+	if err := os.MkdirAll(layout.StateDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(context.Background(), filepath.Join(layout.StateDir, "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	opsCtx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	ops := op.NewRegistry(opsCtx, st, nil)
+	svc := vm.New(vm.Config{Layout: layout, Subnet: netip.MustParsePrefix("172.16.0.0/24"),
+		DefaultImage: "debian-12", DefaultVCPUs: 2, DefaultMemoryMiB: 512, DefaultDiskMiB: 1024, StopTimeout: 5 * time.Second},
+		st, d, host, ops, image.Builtin(), nil)
+	return svc, ops
 }
 
 // vmDirHost prepares each VM in its own directory, as banger's host
@@ -138,24 +146,14 @@ func TestServiceForkOnJailedFirecracker(t *testing.T) {
 	spec := testSpec(t)
 	t.Setenv(fctest.EnvRecord, filepath.Join(spec.Dir, "record.jsonl"))
 	ctx := context.Background()
-	state, err := os.MkdirTemp("", "fcsvc")
+	state, err := os.MkdirTemp("", "fcsvc") // short: socket paths
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer os.RemoveAll(state)
-	st, err := store.Open(ctx, filepath.Join(state, "db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	opsCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	ops := op.NewRegistry(opsCtx, st, nil)
 	layout := paths.Layout{StateDir: state}
 	host := &vmDirHost{stubHost: stubHost{spec: spec}, layout: layout, rootfs: spec.Disks[0].Path}
-	svc := vm.New(vm.Config{Layout: layout, Subnet: netip.MustParsePrefix("172.16.0.0/24"),
-		DefaultImage: "debian-12", DefaultVCPUs: 2, DefaultMemoryMiB: 512, DefaultDiskMiB: 1024, StopTimeout: 5 * time.Second},
-		st, d, host, ops, image.Builtin(), nil)
+	svc, ops := serviceOn(t, d, host, layout)
 
 	src, o, err := svc.Create(ctx, vm.CreateRequest{Name: "src"})
 	if err != nil {
