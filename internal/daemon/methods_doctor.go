@@ -118,6 +118,45 @@ func (f *doctorFacts) Socket() doctor.Socket {
 
 func (f *doctorFacts) StateDir() string { return f.d.layout.StateDir }
 
+// Jailer compares the filesystems of the chroot base (the driver makes it
+// when missing) and the state directory.
+func (f *doctorFacts) Jailer() doctor.Jailer {
+	cfg := f.d.config()
+	j := doctor.Jailer{On: cfg.Jailer, ChrootBase: cfg.JailerChrootBase}
+	if !j.On {
+		return j
+	}
+	j.SameFilesystem, j.Err = sameFilesystem(j.ChrootBase, f.d.layout.StateDir)
+	return j
+}
+
+// sameFilesystem reports whether a and b (each, when it does not exist,
+// its nearest existing parent) are on one filesystem.
+func sameFilesystem(a, b string) (bool, error) {
+	dev := func(p string) (uint64, error) {
+		for {
+			var st syscall.Stat_t
+			err := syscall.Stat(p, &st)
+			if err == nil {
+				return st.Dev, nil
+			}
+			if !errors.Is(err, os.ErrNotExist) || p == filepath.Dir(p) {
+				return 0, fmt.Errorf("stat %s: %w", p, err)
+			}
+			p = filepath.Dir(p)
+		}
+	}
+	da, err := dev(a)
+	if err != nil {
+		return false, err
+	}
+	db, err := dev(b)
+	if err != nil {
+		return false, err
+	}
+	return da == db, nil
+}
+
 func (f *doctorFacts) Saved(ctx context.Context) (doctor.Saved, error) {
 	u, err := f.d.vms.SavedUsage(ctx)
 	return doctor.Saved{Snapshots: u.Snapshots, Templates: u.Templates, SnapshotBytes: u.SnapshotBytes, TemplateBytes: u.TemplateBytes}, err

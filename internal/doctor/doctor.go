@@ -140,6 +140,21 @@ type Facts interface {
 	Owned(ctx context.Context) (Owned, error)
 	// Saved is what snapshots and instant-VM templates take on disk.
 	Saved(ctx context.Context) (Saved, error)
+	// Jailer is the daemon's jailer configuration and where its jails go.
+	Jailer() Jailer
+}
+
+// Jailer is the jailer as configured (jailer = true in the daemon's
+// config) and whether its jails can take the VMs' files: they are hard
+// links and renames from the state directory, so the chroot base must be
+// on its filesystem.
+type Jailer struct {
+	On         bool
+	ChrootBase string
+	// SameFilesystem: the chroot base (or its nearest existing parent) is
+	// on the state directory's filesystem. Err says why that is unknown.
+	SameFilesystem bool
+	Err            error
 }
 
 // Saved counts snapshots and templates and their bytes on disk.
@@ -166,6 +181,7 @@ const (
 	NameHost         = "banger on the host"
 	NameOrphans      = "orphans"
 	NameSaved        = "snapshots and templates"
+	NameJailer       = "jailer"
 )
 
 // Fixes that more than one check gives.
@@ -189,6 +205,7 @@ func Run(ctx context.Context, f Facts) []Check {
 	kvm := c.kvm(ctx)
 	fc := c.firecracker(ctx, kvm)
 	c.qemu(ctx, fc && kvm.Usable)
+	c.jailer(ctx)
 	c.tools(ctx)
 	c.tun()
 	c.network(ctx)
@@ -284,6 +301,28 @@ func (c *checker) firecracker(ctx context.Context, kvm KVM) bool {
 	}
 	c.add(NameFirecracker, OK, detail, "")
 	return true
+}
+
+// jailer checks a configured jailer: its binary, and that its jails are
+// on the state directory's filesystem (else every jailed boot fails
+// linking the VM's files in). Without jailer = true there is no check.
+func (c *checker) jailer(ctx context.Context) {
+	j := c.f.Jailer()
+	if !j.On {
+		return
+	}
+	b := c.f.Binary(ctx, "jailer")
+	switch {
+	case b.Path == "":
+		c.add(NameJailer, Fail, "jailer = true, but no jailer is on PATH: Firecracker VMs cannot start", FixFirecracker+"; or set jailer = false")
+	case j.Err != nil:
+		c.add(NameJailer, Warn, fmt.Sprintf("%s; cannot tell where jails go: %v", b.Path, j.Err), "check jailer_chroot_base ("+j.ChrootBase+")")
+	case !j.SameFilesystem:
+		c.add(NameJailer, Fail, fmt.Sprintf("%s; jailer_chroot_base %s is on another filesystem than the state directory %s, and the VMs' files are hard-linked into their jails", b.Path, j.ChrootBase, c.f.StateDir()),
+			"set jailer_chroot_base to a directory on the state directory's filesystem (e.g. "+c.f.StateDir()+"/jail)")
+	default:
+		c.add(NameJailer, OK, fmt.Sprintf("%s; jails in %s, on the state directory's filesystem", b.Path, j.ChrootBase), "")
+	}
 }
 
 // qemu checks QEMU; its absence fails unless another driver works.

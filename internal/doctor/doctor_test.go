@@ -29,6 +29,7 @@ type fakeFacts struct {
 	catalogErr     error
 	owned          Owned
 	ownedErr       error
+	jailer         Jailer
 }
 
 func healthy() *fakeFacts {
@@ -42,10 +43,11 @@ func healthy() *fakeFacts {
 			"mmdebstrap":         {Path: "/usr/bin/mmdebstrap", Version: "mmdebstrap 1.3.5"},
 			"mkfs.ext4":          {Path: "/usr/sbin/mkfs.ext4"},
 		},
-		fss:   []string{"ext4", "overlay", "tmpfs"},
-		sock:  Socket{Path: "/run/banger/bangerd.sock", Mode: 0o660, GID: 990, Group: "banger", GroupExists: true, GroupGID: 990},
-		free:  50 << 30,
-		image: Image{Name: "debian-12", Local: true, InCatalog: true, Buildable: true},
+		fss:    []string{"ext4", "overlay", "tmpfs"},
+		sock:   Socket{Path: "/run/banger/bangerd.sock", Mode: 0o660, GID: 990, Group: "banger", GroupExists: true, GroupGID: 990},
+		free:   50 << 30,
+		image:  Image{Name: "debian-12", Local: true, InCatalog: true, Buildable: true},
+		jailer: Jailer{On: true, ChrootBase: "/var/lib/banger/jail", SameFilesystem: true},
 		owned: Owned{Bridge: "banger0", NFTable: "inet banger", Taps: []string{"bgtap0", "bgtap1", "bgtap2"}, HeldTaps: []string{"bgtap2"}, PoolSize: 2,
 			Running: []VMProcess{{Name: "dev", PID: 4242, Alive: true}},
 			VMMs:    []Process{{PID: 4242, Cmdline: "qemu-system-x86_64 -pidfile /var/lib/banger/vms/x/qemu.pid"}}},
@@ -68,6 +70,7 @@ func (f *fakeFacts) Owned(context.Context) (Owned, error) { return f.owned, f.ow
 func (f *fakeFacts) Saved(context.Context) (Saved, error) {
 	return Saved{Snapshots: 2, SnapshotBytes: 3 << 30, Templates: 1, TemplateBytes: 1 << 29}, nil
 }
+func (f *fakeFacts) Jailer() Jailer { return f.jailer }
 func (f *fakeFacts) Binary(_ context.Context, name string, _ ...string) Binary {
 	return f.bins[name]
 }
@@ -93,8 +96,8 @@ func find(t *testing.T, checks []Check, name string) Check {
 
 func TestHealthyHostIsAllOK(t *testing.T) {
 	checks := Run(context.Background(), healthy())
-	if len(checks) != 16 {
-		t.Errorf("%d checks, want 16", len(checks))
+	if len(checks) != 17 {
+		t.Errorf("%d checks, want 17", len(checks))
 	}
 	for _, c := range checks {
 		if c.Status != OK || c.Fix != "" || c.Detail == "" {
@@ -128,6 +131,7 @@ func TestSituations(t *testing.T) {
 				f.kvm = KVM{Cause: "incompatible", Reason: "KVM present but cannot run standard guests (paravirtual kvm_pvm)"}
 				delete(f.bins, "firecracker")
 				delete(f.bins, "jailer")
+				f.jailer = Jailer{}
 				f.image.Local = false
 			},
 			want:   map[string]Status{NameKVM: Warn, NameFirecracker: Warn, NameDefaultImage: Warn},
@@ -159,6 +163,30 @@ func TestSituations(t *testing.T) {
 			},
 			want:  map[string]Status{NameDriver: Fail, NameKVM: Warn, NameFirecracker: Warn, NameQEMU: Fail},
 			check: NameQEMU, detail: "not installed", fix: "apt-get install qemu-system-x86",
+		},
+		{
+			name:   "jailer on, not installed",
+			change: func(f *fakeFacts) { delete(f.bins, "jailer") },
+			want:   map[string]Status{NameJailer: Fail},
+			check:  NameJailer, detail: "no jailer is on PATH", fix: "jailer = false",
+		},
+		{
+			name:   "jails on another filesystem",
+			change: func(f *fakeFacts) { f.jailer.ChrootBase, f.jailer.SameFilesystem = "/srv/jailer", false },
+			want:   map[string]Status{NameJailer: Fail},
+			check:  NameJailer, detail: "jailer_chroot_base /srv/jailer is on another filesystem than the state directory /var/lib/banger", fix: "/var/lib/banger/jail",
+		},
+		{
+			name:   "jails' filesystem unknown",
+			change: func(f *fakeFacts) { f.jailer.Err = errors.New("stat /srv: permission denied") },
+			want:   map[string]Status{NameJailer: Warn},
+			check:  NameJailer, detail: "permission denied", fix: "jailer_chroot_base",
+		},
+		{
+			name:   "jailer off: no jailer check",
+			change: func(f *fakeFacts) { f.jailer = Jailer{}; delete(f.bins, "jailer") },
+			want:   map[string]Status{},
+			check:  NameFirecracker, detail: "no jailer",
 		},
 		{
 			name:   "no qemu but firecracker with KVM",
@@ -365,6 +393,9 @@ func TestSituations(t *testing.T) {
 				if _, ok := got[name]; !ok {
 					t.Errorf("no check %q", name)
 				}
+			}
+			if _, ok := got[NameJailer]; ok != f.jailer.On {
+				t.Errorf("a jailer check with jailer = %v", f.jailer.On)
 			}
 			c := find(t, checks, tc.check)
 			if !strings.Contains(c.Detail, tc.detail) || !strings.Contains(c.Fix, tc.fix) {
