@@ -55,9 +55,9 @@ func (d *Driver) jailDir(id string) string {
 	return filepath.Join(d.Jailer.chrootBase(), filepath.Base(d.binary()), id)
 }
 
-// errCrossDevice is a jail on another filesystem than the state directory:
-// files are hard-linked or renamed between the two.
-const errCrossDevice = "jailer_chroot_base must be on the same filesystem as the state directory"
+// sameFSHint is what to do when a link or rename between the state
+// directory and a jail fails: both must be on one filesystem.
+const sameFSHint = "jailer_chroot_base must be on the same filesystem as the state directory"
 
 // prepareJail hard-links the VM's kernel, initrd and disks into the chroot
 // (or, for a load, the snapshot's state and memory; all on the same
@@ -77,7 +77,7 @@ func (d *Driver) prepareJail(spec vmm.Spec, p process) (vmm.Spec, jail, error) {
 		dst := filepath.Join(root, name)
 		_ = os.Remove(dst)
 		if err := os.Link(src, dst); err != nil {
-			return "", fmt.Errorf("linking %s into the jail (%s): %w", src, errCrossDevice, err)
+			return "", fmt.Errorf("linking %s into the jail (%s): %w", src, sameFSHint, err)
 		}
 		return name, nil
 	}
@@ -175,7 +175,7 @@ func saveOut(root, path string) error {
 	for _, pair := range pairs {
 		if err := os.Rename(pair[0], pair[1]); err != nil {
 			dropState(root)
-			return fmt.Errorf("moving the snapshot out of the jail (%s): %w", errCrossDevice, err)
+			return fmt.Errorf("moving the snapshot out of the jail (%s): %w", sameFSHint, err)
 		}
 		if err := os.Chown(pair[1], os.Getuid(), os.Getgid()); err != nil {
 			return fmt.Errorf("taking the snapshot from the jailer user: %w", err)
