@@ -120,6 +120,18 @@ type vmDirHost struct {
 	rootfs string
 }
 
+// newVMDirHost lays VMs out in a state directory of the test's, short
+// enough for the sockets' paths.
+func newVMDirHost(t *testing.T, spec vmm.Spec) *vmDirHost {
+	t.Helper()
+	state, err := os.MkdirTemp("", "fcsvc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(state) })
+	return &vmDirHost{stubHost: stubHost{spec: spec}, layout: paths.Layout{StateDir: state}, rootfs: spec.Disks[0].Path}
+}
+
 func (s *vmDirHost) Prepare(_ context.Context, v model.VM) (vmm.Spec, error) {
 	sp := s.spec
 	sp.VM, sp.Dir = v, s.layout.VMDir(v.ID)
@@ -142,26 +154,8 @@ func (s *vmDirHost) Prepare(_ context.Context, v model.VM) (vmm.Spec, error) {
 // of their own on their own disks, a restore, and deletes that leave no
 // jail and no VM directory.
 func TestServiceForkOnJailedFirecracker(t *testing.T) {
-	d := jailedDriver(t)
-	spec := testSpec(t)
-	t.Setenv(fctest.EnvRecord, filepath.Join(spec.Dir, "record.jsonl"))
-	ctx := context.Background()
-	state, err := os.MkdirTemp("", "fcsvc") // short: socket paths
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(state)
-	layout := paths.Layout{StateDir: state}
-	host := &vmDirHost{stubHost: stubHost{spec: spec}, layout: layout, rootfs: spec.Disks[0].Path}
-	svc, ops := serviceOn(t, d, host, layout)
-
-	src, o, err := svc.Create(ctx, vm.CreateRequest{Name: "src"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if final, _ := ops.Wait(ctx, o.ID); final.State != model.OpSucceeded {
-		t.Fatalf("create: %+v", final)
-	}
+	d, spec, host, svc, src := jailedCreate(t, "src")
+	ctx, layout := context.Background(), host.layout
 	if _, err := svc.Snapshot(ctx, "src", "s1"); err != nil {
 		t.Fatalf("snapshot under the jailer: %v", err)
 	}
@@ -189,10 +183,30 @@ func TestServiceForkOnJailedFirecracker(t *testing.T) {
 	if left, _ := os.ReadDir(filepath.Join(d.Jailer.ChrootBase, "firecracker")); len(left) != 0 {
 		t.Errorf("jails left after the deletes: %v", left)
 	}
-	if left, _ := os.ReadDir(filepath.Join(state, "vms")); len(left) != 0 {
+	if left, _ := os.ReadDir(filepath.Join(layout.StateDir, "vms")); len(left) != 0 {
 		t.Errorf("vm directories left after the deletes: %v", left)
 	}
 	assertNoFake(t, spec)
+}
+
+// jailedCreate is the VM service on the jailed driver (fake jailer and
+// firecracker), each VM in a directory of its own, with the VM name
+// created and running.
+func jailedCreate(t *testing.T, name string) (*Driver, vmm.Spec, *vmDirHost, *vm.Service, model.VM) {
+	t.Helper()
+	d := jailedDriver(t)
+	spec := testSpec(t)
+	t.Setenv(fctest.EnvRecord, filepath.Join(spec.Dir, "record.jsonl"))
+	host := newVMDirHost(t, spec)
+	svc, ops := serviceOn(t, d, host, host.layout)
+	created, o, err := svc.Create(context.Background(), vm.CreateRequest{Name: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if final, _ := ops.Wait(context.Background(), o.ID); final.State != model.OpSucceeded {
+		t.Fatalf("create: %+v", final)
+	}
+	return d, spec, host, svc, created
 }
 
 func readHandles(t *testing.T, path string) vmm.Handles {
@@ -206,4 +220,33 @@ func readHandles(t *testing.T, path string) vmm.Handles {
 		t.Fatal(err)
 	}
 	return h
+}
+
+// A daemon that restarts finds its jailed VM running (the jailed
+// process's command line carries --id too), stops it, and its jail goes.
+func TestJailedVMAdoptedAfterRestart(t *testing.T) {
+	d, spec, host, _, created := jailedCreate(t, "a")
+	ctx := context.Background()
+	h := readHandles(t, host.layout.HandlesFile(created.ID))
+
+	restarted, _ := serviceOn(t, d, host, host.layout)
+	if err := restarted.Reconcile(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := restarted.Get(ctx, "a"); got.State != model.StateRunning || !d.Alive(h) {
+		t.Fatalf("after the restart: %s, alive %v", got.State, d.Alive(h))
+	}
+	if _, err := restarted.Stop(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if d.Alive(h) {
+		t.Fatal("the jailed process runs on after stop")
+	}
+	if _, err := os.Stat(h.Extra["jail"]); !os.IsNotExist(err) {
+		t.Errorf("the jail is left after stop: %v", err)
+	}
+	if err := restarted.Delete(ctx, "a", true); err != nil {
+		t.Fatal(err)
+	}
+	assertNoFake(t, spec)
 }
