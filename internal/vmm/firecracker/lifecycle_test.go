@@ -55,14 +55,7 @@ func TestServiceLifecycleOnFirecracker(t *testing.T) {
 
 	layout := paths.Layout{StateDir: filepath.Join(spec.Dir, "state")}
 	svc, ops := serviceOn(t, d, &stubHost{spec: spec}, layout)
-
-	created, o, err := svc.Create(ctx, vm.CreateRequest{Name: "fc"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if final, _ := ops.Wait(ctx, o.ID); final.State != model.OpSucceeded {
-		t.Fatalf("create: %+v", final)
-	}
+	created := createRunning(t, svc, ops, "fc")
 	got, _ := svc.Get(ctx, "fc")
 	if got.State != model.StateRunning || got.Driver != "firecracker" {
 		t.Fatalf("after create: %+v", got)
@@ -118,6 +111,14 @@ type vmDirHost struct {
 	stubHost
 	layout paths.Layout
 	rootfs string
+	key    string // TemplateKey, when set: the first boot leaves a template
+}
+
+func (s *vmDirHost) TemplateKey(ctx context.Context, v model.VM) (string, error) {
+	if s.key == "" {
+		return s.stubHost.TemplateKey(ctx, v)
+	}
+	return s.key, nil
 }
 
 // newVMDirHost lays VMs out in a state directory of the test's, short
@@ -199,14 +200,20 @@ func jailedCreate(t *testing.T, name string) (*Driver, vmm.Spec, *vmDirHost, *vm
 	t.Setenv(fctest.EnvRecord, filepath.Join(spec.Dir, "record.jsonl"))
 	host := newVMDirHost(t, spec)
 	svc, ops := serviceOn(t, d, host, host.layout)
+	return d, spec, host, svc, createRunning(t, svc, ops, name)
+}
+
+// createRunning creates the VM name and waits for its create to succeed.
+func createRunning(t *testing.T, svc *vm.Service, ops *op.Registry, name string) model.VM {
+	t.Helper()
 	created, o, err := svc.Create(context.Background(), vm.CreateRequest{Name: name})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if final, _ := ops.Wait(context.Background(), o.ID); final.State != model.OpSucceeded {
-		t.Fatalf("create: %+v", final)
+		t.Fatalf("create %s: %+v", name, final)
 	}
-	return d, spec, host, svc, created
+	return created
 }
 
 func readHandles(t *testing.T, path string) vmm.Handles {
@@ -247,6 +254,47 @@ func TestJailedVMAdoptedAfterRestart(t *testing.T) {
 	}
 	if err := restarted.Delete(ctx, "a", true); err != nil {
 		t.Fatal(err)
+	}
+	assertNoFake(t, spec)
+}
+
+// Instant VMs under the jailer: the first boot leaves a template (saved
+// in its jail, moved out), and the next create loads it in a jail of its
+// own, on its own disks.
+func TestJailedInstantVM(t *testing.T) {
+	d := jailedDriver(t)
+	spec := testSpec(t)
+	record := filepath.Join(spec.Dir, "record.jsonl")
+	t.Setenv(fctest.EnvRecord, record)
+	host := newVMDirHost(t, spec)
+	host.key = "k1"
+	svc, ops := serviceOn(t, d, host, host.layout)
+	ctx := context.Background()
+	first := createRunning(t, svc, ops, "first")
+	if n := len(svc.Templates()); n != 1 {
+		t.Fatalf("%d templates after a first jailed boot", n)
+	}
+	before, _ := fctest.ReadRecord(record)
+	second := createRunning(t, svc, ops, "second")
+	reqs, _ := fctest.ReadRecord(record)
+	loaded := false
+	for _, r := range reqs[len(before):] {
+		loaded = loaded || (r.Path == "/snapshot/load" && r.Status == 204)
+		if r.Path == "/boot-source" {
+			t.Errorf("the second vm booted cold: %s %s", r.Method, r.Path)
+		}
+	}
+	if !loaded {
+		t.Fatal("the second vm did not load the template")
+	}
+	h := readHandles(t, host.layout.HandlesFile(second.ID))
+	own, _ := host.Prepare(ctx, second)
+	firstSpec, _ := host.Prepare(ctx, first)
+	assertDisks(t, h.PID, own, vmm.Spec{Disks: firstSpec.Disks[1:]})
+	for _, name := range []string{"first", "second"} {
+		if err := svc.Delete(ctx, name, true); err != nil {
+			t.Fatal(err)
+		}
 	}
 	assertNoFake(t, spec)
 }
