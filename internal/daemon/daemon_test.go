@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -71,26 +70,6 @@ func TestMethodTableAccess(t *testing.T) {
 	for name, m := range d.methods() {
 		if m.Access != rpc.AccessMember {
 			t.Errorf("%s is callable by anyone", name)
-		}
-	}
-}
-
-// The jailer check's filesystem comparison: a chroot base not made yet
-// counts as its nearest existing parent; procfs is never the state
-// directory's filesystem.
-func TestSameFilesystem(t *testing.T) {
-	dir := t.TempDir()
-	for _, tc := range []struct {
-		a    string
-		want bool
-	}{
-		{dir, true},
-		{filepath.Join(dir, "jail", "not", "made"), true},
-		{"/proc", false},
-	} {
-		got, err := sameFilesystem(tc.a, dir)
-		if err != nil || got != tc.want {
-			t.Errorf("sameFilesystem(%s, %s) = %v, %v; want %v", tc.a, dir, got, err, tc.want)
 		}
 	}
 }

@@ -126,35 +126,8 @@ func (f *doctorFacts) Jailer() doctor.Jailer {
 	if !j.On {
 		return j
 	}
-	j.SameFilesystem, j.Err = sameFilesystem(j.ChrootBase, f.d.layout.StateDir)
+	j.SameFilesystem, j.Err = f.SameFilesystem(j.ChrootBase, f.d.layout.StateDir)
 	return j
-}
-
-// sameFilesystem reports whether a and b (each, when it does not exist,
-// its nearest existing parent) are on one filesystem.
-func sameFilesystem(a, b string) (bool, error) {
-	dev := func(p string) (uint64, error) {
-		for {
-			var st syscall.Stat_t
-			err := syscall.Stat(p, &st)
-			if err == nil {
-				return st.Dev, nil
-			}
-			if !errors.Is(err, os.ErrNotExist) || p == filepath.Dir(p) {
-				return 0, fmt.Errorf("stat %s: %w", p, err)
-			}
-			p = filepath.Dir(p)
-		}
-	}
-	da, err := dev(a)
-	if err != nil {
-		return false, err
-	}
-	db, err := dev(b)
-	if err != nil {
-		return false, err
-	}
-	return da == db, nil
 }
 
 func (f *doctorFacts) Saved(ctx context.Context) (doctor.Saved, error) {

@@ -491,3 +491,23 @@ func TestSystem(t *testing.T) {
 		t.Error("Alive is wrong about this process or pid 0")
 	}
 }
+
+// The jailer check's filesystem comparison: a chroot base not made yet
+// counts as its nearest existing parent; procfs is never the state
+// directory's filesystem.
+func TestSameFilesystem(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		a    string
+		want bool
+	}{
+		{dir, true},
+		{filepath.Join(dir, "jail", "not", "made"), true},
+		{"/proc", false},
+	} {
+		got, err := (System{}).SameFilesystem(tc.a, dir)
+		if err != nil || got != tc.want {
+			t.Errorf("SameFilesystem(%s, %s) = %v, %v; want %v", tc.a, dir, got, err, tc.want)
+		}
+	}
+}

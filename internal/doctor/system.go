@@ -4,6 +4,7 @@ import (
 	"github.com/banger-dev/banger/internal/proc"
 
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -97,6 +98,33 @@ func (System) FreeBytes(dir string) (uint64, error) {
 		return 0, fmt.Errorf("statfs %s: %w", dir, err)
 	}
 	return st.Bavail * uint64(st.Bsize), nil
+}
+
+// SameFilesystem reports whether a and b (each, when it does not exist,
+// its nearest existing parent) are on one filesystem.
+func (System) SameFilesystem(a, b string) (bool, error) {
+	dev := func(p string) (uint64, error) {
+		for {
+			var st unix.Stat_t
+			err := unix.Stat(p, &st)
+			if err == nil {
+				return st.Dev, nil
+			}
+			if !errors.Is(err, unix.ENOENT) || p == filepath.Dir(p) {
+				return 0, fmt.Errorf("stat %s: %w", p, err)
+			}
+			p = filepath.Dir(p)
+		}
+	}
+	da, err := dev(a)
+	if err != nil {
+		return false, err
+	}
+	db, err := dev(b)
+	if err != nil {
+		return false, err
+	}
+	return da == db, nil
 }
 
 // VMMProcesses lists the VMM processes (QEMU, Firecracker, jailer) whose

@@ -198,8 +198,13 @@ func (s *Service) Templates() []Template {
 // interrupted before its rename leaves none here, but a damaged one
 // might), or all of them when all is set.
 func (s *Service) SweepTemplates(ctx context.Context, all bool) (removed int, err error) {
-	build := s.host.TemplateBuild()
+	// The build is a hash of the daemon's executable: only taken when
+	// there is a template to compare (start-up sweeps too).
+	var build string
 	for _, t := range s.Templates() {
+		if build == "" && !all {
+			build = s.host.TemplateBuild()
+		}
 		keep := !all && t.ImageID != "" && t.Build == build
 		if keep {
 			if _, err := s.store.GetImageContent(ctx, t.ImageID); errors.Is(err, model.ErrNotFound) {
