@@ -41,6 +41,10 @@ type Spec struct {
 	// TunnelSocket is where the driver exposes the guest agent's tunnel
 	// (package tunnel) when it is a socket of its own.
 	TunnelSocket string
+	// LeavesTemplate marks a cold boot that will be saved as a template
+	// (Templater): a driver may keep its memory where the VMs started
+	// from the template can share it.
+	LeavesTemplate bool
 }
 
 // Disk is one block device.
@@ -100,6 +104,15 @@ type Snapshotter interface {
 	// saved by a monitor of the given version (ErrSnapshotMismatch
 	// otherwise), and returns once the guest runs.
 	StartFrom(ctx context.Context, spec Spec, path, version string) (Handles, error)
+}
+
+// Templater is a Snapshotter whose saves can share memory with the VMs
+// started from them.
+type Templater interface {
+	// SaveTemplate is Save for a VM booted with Spec.LeavesTemplate: the
+	// state at path may refer to files it writes beside path, which
+	// StartFrom maps copy-on-write and nothing may change afterwards.
+	SaveTemplate(ctx context.Context, h Handles, path string) (version string, err error)
 }
 
 // ErrSnapshotMismatch is a snapshot that cannot be restored here: taken

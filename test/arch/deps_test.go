@@ -46,7 +46,7 @@ var allowed = map[string][]string{
 	"internal/image":                   {"internal/bundle", "internal/guest", "internal/host/disk", "internal/host/run", "internal/initramfs", "internal/model", "internal/op", "internal/paths", "internal/atomicfile", "internal/rootfs", "internal/oci"},
 	"internal/vmm":                     {"internal/agentctl", "internal/model", "internal/proc"},
 	"internal/vmm/fakevmm":             {"internal/vmm", "internal/model"},
-	"internal/vmm/qemu":                {"internal/agentctl", "internal/guest", "internal/host/run", "internal/model", "internal/proc", "internal/vmm"},
+	"internal/vmm/qemu":                {"internal/agentctl", "internal/guest", "internal/host/disk", "internal/host/run", "internal/model", "internal/proc", "internal/vmm"},
 	"internal/vmm/firecracker/apispec": {},
 	"internal/vmm/firecracker/fctest":  {"internal/host/run", "internal/vmm/firecracker/apispec"},
 	"test/fakefirecracker":             {"internal/vmm/firecracker/apispec"},

@@ -58,9 +58,14 @@ func eventFiles(dir string) (sock, exit string) {
 	return filepath.Join(dir, "qmp-events.sock"), filepath.Join(dir, "qemu.exit")
 }
 
-// Args is the QEMU command line for spec. Exported for tests and the
-// benchmark, which boots the same guest by hand.
+// Args is the QEMU command line for a cold boot of spec. Exported for
+// tests and the benchmark, which boots the same guest by hand.
 func (d *Driver) Args(spec vmm.Spec) []string {
+	return d.args(spec, bootMemory(spec))
+}
+
+// args is the QEMU command line for spec with memory m.
+func (d *Driver) args(spec vmm.Spec, m memory) []string {
 	pidfile, qmp, _ := files(spec.Dir)
 	events, _ := eventFiles(spec.Dir)
 	// A guest reboot by triple fault: QEMU turns it into a reset request
@@ -97,6 +102,18 @@ func (d *Driver) Args(spec vmm.Spec) []string {
 		"-qmp", "unix:" + events + ",server=on,wait=off",
 		"-pidfile", pidfile,
 	}
+	if m.file != "" {
+		// Named as the default RAM backend is, so that the RAM block's
+		// name, which the migration stream carries, is the same either
+		// way: a snapshot of such a VM restores into anonymous memory.
+		share := "off"
+		if m.share {
+			share = "on"
+		}
+		args = append(args,
+			"-object", fmt.Sprintf("memory-backend-file,id=microvm.ram,size=%dM,mem-path=%s,share=%s", spec.VM.MemoryMiB, m.file, share),
+			"-machine", "memory-backend=microvm.ram")
+	}
 	if accel == "kvm" {
 		args = append(args, "-cpu", "host")
 	}
@@ -116,8 +133,13 @@ func (d *Driver) Args(spec vmm.Spec) []string {
 			"-device", "virtio-net-device,netdev=net0,mac="+spec.MAC)
 	}
 	// Free page reporting: the guest hands pages it freed back to the
-	// host, so an idle VM does not keep holding what its boot touched.
-	args = append(args, "-device", "virtio-rng-device", "-device", "virtio-balloon-device,free-page-reporting=on")
+	// host, so an idle VM does not keep holding what its boot touched
+	// (not in a template's lineage: see memory).
+	balloon := "virtio-balloon-device,free-page-reporting=on"
+	if !m.reporting {
+		balloon = "virtio-balloon-device,free-page-reporting=off"
+	}
+	args = append(args, "-device", "virtio-rng-device", "-device", balloon)
 	if spec.ControlSocket != "" {
 		args = append(args,
 			"-device", "virtio-serial-device",
@@ -135,11 +157,12 @@ func (d *Driver) Args(spec vmm.Spec) []string {
 // Start spawns QEMU and returns once it runs and its QMP socket answers.
 // The guest boots afterwards; the caller waits for the agent.
 func (d *Driver) Start(ctx context.Context, spec vmm.Spec) (vmm.Handles, error) {
-	return d.start(ctx, spec, nil)
+	return d.start(ctx, spec, bootMemory(spec), nil)
 }
 
-// start is Start with extra arguments (an incoming migration's).
-func (d *Driver) start(ctx context.Context, spec vmm.Spec, extra []string) (vmm.Handles, error) {
+// start is Start with memory m and extra arguments (an incoming
+// migration's).
+func (d *Driver) start(ctx context.Context, spec vmm.Spec, m memory, extra []string) (vmm.Handles, error) {
 	pidfile, qmp, stderrPath := files(spec.Dir)
 	events, exitFile := eventFiles(spec.Dir)
 	for _, p := range []string{pidfile, qmp, events, exitFile, spec.ControlSocket, spec.TunnelSocket} {
@@ -147,13 +170,28 @@ func (d *Driver) start(ctx context.Context, spec vmm.Spec, extra []string) (vmm.
 			_ = os.Remove(p)
 		}
 	}
+	if m.share {
+		// Guest RAM: readable by root only (QEMU would make it 0644), and
+		// empty, whatever an earlier boot left.
+		f, err := os.OpenFile(m.file, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+		if err != nil {
+			return vmm.Handles{}, fmt.Errorf("creating the memory file: %w", err)
+		}
+		f.Close()
+	}
 	errf, err := os.OpenFile(stderrPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
 	if err != nil {
 		return vmm.Handles{}, fmt.Errorf("opening qemu log: %w", err)
 	}
 	defer errf.Close()
-	proc, err := run.Spawn(append(d.Args(spec), extra...), nil, nil, errf)
+	removeMemory := func() {
+		if m.share {
+			_ = os.Remove(m.file)
+		}
+	}
+	proc, err := run.Spawn(append(d.args(spec, m), extra...), nil, nil, errf)
 	if err != nil {
+		removeMemory()
 		return vmm.Handles{}, fmt.Errorf("starting qemu: %w", err)
 	}
 	exited := make(chan struct{})
@@ -164,6 +202,7 @@ func (d *Driver) start(ctx context.Context, spec vmm.Spec, extra []string) (vmm.
 	}()
 	h := vmm.Handles{Driver: d.Name(), PID: proc.Pid, ControlSocket: spec.ControlSocket, TunnelSocket: spec.TunnelSocket,
 		Extra: map[string]string{"qmp": qmp, "pidfile": pidfile, "events": events}}
+	memoryHandles(h.Extra, m)
 
 	// QEMU creates its sockets before running the guest: when QMP answers,
 	// the command line was accepted.
@@ -176,13 +215,17 @@ func (d *Driver) start(ctx context.Context, spec vmm.Spec, extra []string) (vmm.
 		}
 		select {
 		case <-exited:
+			removeMemory()
 			return vmm.Handles{}, fmt.Errorf("qemu exited at start: %s", vmm.FileTail(stderrPath, 1500))
 		case <-deadline:
 			_ = proc.Kill()
+			<-exited
+			removeMemory()
 			return vmm.Handles{}, errors.New("qemu did not open its QMP socket within 30s")
 		case <-ctx.Done():
 			_ = proc.Kill()
 			<-exited
+			removeMemory()
 			return vmm.Handles{}, ctx.Err()
 		case <-time.After(20 * time.Millisecond):
 		}
@@ -272,13 +315,14 @@ func (d *Driver) ExitOf(h vmm.Handles) vmm.Exit {
 	return vmm.ExitUnknown
 }
 
-// Cleanup removes the sockets and files QEMU and the event watch left.
+// Cleanup removes the sockets and files QEMU and the event watch left,
+// and the VM's memory file.
 func (d *Driver) Cleanup(_ context.Context, h vmm.Handles) error {
 	var exitFile string
 	if sock := h.Extra["events"]; sock != "" {
 		_, exitFile = eventFiles(filepath.Dir(sock))
 	}
-	for _, p := range []string{h.Extra["qmp"], h.Extra["pidfile"], h.Extra["events"], exitFile, h.ControlSocket, h.TunnelSocket} {
+	for _, p := range []string{h.Extra["qmp"], h.Extra["pidfile"], h.Extra["events"], exitFile, h.ControlSocket, h.TunnelSocket, h.Extra["memory"]} {
 		if p != "" {
 			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("removing %s: %w", p, err)

@@ -6,17 +6,56 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/banger-dev/banger/internal/host/disk"
 	"github.com/banger-dev/banger/internal/vmm"
 )
 
 // Save pauses the guest and writes its memory and device state to path:
 // QEMU's migration stream, into a descriptor handed over QMP (no shell
 // command line). The guest stays paused; Resume continues it. It returns
-// QEMU's version, which a restore must match.
+// QEMU's version and what a restore must spawn to match (see memory).
 func (d *Driver) Save(ctx context.Context, h vmm.Handles, path string) (string, error) {
+	return d.save(ctx, h, path, false)
+}
+
+// SaveTemplate is Save for a VM whose RAM is its own file (booted with
+// Spec.LeavesTemplate): the state at path is the devices' alone, and the
+// RAM is a copy of that file beside it, taken while the guest is paused,
+// which the VMs StartFrom starts map copy-on-write. Any other VM is saved
+// as Save does.
+func (d *Driver) SaveTemplate(ctx context.Context, h vmm.Handles, path string) (string, error) {
+	m := handlesMemory(h)
+	if m.file == "" {
+		return d.Save(ctx, h, path)
+	}
+	version, err := d.save(ctx, h, path, true)
+	if err != nil {
+		return "", err
+	}
+	dst := filepath.Join(filepath.Dir(path), MemoryFile)
+	if err := disk.Copy(ctx, m.file, dst); err != nil {
+		return "", fmt.Errorf("copying the memory file: %w", err)
+	}
+	// Synced before the template is published: a host crash must not
+	// leave a template whose memory is not that of its state.
+	f, err := os.Open(dst)
+	if err != nil {
+		return "", fmt.Errorf("copying the memory file: %w", err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return "", fmt.Errorf("writing the memory file: %w", err)
+	}
+	return version, nil
+}
+
+// save is Save; with memoryFile, the RAM of a VM whose RAM is its own
+// file is left out of the stream (QEMU's x-ignore-shared).
+func (d *Driver) save(ctx context.Context, h vmm.Handles, path string, memoryFile bool) (string, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return "", fmt.Errorf("creating the memory file: %w", err)
@@ -31,6 +70,13 @@ func (d *Driver) Save(ctx context.Context, h vmm.Handles, path string) (string, 
 	if err != nil {
 		return "", err
 	}
+	// Set either way: a capability outlives the migration it was set for
+	// (a VM started from a template has it from its incoming one), and
+	// the stream carries it, which a restore must then match.
+	if err := setIgnoreShared(q, memoryFile); err != nil {
+		return "", err
+	}
+	m := handlesMemory(h)
 	if _, err := q.run("stop", nil, nil); err != nil {
 		return "", err
 	}
@@ -50,7 +96,15 @@ func (d *Driver) Save(ctx context.Context, h vmm.Handles, path string) (string, 
 	if err := f.Sync(); err != nil {
 		return "", fmt.Errorf("writing the memory file: %w", err)
 	}
-	return version, f.Close()
+	return savedVersion(version, m, memoryFile), f.Close()
+}
+
+// setIgnoreShared sets the x-ignore-shared migration capability: a RAM
+// block mapped from a file is not in the stream, the file holds it.
+func setIgnoreShared(q *qmp, on bool) error {
+	_, err := q.run("migrate-set-capabilities", map[string]any{
+		"capabilities": []map[string]any{{"capability": "x-ignore-shared", "state": on}}}, nil)
+	return err
 }
 
 // Resume continues a guest Save paused.
@@ -68,7 +122,11 @@ func (d *Driver) StartFrom(ctx context.Context, spec vmm.Spec, path, version str
 		return vmm.Handles{}, fmt.Errorf("opening the memory file: %w", err)
 	}
 	defer f.Close()
-	h, err := d.start(ctx, spec, []string{"-incoming", "defer"})
+	version, m := restoreMemory(version, path)
+	if m.file != "" && !disk.Exists(m.file) {
+		return vmm.Handles{}, fmt.Errorf("%w: its memory file %s is missing", vmm.ErrSnapshotMismatch, m.file)
+	}
+	h, err := d.start(ctx, spec, m, []string{"-incoming", "defer"})
 	if err != nil {
 		return vmm.Handles{}, err
 	}
@@ -88,6 +146,13 @@ func (d *Driver) StartFrom(ctx context.Context, spec vmm.Spec, path, version str
 	}
 	if got != version {
 		return fail(fmt.Errorf("%w: it was taken with QEMU %s and this is QEMU %s", vmm.ErrSnapshotMismatch, version, got))
+	}
+	if m.file != "" {
+		// The RAM is the file's, mapped copy-on-write; the stream has
+		// only the devices.
+		if err := setIgnoreShared(q, true); err != nil {
+			return fail(err)
+		}
 	}
 	if _, err := q.run("getfd", map[string]string{"fdname": "banger-restore"}, f); err != nil {
 		return fail(err)
