@@ -258,7 +258,7 @@ func (s *Service) finishCreate(ctx context.Context, p *op.Progress, vm model.VM,
 		}
 	}
 	p.Phase("booting", 0)
-	if _, err = s.start(ctx, vm.ID); err == nil && key != "" {
+	if _, err = s.startWith(ctx, vm.ID, bootPlan{template: key != ""}); err == nil && key != "" {
 		// The first boot of a fresh VM: nothing of the user's ran yet.
 		if v, gerr := s.store.GetVM(ctx, vm.ID); gerr == nil {
 			p.Phase("leaving a template for instant vms", 0)

@@ -93,7 +93,7 @@ func (s *Service) Fork(ctx context.Context, ref, name string, count int) ([]mode
 	}()
 
 	start := time.Now()
-	dir, version, err := s.save(saveCtx, src, h, sn, "fork")
+	dir, version, err := s.save(saveCtx, src, h, sn, "fork", false)
 	if err != nil {
 		return nil, err
 	}

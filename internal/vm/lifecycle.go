@@ -28,11 +28,25 @@ func (s *Service) Start(ctx context.Context, ref string) (model.VM, error) {
 // start moves the VM to starting under its lock, boots it with the lock
 // released, and records the outcome under the lock again.
 func (s *Service) start(ctx context.Context, id string) (model.VM, error) {
-	return s.startFrom(ctx, id, nil)
+	return s.startWith(ctx, id, bootPlan{})
 }
 
-// startFrom is start, going on from saved state sn when it is not nil.
+// bootPlan is how a start boots a VM.
+type bootPlan struct {
+	// saved: go on from this saved state instead of booting.
+	saved *savedState
+	// template: a cold boot that will leave a template
+	// (vmm.Spec.LeavesTemplate).
+	template bool
+}
+
+// startFrom is start, going on from saved state sn.
 func (s *Service) startFrom(ctx context.Context, id string, sn *savedState) (model.VM, error) {
+	return s.startWith(ctx, id, bootPlan{saved: sn})
+}
+
+// startWith is start, booting as plan says.
+func (s *Service) startWith(ctx context.Context, id string, plan bootPlan) (model.VM, error) {
 	unlock := s.locks.Lock(id)
 	vm, err := s.store.GetVM(ctx, id)
 	if err != nil {
@@ -86,7 +100,7 @@ func (s *Service) startFrom(ctx context.Context, id string, sn *savedState) (mod
 	}()
 
 	s.log.Info("booting vm", "vm", vm.Name, "driver", driver.Name())
-	h, bootErr := s.boot(bootCtx, vm, sn)
+	h, bootErr := s.boot(bootCtx, vm, plan)
 
 	unlock = s.locks.Lock(id)
 	defer unlock()
@@ -113,14 +127,14 @@ func (s *Service) startFrom(ctx context.Context, id string, sn *savedState) (mod
 // boot boots vm, a second time in a fresh VMM when the guest hung in the
 // first (vmm.ErrGuestHung), within the same deadline. With saved state it
 // goes on from that instead.
-func (s *Service) boot(ctx context.Context, vm model.VM, sn *savedState) (vmm.Handles, error) {
-	if sn != nil {
-		return s.restoreOnce(ctx, vm, sn)
+func (s *Service) boot(ctx context.Context, vm model.VM, plan bootPlan) (vmm.Handles, error) {
+	if plan.saved != nil {
+		return s.restoreOnce(ctx, vm, plan.saved)
 	}
-	h, err := s.bootOnce(ctx, vm)
+	h, err := s.bootOnce(ctx, vm, plan.template)
 	if errors.Is(err, vmm.ErrGuestHung) && ctx.Err() == nil {
 		s.log.Warn("the guest hung while booting; booting it again", "vm", vm.Name, "err", err)
-		h, err = s.bootOnce(ctx, vm)
+		h, err = s.bootOnce(ctx, vm, plan.template)
 	}
 	return h, err
 }
@@ -151,13 +165,15 @@ func (s *Service) restoreOnce(ctx context.Context, vm model.VM, sn *savedState) 
 // bootOnce runs the boot steps: host preparation, the VMM, then waiting for
 // the guest. Handles are recorded as soon as the VMM runs, so a daemon that
 // dies mid-boot can still find the process. On failure everything the
-// boot took is released.
-func (s *Service) bootOnce(ctx context.Context, vm model.VM) (vmm.Handles, error) {
+// boot took is released. A boot that will leave a template says so to
+// the driver.
+func (s *Service) bootOnce(ctx context.Context, vm model.VM, template bool) (vmm.Handles, error) {
 	rec := context.WithoutCancel(ctx)
 	spec, err := s.host.Prepare(ctx, vm)
 	if err != nil {
 		return vmm.Handles{}, err
 	}
+	spec.LeavesTemplate = template
 	if spec.VM.ImageID != "" && spec.VM.ImageID != vm.ImageID {
 		// The image became local for this boot: from now on the VM
 		// boots from this content, whatever its name later refers to.

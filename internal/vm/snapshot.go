@@ -72,7 +72,7 @@ func (s *Service) Snapshot(ctx context.Context, ref, name string) (model.Snapsho
 	defer done()
 
 	start := time.Now()
-	tmp, version, err := s.save(ctx, vm, h, sn, name)
+	tmp, version, err := s.save(ctx, vm, h, sn, name, false)
 	if err != nil {
 		return model.Snapshot{}, err
 	}
@@ -96,8 +96,9 @@ func (s *Service) Snapshot(ctx context.Context, ref, name string) (model.Snapsho
 // writable disks into a new directory under its snapshots directory (one
 // that start-up sweeps while no record names it), and lets it run on,
 // also when saving failed (a full disk, say): a failed save leaves the VM
-// as it was and no directory. The caller has claimed vm.
-func (s *Service) save(ctx context.Context, vm model.VM, h vmm.Handles, sn vmm.Snapshotter, label string) (dir, version string, err error) {
+// as it was and no directory. The caller has claimed vm. A template's
+// save may share memory with the VMs started from it (vmm.Templater).
+func (s *Service) save(ctx context.Context, vm model.VM, h vmm.Handles, sn vmm.Snapshotter, label string, template bool) (dir, version string, err error) {
 	parent := s.cfg.Layout.SnapshotsDir(vm.ID)
 	if err := os.MkdirAll(parent, 0o700); err != nil {
 		return "", "", fmt.Errorf("creating the snapshots directory: %w", err)
@@ -109,7 +110,11 @@ func (s *Service) save(ctx context.Context, vm model.VM, h vmm.Handles, sn vmm.S
 		return "", "", fmt.Errorf("creating the snapshot directory: %w", err)
 	}
 	start := time.Now()
-	version, saveErr := sn.Save(ctx, h, filepath.Join(dir, snapshotState))
+	saveFn := sn.Save
+	if tm, ok := sn.(vmm.Templater); ok && template {
+		saveFn = tm.SaveTemplate
+	}
+	version, saveErr := saveFn(ctx, h, filepath.Join(dir, snapshotState))
 	saved := time.Since(start)
 	if saveErr == nil {
 		// Still paused: the disks are copied as the memory left them.

@@ -124,7 +124,7 @@ func (s *Service) leaveTemplate(ctx context.Context, vm model.VM, key string) {
 	}
 	defer done()
 	start := time.Now()
-	dir, version, err := s.save(ctx, vm, h, sn, "template")
+	dir, version, err := s.save(ctx, vm, h, sn, "template", true)
 	if err != nil {
 		s.log.Warn("leaving a template", "vm", vm.Name, "err", err)
 		return
