@@ -1,9 +1,14 @@
 package e2e
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +19,8 @@ import (
 // cold boot (--cold): the image, /work, its own hostname; two instant VMs
 // of one template differ in machine-id and random numbers. A template
 // that no longer restores (as if saved by another QEMU) is replaced by a
-// cold boot, and the template goes with its image.
+// cold boot, and the template goes with its image. Instant VMs share the
+// template's memory (sharedMemory).
 func TestInstantRun(t *testing.T) {
 	w := newWorld(t)
 	templates := filepath.Join(w.stateDir, "templates")
@@ -56,6 +62,7 @@ func TestInstantRun(t *testing.T) {
 	if a[len(a)-2] == b[len(b)-2] || a[len(a)-1] == b[len(b)-1] {
 		t.Errorf("two instant vms share a machine-id or random numbers:\n%s\n%s", strings.Join(a, "\n"), strings.Join(b, "\n"))
 	}
+	w.sharedMemory(filepath.Join(templates, entries[0].Name(), "memory.ram"))
 	log, _ := os.ReadFile(filepath.Join(w.stateDir, "bangerd.log"))
 	for name, want := range map[string]bool{"cold": false, "fast-a": true, "fast-b": true} {
 		if got := strings.Contains(string(log), `msg="vm started from a template" vm=`+name+" "); got != want {
@@ -86,4 +93,75 @@ func TestInstantRun(t *testing.T) {
 		t.Errorf("image delete left %d templates", len(entries))
 	}
 	w.invariants("after instant runs")
+}
+
+// sharedMemory: an instant VM maps the template's RAM file copy-on-write,
+// so most of its guest memory in use is the template's pages, not copies
+// of its own; and a guest that fills and frees memory leaves that file as
+// it was (free page reporting, say, would punch holes in it, zeroing
+// those pages under every other VM of the template).
+func (w *world) sharedMemory(ram string) {
+	t := w.t
+	t.Helper()
+	before := fileSum(t, ram)
+	w.ok("vm", "create", "shared")
+	pid := w.handles(w.show("shared")).PID
+	fromFile, copied := mappingKB(t, pid, ram)
+	t.Logf("instant vm: %d KiB of guest memory in use from the template's file, %d KiB its own copies", fromFile, copied)
+	if fromFile <= copied {
+		t.Errorf("an instant vm holds %d KiB of its own copies of guest memory and only %d KiB from the template's %s: its memory is not shared", copied, fromFile, ram)
+	}
+	w.ok("vm", "ssh", "shared", "--", "sh", "-c", "head -c 100M /dev/urandom > /dev/shm/fill && sync && rm /dev/shm/fill && sleep 4")
+	w.ok("vm", "delete", "--force", "shared")
+	if after := fileSum(t, ram); after != before {
+		t.Errorf("the template's memory file changed while an instant vm filled and freed memory: sha256 %s, was %s", after, before)
+	}
+}
+
+// mappingKB reads what process pid's mapping of file holds resident: pages
+// of the file, and private copies (anonymous, copy-on-write).
+func mappingKB(t *testing.T, pid int, file string) (fromFile, copied int64) {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, found := false, false
+	var rss int64
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 5 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":") {
+			in = len(f) >= 6 && f[5] == file
+			found = found || in
+			continue
+		}
+		if !in || len(f) < 2 {
+			continue
+		}
+		n, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "Rss:":
+			rss += n
+		case "Anonymous:":
+			copied += n
+		}
+	}
+	if !found {
+		t.Fatalf("process %d does not map %s", pid, file)
+	}
+	return rss - copied, copied
+}
+
+func fileSum(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
