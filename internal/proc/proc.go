@@ -78,26 +78,52 @@ func TapsInUse() map[string]bool {
 		if ns, err := os.Readlink("/proc/" + p.Name() + "/ns/net"); err != nil || ns != self {
 			continue
 		}
-		dir := "/proc/" + p.Name() + "/fd"
-		fds, err := os.ReadDir(dir)
-		if err != nil {
-			continue
-		}
-		for _, fd := range fds {
-			if target, err := os.Readlink(dir + "/" + fd.Name()); err != nil || target != "/dev/net/tun" {
-				continue
+		eachFD(p.Name(), func(fd, target string) bool {
+			if target != "/dev/net/tun" {
+				return true
 			}
-			b, err := os.ReadFile("/proc/" + p.Name() + "/fdinfo/" + fd.Name())
+			b, err := os.ReadFile("/proc/" + p.Name() + "/fdinfo/" + fd)
 			if err != nil {
-				continue
+				return true
 			}
 			for _, line := range strings.Split(string(b), "\n") {
 				if name, ok := strings.CutPrefix(line, "iff:"); ok {
 					out[strings.TrimSpace(name)] = true
 				}
 			}
+			return true
+		})
+	}
+	return out
+}
+
+// eachFD calls fn with each open descriptor of process pid and what it
+// refers to (the target of its /proc link), until fn returns false.
+func eachFD(pid string, fn func(fd, target string) bool) {
+	dir := "/proc/" + pid + "/fd"
+	fds, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, fd := range fds {
+		if target, err := os.Readlink(dir + "/" + fd.Name()); err == nil && !fn(fd.Name(), target) {
+			return
 		}
 	}
+}
+
+// FDs returns the /proc paths of process pid's descriptors whose target
+// starts with prefix: opening one opens what the process holds (a memfd,
+// say, which has no other name).
+func FDs(pid int, prefix string) []string {
+	var out []string
+	id := strconv.Itoa(pid)
+	eachFD(id, func(fd, target string) bool {
+		if strings.HasPrefix(target, prefix) {
+			out = append(out, "/proc/"+id+"/fd/"+fd)
+		}
+		return true
+	})
 	return out
 }
 

@@ -37,3 +37,30 @@ func TestProcessHelpers(t *testing.T) {
 		t.Fatal("an exited process still has a cmdline")
 	}
 }
+
+// A descriptor is found by what it refers to, and its /proc path opens it
+// even once it has no name on disk.
+func TestFDs(t *testing.T) {
+	path := t.TempDir() + "/held"
+	if err := os.WriteFile(path, []byte("held open"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	got := FDs(os.Getpid(), path+" (deleted)")
+	if len(got) != 1 {
+		t.Fatalf("FDs found %v, want this process's one descriptor of %s", got, path)
+	}
+	if b, err := os.ReadFile(got[0]); err != nil || string(b) != "held open" {
+		t.Fatalf("reading %s: %q, %v", got[0], b, err)
+	}
+	if got := FDs(os.Getpid(), "/nonexistent/"); len(got) != 0 {
+		t.Fatalf("FDs of nothing held: %v", got)
+	}
+}
