@@ -103,6 +103,11 @@ func TestInstantRun(t *testing.T) {
 func (w *world) sharedMemory(ram string) {
 	t := w.t
 	t.Helper()
+	if fi, err := os.Stat(ram); err != nil {
+		t.Error(err)
+	} else if fi.Mode().Perm() != 0o600 {
+		t.Errorf("the template's memory file %s is %v, want mode 0600 (it is guest RAM)", ram, fi.Mode())
+	}
 	before := fileSum(t, ram)
 	w.ok("vm", "create", "shared")
 	pid := w.handles(w.show("shared")).PID

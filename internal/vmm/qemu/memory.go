@@ -1,24 +1,32 @@
 package qemu
 
 import (
+	"fmt"
 	"path/filepath"
 	"strings"
 
+	"github.com/banger-dev/banger/internal/proc"
 	"github.com/banger-dev/banger/internal/vmm"
 )
 
-// MemoryFile is the guest RAM file: in the VM's directory while a VM that
-// will leave a template runs, and in a template's directory beside its
-// state, where every VM started from the template maps it copy-on-write.
+// MemoryFile is a template's guest RAM, in its directory beside its
+// state, which every VM started from the template maps copy-on-write.
 const MemoryFile = "memory.ram"
+
+// memfdPrefix is what QEMU's memfd RAM backend is linked as in
+// /proc/PID/fd.
+const memfdPrefix = "/memfd:memory-backend-memfd"
 
 // memory is how one QEMU holds its guest's RAM.
 type memory struct {
-	// file holds the RAM, mapped shared (the VM's own, which a template
-	// copies whole) or private (a template's, copy-on-write); "" is
-	// anonymous memory.
-	file  string
-	share bool
+	// memfd: the RAM is a memfd QEMU maps shared (a VM that will leave
+	// a template), which a template's save copies whole. It is memory,
+	// not a file on the state disk: nothing writes the guest's RAM back
+	// to disk, and it goes with the process.
+	memfd bool
+	// file: the RAM is this template's MemoryFile, mapped private (copy
+	// on write); "" with memfd false is anonymous memory.
+	file string
 	// reporting is the balloon's free page reporting: the guest hands
 	// freed pages back. QEMU 7.2 gives a file-backed RAM block's pages
 	// back by punching holes in its file, private mapping or not, which
@@ -32,9 +40,26 @@ type memory struct {
 // bootMemory is the memory of a cold boot of spec.
 func bootMemory(spec vmm.Spec) memory {
 	if spec.LeavesTemplate {
-		return memory{file: filepath.Join(spec.Dir, MemoryFile), share: true}
+		return memory{memfd: true}
 	}
 	return memory{reporting: true}
+}
+
+// args are QEMU's arguments for memory m of size MiB. The backend is
+// named as the default RAM backend is, so that the RAM block's name,
+// which the migration stream carries, is the same either way: a snapshot
+// of any of these restores into anonymous memory.
+func (m memory) args(size int64) []string {
+	var backend string
+	switch {
+	case m.memfd:
+		backend = fmt.Sprintf("memory-backend-memfd,id=microvm.ram,size=%dM,share=on", size)
+	case m.file != "":
+		backend = fmt.Sprintf("memory-backend-file,id=microvm.ram,size=%dM,mem-path=%s,share=off", size, m.file)
+	default:
+		return nil
+	}
+	return []string{"-object", backend, "-machine", "memory-backend=microvm.ram"}
 }
 
 // Tags a saved state's version carries after QEMU's own, each after "; ":
@@ -74,15 +99,26 @@ func restoreMemory(version, path string) (qemu string, m memory) {
 
 // memoryHandles records m in a VM's handles: a later save must know.
 func memoryHandles(extra map[string]string, m memory) {
-	if m.file != "" && m.share {
-		extra["memory"] = m.file // the VM's own: Cleanup removes it
+	if m.memfd {
+		extra["memory"] = "memfd"
 	}
 	if !m.reporting {
 		extra["reporting"] = "off"
 	}
 }
 
-// handlesMemory is the memory memoryHandles recorded.
+// handlesMemory is the memory memoryHandles recorded (a template's file
+// is not: a VM started from one saves all of its RAM).
 func handlesMemory(h vmm.Handles) memory {
-	return memory{file: h.Extra["memory"], share: h.Extra["memory"] != "", reporting: h.Extra["reporting"] != "off"}
+	return memory{memfd: h.Extra["memory"] == "memfd", reporting: h.Extra["reporting"] != "off"}
+}
+
+// memfdPath is the /proc path of the memfd holding the RAM of the QEMU
+// with handles h, open to whoever may read that process's descriptors.
+func memfdPath(h vmm.Handles) (string, error) {
+	fds := proc.FDs(h.PID, memfdPrefix)
+	if len(fds) != 1 {
+		return "", fmt.Errorf("finding the guest's memory: qemu (pid %d) holds %d memfd RAM backends, want one", h.PID, len(fds))
+	}
+	return fds[0], nil
 }

@@ -22,7 +22,7 @@ func TestMemoryVariants(t *testing.T) {
 
 	spec.LeavesTemplate = true
 	tmpl := strings.Join(d.Args(spec), " ")
-	for _, want := range []string{"memory-backend-file,id=microvm.ram,size=256M,mem-path=/s/vms/x/" + MemoryFile + ",share=on",
+	for _, want := range []string{"memory-backend-memfd,id=microvm.ram,size=256M,share=on",
 		"-machine memory-backend=microvm.ram", "free-page-reporting=off"} {
 		if !strings.Contains(tmpl, want) {
 			t.Errorf("a boot that leaves a template lacks %q: %s", want, tmpl)
@@ -59,7 +59,7 @@ func TestMemoryVariants(t *testing.T) {
 	h := vmm.Handles{Extra: map[string]string{}}
 	memoryHandles(h.Extra, memory{file: "/t/" + MemoryFile})
 	if m := handlesMemory(h); m.file != "" || m.reporting {
-		t.Errorf("a vm started from a template owns no memory file (Cleanup would remove the template's): %+v", m)
+		t.Errorf("a vm started from a template saves all of its RAM: %+v", m)
 	}
 	memoryHandles(h.Extra, bootMemory(spec))
 	if m := handlesMemory(h); m != bootMemory(spec) {

@@ -102,18 +102,7 @@ func (d *Driver) args(spec vmm.Spec, m memory) []string {
 		"-qmp", "unix:" + events + ",server=on,wait=off",
 		"-pidfile", pidfile,
 	}
-	if m.file != "" {
-		// Named as the default RAM backend is, so that the RAM block's
-		// name, which the migration stream carries, is the same either
-		// way: a snapshot of such a VM restores into anonymous memory.
-		share := "off"
-		if m.share {
-			share = "on"
-		}
-		args = append(args,
-			"-object", fmt.Sprintf("memory-backend-file,id=microvm.ram,size=%dM,mem-path=%s,share=%s", spec.VM.MemoryMiB, m.file, share),
-			"-machine", "memory-backend=microvm.ram")
-	}
+	args = append(args, m.args(spec.VM.MemoryMiB)...)
 	if accel == "kvm" {
 		args = append(args, "-cpu", "host")
 	}
@@ -170,28 +159,13 @@ func (d *Driver) start(ctx context.Context, spec vmm.Spec, m memory, extra []str
 			_ = os.Remove(p)
 		}
 	}
-	if m.share {
-		// Guest RAM: readable by root only (QEMU would make it 0644), and
-		// empty, whatever an earlier boot left.
-		f, err := os.OpenFile(m.file, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-		if err != nil {
-			return vmm.Handles{}, fmt.Errorf("creating the memory file: %w", err)
-		}
-		f.Close()
-	}
 	errf, err := os.OpenFile(stderrPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
 	if err != nil {
 		return vmm.Handles{}, fmt.Errorf("opening qemu log: %w", err)
 	}
 	defer errf.Close()
-	removeMemory := func() {
-		if m.share {
-			_ = os.Remove(m.file)
-		}
-	}
 	proc, err := run.Spawn(append(d.args(spec, m), extra...), nil, nil, errf)
 	if err != nil {
-		removeMemory()
 		return vmm.Handles{}, fmt.Errorf("starting qemu: %w", err)
 	}
 	exited := make(chan struct{})
@@ -215,17 +189,14 @@ func (d *Driver) start(ctx context.Context, spec vmm.Spec, m memory, extra []str
 		}
 		select {
 		case <-exited:
-			removeMemory()
 			return vmm.Handles{}, fmt.Errorf("qemu exited at start: %s", vmm.FileTail(stderrPath, 1500))
 		case <-deadline:
 			_ = proc.Kill()
 			<-exited
-			removeMemory()
 			return vmm.Handles{}, errors.New("qemu did not open its QMP socket within 30s")
 		case <-ctx.Done():
 			_ = proc.Kill()
 			<-exited
-			removeMemory()
 			return vmm.Handles{}, ctx.Err()
 		case <-time.After(20 * time.Millisecond):
 		}
@@ -315,14 +286,13 @@ func (d *Driver) ExitOf(h vmm.Handles) vmm.Exit {
 	return vmm.ExitUnknown
 }
 
-// Cleanup removes the sockets and files QEMU and the event watch left,
-// and the VM's memory file.
+// Cleanup removes the sockets and files QEMU and the event watch left.
 func (d *Driver) Cleanup(_ context.Context, h vmm.Handles) error {
 	var exitFile string
 	if sock := h.Extra["events"]; sock != "" {
 		_, exitFile = eventFiles(filepath.Dir(sock))
 	}
-	for _, p := range []string{h.Extra["qmp"], h.Extra["pidfile"], h.Extra["events"], exitFile, h.ControlSocket, h.TunnelSocket, h.Extra["memory"]} {
+	for _, p := range []string{h.Extra["qmp"], h.Extra["pidfile"], h.Extra["events"], exitFile, h.ControlSocket, h.TunnelSocket} {
 		if p != "" {
 			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("removing %s: %w", p, err)

@@ -22,39 +22,43 @@ func (d *Driver) Save(ctx context.Context, h vmm.Handles, path string) (string, 
 	return d.save(ctx, h, path, false)
 }
 
-// SaveTemplate is Save for a VM whose RAM is its own file (booted with
+// SaveTemplate is Save for a VM whose RAM is its own memfd (booted with
 // Spec.LeavesTemplate): the state at path is the devices' alone, and the
-// RAM is a copy of that file beside it, taken while the guest is paused,
-// which the VMs StartFrom starts map copy-on-write. Any other VM is saved
-// as Save does.
+// RAM is a copy of the memfd in MemoryFile beside it, taken while the
+// guest is paused, which the VMs StartFrom starts map copy-on-write. Any
+// other VM is saved as Save does.
 func (d *Driver) SaveTemplate(ctx context.Context, h vmm.Handles, path string) (string, error) {
-	m := handlesMemory(h)
-	if m.file == "" {
+	if !handlesMemory(h).memfd {
 		return d.Save(ctx, h, path)
+	}
+	src, err := memfdPath(h)
+	if err != nil {
+		return "", err
 	}
 	version, err := d.save(ctx, h, path, true)
 	if err != nil {
 		return "", err
 	}
+	// Made first, so the copy keeps this mode (cp would take the
+	// memfd's 0777), and synced before the template is published: a host
+	// crash must not leave a template whose memory is not its state's.
 	dst := filepath.Join(filepath.Dir(path), MemoryFile)
-	if err := disk.Copy(ctx, m.file, dst); err != nil {
-		return "", fmt.Errorf("copying the memory file: %w", err)
-	}
-	// Synced before the template is published: a host crash must not
-	// leave a template whose memory is not that of its state.
-	f, err := os.Open(dst)
+	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return "", fmt.Errorf("copying the memory file: %w", err)
+		return "", fmt.Errorf("creating the memory file: %w", err)
 	}
 	defer f.Close()
+	if err := disk.Copy(ctx, src, dst); err != nil {
+		return "", fmt.Errorf("copying the guest's memory: %w", err)
+	}
 	if err := f.Sync(); err != nil {
 		return "", fmt.Errorf("writing the memory file: %w", err)
 	}
 	return version, nil
 }
 
-// save is Save; with memoryFile, the RAM of a VM whose RAM is its own
-// file is left out of the stream (QEMU's x-ignore-shared).
+// save is Save; with memoryFile, RAM mapped shared (a VM's memfd) is
+// left out of the stream (QEMU's x-ignore-shared).
 func (d *Driver) save(ctx context.Context, h vmm.Handles, path string, memoryFile bool) (string, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
