@@ -77,7 +77,9 @@ func measure(bin, cache, memory string, touch int, settle time.Duration) error {
 	}
 	defer bb.Close()
 	b := &bench{bb}
-	if _, err := b.Run("vm", "create", "vm", "--memory", memory); err != nil {
+	// Cold: the first boot of an image would otherwise leave a template,
+	// and VMs of a template's lineage run without free page reporting.
+	if _, err := b.Run("vm", "create", "vm", "--memory", memory, "--cold"); err != nil {
 		return err
 	}
 	defer func() { _, _ = b.Run("vm", "delete", "--force", "vm") }()
