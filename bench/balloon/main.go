@@ -9,9 +9,11 @@
 package main
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/banger-dev/banger/bench/benchns"
@@ -40,8 +42,21 @@ type bench struct{ *benchns.Banger }
 
 // rss is the VMM's resident memory in MiB, from `vm stats --json`.
 func (b *bench) rss() (float64, error) {
-	st, err := b.Stats("vm")
-	return float64(st.MemoryRSSBytes) / (1 << 20), err
+	out, err := b.Run("vm", "stats", "vm", "--json")
+	if err != nil {
+		return 0, err
+	}
+	var st struct {
+		RSS int64 `json:"memory_rss_bytes"`
+	}
+	i := strings.Index(out, "{")
+	if i < 0 {
+		return 0, fmt.Errorf("reading vm stats: %q", out)
+	}
+	if err := json.Unmarshal([]byte(out[i:]), &st); err != nil {
+		return 0, fmt.Errorf("reading vm stats: %q: %w", out, err)
+	}
+	return float64(st.RSS) / (1 << 20), nil
 }
 
 // cycle has the guest write and delete touch MiB in tmpfs, then idles and

@@ -5,7 +5,6 @@ package benchns
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/banger-dev/banger/internal/api"
 	"github.com/banger-dev/banger/internal/host/run"
 )
 
@@ -94,24 +92,6 @@ func (b *Banger) Argv(args ...string) []string {
 func (b *Banger) Run(args ...string) (string, error) {
 	out, err := run.Output(context.Background(), b.Argv(args...), run.Env(b.Env...))
 	return string(out), err
-}
-
-// Stats are `banger vm stats VM --json`.
-func (b *Banger) Stats(vm string) (api.VMStats, error) {
-	var st api.VMStats
-	out, err := b.Run("vm", "stats", vm, "--json")
-	if err != nil {
-		return st, err
-	}
-	// What a command prints before the object: "starting bangerd", say.
-	i := strings.Index(out, "{")
-	if i < 0 {
-		return st, fmt.Errorf("reading vm stats: %q", out)
-	}
-	if err := json.Unmarshal([]byte(out[i:]), &st); err != nil {
-		return st, fmt.Errorf("reading vm stats: %q: %w", out, err)
-	}
-	return st, nil
 }
 
 // Close stops the daemon and removes the directory.

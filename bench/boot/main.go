@@ -3,9 +3,8 @@
 // `banger vm run --rm -- true` started from the image's template (an
 // instant VM) and booted cold (--cold), against a bare QEMU boot of the
 // same kernel, initramfs and disks to a working SSH command; the floor
-// under both, `banger vm ssh VM -- true` on a running VM; the wall time
-// of `banger vm fork VM F --count 4`; and the memory an instant VM holds
-// of its own against a cold one's.
+// under both, `banger vm ssh VM -- true` on a running VM; and the wall
+// time of `banger vm fork VM F --count 4`.
 //
 //	CGO_ENABLED=0 go build -o /tmp/bin/ ./cmd/... && go run ./bench/boot -bin /tmp/bin -n 5
 package main
@@ -75,23 +74,6 @@ func measure(bin string, n int, cache string) error {
 	if _, err := b.Run("vm", "create", "src"); err != nil {
 		return err
 	}
-	// Memory: the instant VM src against a VM booted cold, both just
-	// started and idle alike.
-	if _, err := b.Run("vm", "create", "cold", "--cold"); err != nil {
-		return err
-	}
-	time.Sleep(5 * time.Second)
-	memInstant, err := b.Stats("src")
-	if err != nil {
-		return err
-	}
-	memCold, err := b.Stats("cold")
-	if err != nil {
-		return err
-	}
-	if _, err := b.Run("vm", "delete", "--force", "cold"); err != nil {
-		return err
-	}
 	floor, err := b.times(n, "vm", "ssh", "src", "--", "true")
 	if err != nil {
 		return err
@@ -123,9 +105,6 @@ func measure(bin string, n int, cache string) error {
 	fmt.Printf("bare qemu boot to ssh true    median %6.2fs  (runs: %s)\n", mb.Seconds(), benchns.List(bare))
 	fmt.Printf("vm ssh VM -- true (running)   median %6.2fs  (runs: %s)\n", mf.Seconds(), benchns.List(floor))
 	fmt.Printf("vm fork VM F --count 4        median %6.2fs  (%.2fs per copy; runs: %s)\n", mk.Seconds(), mk.Seconds()/4, benchns.List(forks))
-	mib := func(n int64) float64 { return float64(n) / (1 << 20) }
-	fmt.Printf("memory of an instant vm       %6.0f MiB its own  (%.0f MiB resident, the rest the template's, shared)\n", mib(memInstant.MemoryOwnBytes), mib(memInstant.MemoryRSSBytes))
-	fmt.Printf("memory of a cold vm           %6.0f MiB its own  (%.0f MiB resident; baseline)\n", mib(memCold.MemoryOwnBytes), mib(memCold.MemoryRSSBytes))
 	fmt.Printf("instant/cold %.2f, cold/bare %.2f (banger adds %+.0f%% to a cold boot)\n", mi.Seconds()/mc.Seconds(), mc.Seconds()/mb.Seconds(), (mc.Seconds()/mb.Seconds()-1)*100)
 	return nil
 }

@@ -424,13 +424,10 @@ type VMStats struct {
 	MemoryMiB      int64   `json:"memory_mib"`
 	CPUSeconds     float64 `json:"cpu_seconds"`
 	MemoryRSSBytes int64   `json:"memory_rss_bytes"`
-	// MemoryOwnBytes: the RSS less pages of files the VMM maps (a
-	// template's memory, shared by every VM started from it).
-	MemoryOwnBytes int64 `json:"memory_own_bytes"`
-	DiskReadBytes  int64 `json:"disk_read_bytes"`
-	DiskWriteBytes int64 `json:"disk_write_bytes"`
-	NetRxBytes     int64 `json:"net_rx_bytes"`
-	NetTxBytes     int64 `json:"net_tx_bytes"`
+	DiskReadBytes  int64   `json:"disk_read_bytes"`
+	DiskWriteBytes int64   `json:"disk_write_bytes"`
+	NetRxBytes     int64   `json:"net_rx_bytes"`
+	NetTxBytes     int64   `json:"net_tx_bytes"`
 }
 
 // Host checks.

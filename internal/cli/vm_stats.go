@@ -29,7 +29,7 @@ func (a *app) vmStatsCommand() *cobra.Command {
 					names = append(names, v.Name)
 				}
 			}
-			tw := newTable(a.streams.Out, "NAME", "CPU TIME", "MEM (RSS/LIMIT)", "MEM OWN", "DISK READ", "DISK WRITE", "NET RX", "NET TX")
+			tw := newTable(a.streams.Out, "NAME", "CPU TIME", "MEM (RSS/LIMIT)", "DISK READ", "DISK WRITE", "NET RX", "NET TX")
 			var all []any
 			for _, name := range names {
 				if s, ok := state[name]; ok && s != "running" {
@@ -45,7 +45,7 @@ func (a *app) vmStatsCommand() *cobra.Command {
 					continue
 				}
 				row(tw, st.Name, fmt.Sprintf("%.1fs", st.CPUSeconds),
-					bytesStr(st.MemoryRSSBytes)+" / "+mib(st.MemoryMiB), bytesStr(st.MemoryOwnBytes),
+					bytesStr(st.MemoryRSSBytes)+" / "+mib(st.MemoryMiB),
 					bytesStr(st.DiskReadBytes), bytesStr(st.DiskWriteBytes),
 					bytesStr(st.NetRxBytes), bytesStr(st.NetTxBytes))
 			}

@@ -119,7 +119,7 @@ func (d *Daemon) vmStats(ctx context.Context, _ rpc.Caller, p api.VMRef) (api.VM
 	}
 	return api.VMStats{
 		Name: v.Name, Driver: v.Driver, VCPUs: v.VCPUs, MemoryMiB: v.MemoryMiB,
-		CPUSeconds: st.CPUSeconds, MemoryRSSBytes: st.MemoryRSSBytes, MemoryOwnBytes: st.MemoryOwnBytes,
+		CPUSeconds: st.CPUSeconds, MemoryRSSBytes: st.MemoryRSSBytes,
 		DiskReadBytes: st.DiskReadBytes, DiskWriteBytes: st.DiskWriteBytes,
 		NetRxBytes: st.NetRxBytes, NetTxBytes: st.NetTxBytes,
 	}, nil

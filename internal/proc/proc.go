@@ -217,13 +217,9 @@ func ParseStat(b []byte) (comm string, fields []string, ok bool) {
 type Usage struct {
 	CPUSeconds float64
 	RSSBytes   int64
-	// OwnBytes is the part of RSSBytes that is the process's own memory
-	// (anonymous and shmem, a memfd's say), not pages of files it maps,
-	// which the page cache holds once for every process mapping them.
-	OwnBytes int64
 }
 
-// Stat reads pid's CPU time (user + system) and resident memory.
+// Stat reads pid's CPU time (user + system) and resident set size.
 func Stat(pid int) (Usage, error) {
 	var u Usage
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
@@ -241,16 +237,9 @@ func Stat(pid int) (Usage, error) {
 	status, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err == nil {
 		for _, line := range strings.Split(string(status), "\n") {
-			key, v, ok := strings.Cut(line, ":")
-			if !ok {
-				continue
-			}
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			switch key {
-			case "VmRSS":
+			if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+				kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 				u.RSSBytes = kb * 1024
-			case "RssAnon", "RssShmem":
-				u.OwnBytes += kb * 1024
 			}
 		}
 	}

@@ -152,13 +152,10 @@ func (None) Cleanup(context.Context, Handles) error { return nil }
 type Stats struct {
 	CPUSeconds     float64 `json:"cpu_seconds"`
 	MemoryRSSBytes int64   `json:"memory_rss_bytes"`
-	// MemoryOwnBytes is the part of the RSS that is the VM's alone: less
-	// than the RSS by the template pages an instant VM shares.
-	MemoryOwnBytes int64 `json:"memory_own_bytes"`
-	DiskReadBytes  int64 `json:"disk_read_bytes"`
-	DiskWriteBytes int64 `json:"disk_write_bytes"`
-	NetRxBytes     int64 `json:"net_rx_bytes"`
-	NetTxBytes     int64 `json:"net_tx_bytes"`
+	DiskReadBytes  int64   `json:"disk_read_bytes"`
+	DiskWriteBytes int64   `json:"disk_write_bytes"`
+	NetRxBytes     int64   `json:"net_rx_bytes"`
+	NetTxBytes     int64   `json:"net_tx_bytes"`
 }
 
 // PauseReader is implemented by drivers that can tell when the VMM has
@@ -208,7 +205,7 @@ func ProcessStats(pid int) (Stats, error) {
 	if err != nil {
 		return Stats{}, fmt.Errorf("reading vmm process stats: %w", err)
 	}
-	return Stats{CPUSeconds: u.CPUSeconds, MemoryRSSBytes: u.RSSBytes, MemoryOwnBytes: u.OwnBytes}, nil
+	return Stats{CPUSeconds: u.CPUSeconds, MemoryRSSBytes: u.RSSBytes}, nil
 }
 
 // TapStats reads a tap's host-side counters and turns them to the guest's
