@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -131,12 +132,20 @@ func mappingKB(t *testing.T, pid int, file string) (fromFile, copied int64) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	fi, err := os.Stat(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// By inode: the path smaps prints is the one from QEMU's mount
+	// namespace (ip netns exec makes one), which differs from this
+	// test's under a chroot whose /tmp is a mount of its own.
+	inode := strconv.FormatUint(fi.Sys().(*syscall.Stat_t).Ino, 10)
 	in, found := false, false
 	var rss int64
 	for _, line := range strings.Split(string(b), "\n") {
 		f := strings.Fields(line)
 		if len(f) >= 5 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":") {
-			in = len(f) >= 6 && f[5] == file
+			in = len(f) >= 6 && f[4] == inode && filepath.Base(f[5]) == filepath.Base(file)
 			found = found || in
 			continue
 		}
