@@ -21,20 +21,31 @@ import (
 
 var (
 	fakeOnce sync.Once
+	fakeDir  string
 	fakePath string
 	fakeErr  error
 )
 
-// fake builds the fake firecracker once per test binary.
+// TestMain removes the fake's build directory, which would otherwise stay
+// in the temp dir (17 MB) after every run.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if fakeDir != "" {
+		_ = os.RemoveAll(fakeDir)
+	}
+	os.Exit(code)
+}
+
+// fake builds the fake firecracker once per test binary, on first use so
+// tests that need no fake pay nothing.
 func fake(t *testing.T) string {
 	t.Helper()
 	fakeOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "fakefc")
-		if err != nil {
-			fakeErr = err
+		fakeDir, fakeErr = os.MkdirTemp("", "fakefc")
+		if fakeErr != nil {
 			return
 		}
-		fakePath, fakeErr = fctest.Build(context.Background(), dir)
+		fakePath, fakeErr = fctest.Build(context.Background(), fakeDir)
 	})
 	if fakeErr != nil {
 		t.Fatalf("building the fake firecracker: %v", fakeErr)
