@@ -24,21 +24,16 @@ import (
 var fakeBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "fakefc-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	fakeBin, err = fctest.Build(ctx, dir)
+	bin, remove, err := fctest.BuildTemp(ctx)
 	cancel()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		_ = os.RemoveAll(dir)
 		os.Exit(1)
 	}
+	fakeBin = bin
 	code := m.Run()
-	_ = os.RemoveAll(dir)
+	remove()
 	os.Exit(code)
 }
 

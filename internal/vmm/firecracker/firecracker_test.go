@@ -20,18 +20,18 @@ import (
 )
 
 var (
-	fakeOnce sync.Once
-	fakeDir  string
-	fakePath string
-	fakeErr  error
+	fakeOnce   sync.Once
+	fakePath   string
+	fakeRemove func()
+	fakeErr    error
 )
 
 // TestMain removes the fake's build directory, which would otherwise stay
 // in the temp dir (17 MB) after every run.
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if fakeDir != "" {
-		_ = os.RemoveAll(fakeDir)
+	if fakeRemove != nil {
+		fakeRemove()
 	}
 	os.Exit(code)
 }
@@ -41,14 +41,10 @@ func TestMain(m *testing.M) {
 func fake(t *testing.T) string {
 	t.Helper()
 	fakeOnce.Do(func() {
-		fakeDir, fakeErr = os.MkdirTemp("", "fakefc")
-		if fakeErr != nil {
-			return
-		}
-		fakePath, fakeErr = fctest.Build(context.Background(), fakeDir)
+		fakePath, fakeRemove, fakeErr = fctest.BuildTemp(context.Background())
 	})
 	if fakeErr != nil {
-		t.Fatalf("building the fake firecracker: %v", fakeErr)
+		t.Fatal(fakeErr)
 	}
 	return fakePath
 }

@@ -46,6 +46,23 @@ func Build(ctx context.Context, dir string) (string, error) {
 	return build(ctx, dir, "firecracker", "./test/fakefirecracker")
 }
 
+// BuildTemp builds the fake into a new temporary directory and returns the
+// binary's path and a function that removes the directory, for a test
+// binary to call when its tests are done; the directory is gone already if
+// the build fails.
+func BuildTemp(ctx context.Context) (bin string, remove func(), err error) {
+	dir, err := os.MkdirTemp("", "fakefc-")
+	if err != nil {
+		return "", nil, fmt.Errorf("building the fake firecracker: %w", err)
+	}
+	remove = func() { _ = os.RemoveAll(dir) }
+	if bin, err = Build(ctx, dir); err != nil {
+		remove()
+		return "", nil, err
+	}
+	return bin, remove, nil
+}
+
 // BuildJailer compiles test/fakejailer (the jailer's steps, for the fake
 // firecracker) into dir as "jailer" and returns its path.
 func BuildJailer(ctx context.Context, dir string) (string, error) {
