@@ -53,6 +53,10 @@ type Network interface {
 	Ensure(ctx context.Context) error
 	AcquireTap(ctx context.Context) (string, error)
 	ReleaseTap(ctx context.Context, name string) error
+	// PinNeighbor and UnpinNeighbor fix, and forget, the host's ARP
+	// entry for a guest's address.
+	PinNeighbor(ctx context.Context, ip netip.Addr, mac net.HardwareAddr) error
+	UnpinNeighbor(ctx context.Context, ip netip.Addr, mac net.HardwareAddr) error
 }
 
 // DNS publishes names.
@@ -219,6 +223,10 @@ func (h *Host) Prepare(ctx context.Context, vm model.VM) (spec vmm.Spec, err err
 		}
 		if tap, err = h.net.AcquireTap(ctx); err != nil {
 			return vmm.Spec{}, fmt.Errorf("getting a tap device: %w", err)
+		}
+		if err := h.pin(ctx, vm); err != nil {
+			_ = h.net.ReleaseTap(context.WithoutCancel(ctx), tap)
+			return vmm.Spec{}, err
 		}
 	}
 	mac := vm.MAC
@@ -617,7 +625,38 @@ func (h *Host) Release(ctx context.Context, vm model.VM, hd vmm.Handles) error {
 	if hd.Tap == "" {
 		return nil
 	}
-	return h.net.ReleaseTap(ctx, hd.Tap)
+	return errors.Join(h.net.ReleaseTap(ctx, hd.Tap), h.unpin(ctx, vm))
+}
+
+// pin fixes the host's ARP entry for the VM's address at its MAC (see
+// hostnet.Manager.PinNeighbor for why).
+func (h *Host) pin(ctx context.Context, vm model.VM) error {
+	ip, mac, err := neighbor(vm)
+	if err != nil {
+		return err
+	}
+	return h.net.PinNeighbor(ctx, ip, mac)
+}
+
+func (h *Host) unpin(ctx context.Context, vm model.VM) error {
+	ip, mac, err := neighbor(vm)
+	if err != nil {
+		return err
+	}
+	return h.net.UnpinNeighbor(ctx, ip, mac)
+}
+
+// neighbor is the VM's address and MAC, as the host's ARP entry has them.
+func neighbor(vm model.VM) (netip.Addr, net.HardwareAddr, error) {
+	ip, err := netip.ParseAddr(vm.IP)
+	if err != nil {
+		return netip.Addr{}, nil, fmt.Errorf("vm %s: address %q: %w", vm.Name, vm.IP, err)
+	}
+	mac, err := net.ParseMAC(vm.MAC)
+	if err != nil {
+		return netip.Addr{}, nil, fmt.Errorf("vm %s: MAC %q: %w", vm.Name, vm.MAC, err)
+	}
+	return ip, mac, nil
 }
 
 // Records publishes every VM's name for DNS.

@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -228,6 +229,7 @@ func Run(ctx context.Context, opts Options) error {
 	} else if len(pruned) > 0 {
 		log.Info("removed stale taps", "taps", pruned)
 	}
+	d.pruneNeighbors(ctx, st, hn)
 	defer d.closeNetwork(context.WithoutCancel(ctx), hn)
 
 	ln, err := d.listen()
@@ -297,6 +299,28 @@ func (d *Daemon) reloadOnHangup(ctx context.Context) {
 				d.log.Error("reloading the configuration on SIGHUP; the running one stays", "err", err)
 			}
 		}
+	}
+}
+
+// pruneNeighbors removes the host's ARP pins for addresses no VM holds: a
+// daemon that died between pinning a VM's address and recording its
+// handles leaves one.
+func (d *Daemon) pruneNeighbors(ctx context.Context, st *store.Store, hn *hostnet.Manager) {
+	leased, err := st.LeasedIPs(ctx)
+	if err != nil {
+		d.log.Warn("pruning pinned guest addresses", "err", err)
+		return
+	}
+	var keep []netip.Addr
+	for _, s := range leased {
+		if ip, err := netip.ParseAddr(s); err == nil {
+			keep = append(keep, ip)
+		}
+	}
+	if pruned, err := hn.PruneNeighbors(ctx, keep); err != nil {
+		d.log.Warn("pruning pinned guest addresses", "err", err)
+	} else if len(pruned) > 0 {
+		d.log.Info("removed stale pinned guest addresses", "addrs", pruned)
 	}
 }
 

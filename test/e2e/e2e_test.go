@@ -286,6 +286,12 @@ func (w *world) links() string {
 	return string(out)
 }
 
+// pins lists the permanent ARP entries on banger's bridge, one per line.
+func (w *world) pins() string {
+	out, _ := exec.Command("ip", "-n", w.ns, "neigh", "show", "dev", "banger0", "nud", "permanent").CombinedOutput()
+	return strings.TrimSpace(string(out))
+}
+
 func (w *world) daemonPID() int {
 	w.t.Helper()
 	var st struct {
@@ -336,7 +342,13 @@ func TestRunRemovesEverything(t *testing.T) {
 
 	// Everything banger added to the host can be removed: refused while a
 	// VM runs, then bridge, taps and the nftables table are gone.
+	if pins := w.pins(); pins != "" {
+		t.Fatalf("pinned guest addresses left after vm run --rm:\n%s", pins)
+	}
 	w.ok("vm", "create", "keep")
+	if keep := w.show("keep"); !strings.HasPrefix(w.pins(), keep.IP+" ") {
+		t.Fatalf("running vm at %s, pinned guest addresses:\n%s", keep.IP, w.pins())
+	}
 	if r := w.banger("daemon", "stop", "--teardown"); r.code != 1 || !strings.Contains(r.stderr, "keep") {
 		t.Fatalf("teardown with a running vm: exit %d, %q", r.code, r.stderr)
 	}

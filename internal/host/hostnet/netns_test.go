@@ -501,23 +501,31 @@ func frameCrosses(t *testing.T, from, to int) bool {
 	if _, err := unix.Write(from, frame); err != nil {
 		t.Fatal(err)
 	}
-	crossed := false
+	crossed := readFrames(to, time.Second, func(f []byte) bool {
+		return len(f) >= 22 && string(f[14:22]) == string(marker)
+	})
+	waitFor(t, "the bridge to receive the frame", func() bool { return rx() > before })
+	return crossed
+}
+
+// readFrames hands each frame a tap (opened non-blocking) gives out to
+// found until it says so or within is up, and says whether it did.
+func readFrames(fd int, within time.Duration, found func([]byte) bool) bool {
 	buf := make([]byte, 2048)
-	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline) && !crossed; {
-		fds := []unix.PollFd{{Fd: int32(to), Events: unix.POLLIN}}
+	for deadline := time.Now().Add(within); time.Now().Before(deadline); {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 		if n, _ := unix.Poll(fds, 100); n == 0 {
 			continue
 		}
 		for {
-			n, err := unix.Read(to, buf)
+			n, err := unix.Read(fd, buf)
 			if err != nil {
 				break
 			}
-			if n >= 22 && string(buf[14:22]) == string(marker) {
-				crossed = true
+			if found(buf[:n]) {
+				return true
 			}
 		}
 	}
-	waitFor(t, "the bridge to receive the frame", func() bool { return rx() > before })
-	return crossed
+	return false
 }
